@@ -1,0 +1,1 @@
+"""preimage: explain vision models by sampling their invariant sets with a diffusion prior."""

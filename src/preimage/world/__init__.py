@@ -1,0 +1,1 @@
+"""The embedded shortcut world: procedural images with planted shortcuts and a known ground truth."""
