@@ -81,13 +81,30 @@ class WorldSpec:
             split_sizes=tuple(sorted((k, int(v)) for k, v in world["splits"].items())),
         )
 
-    def fingerprint(self) -> str:
-        """Short stable hash of the spec, used to name the models trained on this world."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
+    def data_fingerprint(self, biased: bool) -> str:
+        """Short stable hash of what decides a model's training data.
+
+        Models trained on unbiased splits ignore the shortcuts, so a world that only plants other
+        shortcuts retrains the classifier (seconds) and keeps the prior, CLIP model and oracle.
+        """
+        used = {s for s, kind in SPLIT_KINDS.items() if (kind == "unbiased") != biased}
+        fields = {
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "shapes": self.shapes,
+            "split_sizes": [pair for pair in self.split_sizes if pair[0] in used],
+        }
+        if biased:
+            fields |= {"shortcuts": [asdict(s) for s in self.shortcuts], "leak": self.leak}
+        return stable_hash(fields)
 
     def size_of(self, split: str) -> int:
         return dict(self.split_sizes)[split]
+
+
+def stable_hash(data) -> str:
+    """First 10 hex digits of the SHA-256 of canonical JSON: stable across runs and machines."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _shortcut_from_config(index: int, entry: dict, shapes: tuple[str, ...]) -> Shortcut:

@@ -1,0 +1,31 @@
+# Data of the embedded shortcut world: attribute tables, pixels and the ground truth of its shortcuts.
+
+from preimage.world.generator import SPLIT_KINDS
+
+
+rule world_data:
+    """One split of the world: attributes as Parquet, pixels as a uint8 .npy array."""
+    output:
+        table="results/world/{split}.parquet",
+        images="results/world/{split}.npy",
+        preview="results/world/{split}.png",
+    wildcard_constraints:
+        split="|".join(SPLIT_KINDS),
+    params:
+        world=config["world"],
+    log:
+        "logs/world_data/{split}.log",
+    script:
+        "../scripts/world_data.py"
+
+
+rule world_ground_truth:
+    """The planted shortcuts, for evaluation code only: explanation rules never take this as input."""
+    output:
+        "results/world/ground_truth.parquet",
+    params:
+        world=config["world"],
+    log:
+        "logs/world_ground_truth.log",
+    script:
+        "../scripts/world_ground_truth.py"

@@ -1,0 +1,42 @@
+"""Glue between Snakemake rules and the library: model locations and per-rule logs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from preimage.world.generator import WorldSpec, stable_hash
+
+WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
+
+
+def model_dir(config: dict, model: str) -> str:
+    """Where a world model trained with this config lives: models/<world>/<model>-<fingerprint>.
+
+    The fingerprint covers the data the model sees and its training settings, so a changed world or
+    training config points to a new directory, and Snakemake retrains exactly the models affected.
+    """
+    if model not in WORLD_MODELS:
+        raise ValueError(f"unknown world model {model!r}; expected one of {list(WORLD_MODELS)}")
+    spec = WorldSpec.from_config(config["world"])
+    data = spec.data_fingerprint(biased=model == "classifier")
+    return f"models/{spec.name}/{model}-{stable_hash([data, config['training'][model]])}"
+
+
+@contextmanager
+def redirect_output(log_path: str | Path) -> Iterator[None]:
+    """Send a rule's stdout, stderr and logging to its log file, so every rule keeps a log."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as log:
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = log
+        handler = logging.StreamHandler(log)
+        logging.getLogger().addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+            sys.stdout, sys.stderr = old_out, old_err
