@@ -1,0 +1,180 @@
+"""The diffusion-prior interface shared by pixel-space and latent-space models.
+
+A prior is a denoiser over a space z (pixels in [-1, 1], or a VAE latent) plus a DDIM scheduler that walks it.
+Samplers only ever talk to this interface, so one sampler works on every prior. The scheduler does scheduler
+things (timestep spacing, the DDIM update, forward noising); the prior adds what samplers need on top: moving
+between images and z, the Tweedie estimate of the clean sample from any prediction type, and re-noising.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from diffusers import DDIMScheduler
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
+
+Generators = torch.Generator | list[torch.Generator]
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def ddim_from_config(config: dict, timestep_spacing: str) -> DDIMScheduler:
+    """A DDIM scheduler sharing the training schedule in `config` (any diffusers scheduler's config).
+
+    The spacing is the sampler's choice, not the model's: "trailing" starts at the last training step, which
+    few-step sampling from pure noise needs (Lin et al. 2024, "Common diffusion noise schedules are flawed").
+    """
+    if timestep_spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}")
+    scheduler = DDIMScheduler.from_config(config, timestep_spacing=timestep_spacing)
+    if scheduler.config.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"scheduler prediction_type must be one of {PREDICTION_TYPES}, got {scheduler.config.prediction_type!r}"
+        )
+    return scheduler
+
+
+class DiffusionPrior(ABC):
+    """A denoiser over z plus its DDIM scheduler; images outside are (B, 3, H, W) floats in [0, 1]."""
+
+    def __init__(self, scheduler: DDIMScheduler) -> None:
+        self.scheduler = scheduler
+
+    # --- what each kind of prior defines -------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def image_size(self) -> int:
+        """Side of the square images the prior generates."""
+
+    @property
+    @abstractmethod
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Shape (C, h, w) of one member of z."""
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def condition(self) -> Tensor | None:
+        """The conditioning the denoiser sees by default (a prompt embedding), or None when unconditional."""
+        return None
+
+    @abstractmethod
+    def encode(self, images: Tensor) -> Tensor:
+        """Map images in [0, 1] to z (deterministically)."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Map z to images in [0, 1]; differentiable so losses on images can guide z."""
+
+    @abstractmethod
+    def predict(self, z_t: Tensor, t: int | Tensor, condition: Tensor | None = None) -> Tensor:
+        """The denoiser's raw output at step t (its prediction type: epsilon, v or sample)."""
+
+    @abstractmethod
+    def to(self, device: str | torch.device) -> DiffusionPrior:
+        """Move the networks to `device`; returns self."""
+
+    # --- shared scheduler logic ----------------------------------------------------------------------------
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.prediction_type
+
+    def describe(self) -> dict:
+        """The prior's kind, sizes and schedule, for provenance records."""
+        return {
+            "prior": type(self).__name__,
+            "image_size": self.image_size,
+            "latent_shape": list(self.latent_shape),
+            "prediction_type": self.prediction_type,
+            "timestep_spacing": self.scheduler.config.timestep_spacing,
+            "num_train_timesteps": self.scheduler.config.num_train_timesteps,
+        }
+
+    def sample_noise(self, n: int, generator: Generators) -> Tensor:
+        """n standard-normal members of z; a list of n generators seeds each member on its own."""
+        if isinstance(generator, list) and len(generator) != n:
+            raise ValueError(f"got {len(generator)} generators for n={n} members; pass one per member")
+        return randn_tensor((n, *self.latent_shape), generator=generator, device=self.device, dtype=self.dtype)
+
+    def timesteps(self, num_steps: int, strength: float = 1.0) -> Tensor:
+        """The descending DDIM timesteps of a `num_steps` schedule, keeping its last `strength` fraction.
+
+        strength < 1 is a late start (SDEdit / DVCE): sampling begins from the source noised to the first kept
+        step. Also fixes the step size that `step` uses, as diffusers' set_timesteps does.
+        """
+        total = self.scheduler.config.num_train_timesteps
+        if not isinstance(num_steps, int) or not 1 <= num_steps <= total:
+            raise ValueError(f"num_steps must be an int in [1, {total}], got {num_steps!r}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        kept = round(num_steps * strength)
+        if kept < 1:
+            raise ValueError(f"strength={strength} keeps no step of a {num_steps}-step schedule; raise either")
+        self.scheduler.set_timesteps(num_steps)
+        return self.scheduler.timesteps[num_steps - kept :].clone()
+
+    def previous_timestep(self, t: int | Tensor) -> int:
+        """The step that a DDIM step from t lands on (negative means the clean end of the chain)."""
+        if self.scheduler.num_inference_steps is None:
+            raise RuntimeError("call timesteps(num_steps) before stepping: it fixes the step size")
+        return int(t) - self.scheduler.config.num_train_timesteps // self.scheduler.num_inference_steps
+
+    def alpha_bar(self, t: int | Tensor) -> Tensor:
+        """Cumulative signal fraction at step t; 1-ish (the scheduler's final value) for t < 0."""
+        t = int(t)
+        value = self.scheduler.alphas_cumprod[t] if t >= 0 else self.scheduler.final_alpha_cumprod
+        return torch.as_tensor(value, device=self.device, dtype=torch.float32)
+
+    def noise_to(self, z0: Tensor, t: int | Tensor, noise: Tensor) -> Tensor:
+        """Forward-diffuse clean z0 to step t: sqrt(a) z0 + sqrt(1 - a) noise."""
+        timesteps = torch.full((z0.shape[0],), int(t), dtype=torch.long, device=z0.device)
+        return self.scheduler.add_noise(z0, noise, timesteps)
+
+    def renoise(self, z_s: Tensor, s: int | Tensor, t: int | Tensor, noise: Tensor) -> Tensor:
+        """Forward-diffuse z_s from step s to a noisier step t (used to repeat a step: recurrence)."""
+        ratio = self.alpha_bar(t) / self.alpha_bar(s)
+        if ratio > 1:
+            raise ValueError(f"renoise goes from a cleaner step to a noisier one; got s={int(s)}, t={int(t)}")
+        return ratio.sqrt() * z_s + (1 - ratio).sqrt() * noise
+
+    def tweedie(self, z_t: Tensor, t: int | Tensor, output: Tensor | None = None) -> Tensor:
+        """Tweedie's estimate E[z0 | z_t] from the denoiser's output (computed when not given)."""
+        if output is None:
+            output = self.predict(z_t, t)
+        a = self.alpha_bar(t)
+        if self.prediction_type == "epsilon":
+            return (z_t - (1 - a).sqrt() * output) / a.sqrt()
+        if self.prediction_type == "v_prediction":
+            return a.sqrt() * z_t - (1 - a).sqrt() * output
+        return output
+
+    def step(
+        self,
+        z_t: Tensor,
+        t: int | Tensor,
+        output: Tensor | None = None,
+        eta: float = 0.0,
+        generator: Generators | None = None,
+    ) -> Tensor:
+        """One DDIM step from t to `previous_timestep(t)`: deterministic at eta=0, DDPM-like at eta=1."""
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        if output is None:
+            output = self.predict(z_t, t)
+        variance_noise = None
+        if eta > 0:
+            if generator is None:
+                raise ValueError("a stochastic step (eta > 0) needs a generator, for reproducibility")
+            variance_noise = randn_tensor(z_t.shape, generator=generator, device=z_t.device, dtype=z_t.dtype)
+        return self.scheduler.step(output, int(t), z_t, eta=eta, variance_noise=variance_noise).prev_sample

@@ -1,0 +1,75 @@
+"""A pixel-space diffusion prior: a diffusers UNet2DModel denoising images in [-1, 1]."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+from torch import Tensor
+
+from preimage.priors.base import DiffusionPrior, ddim_from_config
+
+
+def square_side(sample_size: int | tuple[int, int] | list[int], where: str) -> int:
+    """The side of a square sample_size; the pipeline's images are square."""
+    if isinstance(sample_size, int):
+        return sample_size
+    height, width = sample_size
+    if height != width:
+        raise ValueError(f"{where}.sample_size must be square, got {tuple(sample_size)}")
+    return int(height)
+
+
+class PixelDiffusionPrior(DiffusionPrior):
+    """Unconditional diffusion directly on pixels; z is the image mapped to [-1, 1]."""
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler) -> None:
+        super().__init__(scheduler)
+        if unet.config.in_channels != 3 or unet.config.out_channels != 3:
+            raise ValueError(
+                f"a pixel prior's unet must map 3 to 3 channels, got "
+                f"in_channels={unet.config.in_channels}, out_channels={unet.config.out_channels}"
+            )
+        self.unet = unet.eval().requires_grad_(False)
+        self._side = square_side(unet.config.sample_size, "unet.config")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, timestep_spacing: str = "trailing") -> PixelDiffusionPrior:
+        """Load `path/unet` and `path/scheduler` (any diffusers scheduler config) offline, without unpickling."""
+        path = Path(path)
+        unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True)
+        config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
+        return cls(unet, ddim_from_config(config, timestep_spacing))
+
+    @property
+    def image_size(self) -> int:
+        return self._side
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (3, self._side, self._side)
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def encode(self, images: Tensor) -> Tensor:
+        return (images.to(self.device, self.dtype) * 2 - 1).contiguous()
+
+    def decode(self, z: Tensor) -> Tensor:
+        return ((z + 1) / 2).clamp(0, 1)
+
+    def predict(self, z_t: Tensor, t: int | Tensor, condition: Tensor | None = None) -> Tensor:
+        if condition is not None:
+            raise ValueError("PixelDiffusionPrior is unconditional; condition must be None")
+        return self.unet(z_t, int(t)).sample
+
+    def to(self, device: str | torch.device) -> PixelDiffusionPrior:
+        self.unet.to(device)
+        return self

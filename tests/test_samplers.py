@@ -1,0 +1,230 @@
+"""Samplers on tiny random priors with a toy objective: the mean red channel within a tolerance of a target."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lpips
+import pytest
+import torch
+from safetensors.torch import save_file
+from test_priors import PIXEL_SIZE, prior_with, save_latent_prior
+
+from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior
+from preimage.samplers import (
+    GuidedSampler,
+    LpipsFeatures,
+    NoiseOptSampler,
+    PixelFeatures,
+    RejectionSampler,
+    SampleResult,
+    farthest_point_subset,
+    pairwise_sq_distances,
+    repulsion_loss,
+)
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+torch.set_num_threads(1)
+
+
+class RedMean:
+    """Toy objective: keep the mean red channel within `tolerance` of `target`."""
+
+    def __init__(self, target: float, tolerance: float = 0.05) -> None:
+        self.target, self.tolerance = target, tolerance
+
+    def value(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, 0].mean((1, 2))
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        return (self.value(images) - self.target).pow(2)
+
+    def accept(self, images: torch.Tensor) -> torch.Tensor:
+        return (self.value(images) - self.target).abs() <= self.tolerance
+
+    def describe(self) -> dict:
+        return {"objective": "red_mean", "target": self.target, "tolerance": self.tolerance}
+
+
+class Anything(RedMean):
+    """Accepts every image; a zero loss that still depends on the images (for pure repulsion)."""
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1).sum(1) * 0
+
+    def accept(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+
+
+@pytest.fixture(scope="module")
+def prior() -> PixelDiffusionPrior:
+    return prior_with("v_prediction")
+
+
+@pytest.fixture(scope="module")
+def source() -> torch.Tensor:
+    return torch.rand(1, 3, PIXEL_SIZE, PIXEL_SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def draw(sampler, prior, objective, source, n: int, seed: int = 0) -> SampleResult:
+    return sampler.sample(prior, objective, source, n, torch.Generator().manual_seed(seed))
+
+
+def check_result(result: SampleResult, n: int, size: int = PIXEL_SIZE) -> None:
+    assert result.images.shape == (n, 3, size, size)
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    assert result.accepted.dtype == torch.bool and result.accepted.shape == (n,)
+    assert result.loss.shape == result.seconds.shape == result.seeds.shape == (n,)
+    assert (result.seconds > 0).all() and result.steps > 0
+
+
+SAMPLERS = {
+    "rejection": lambda: RejectionSampler(num_steps=4, batch_size=2),
+    "rejection_late": lambda: RejectionSampler(num_steps=4, strength=0.5, batch_size=2, eta=1.0),
+    "guided": lambda: GuidedSampler(num_steps=3, guidance_scale=0.5, recurrence=2, distance_weight=0.1, batch_size=2),
+    "noise_opt": lambda: NoiseOptSampler(num_steps=2, iterations=2, batch_size=2),
+}
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_samplers_return_seeded_images_in_range(name, prior, source) -> None:
+    first = draw(SAMPLERS[name](), prior, RedMean(0.5), source, n=3)
+    check_result(first, 3)
+    again = draw(SAMPLERS[name](), prior, RedMean(0.5), source, n=3)
+    torch.testing.assert_close(first.images, again.images)
+    torch.testing.assert_close(first.seeds, again.seeds)
+    other = draw(SAMPLERS[name](), prior, RedMean(0.5), source, n=3, seed=1)
+    assert not torch.allclose(first.images, other.images)
+    json.dumps(SAMPLERS[name]().describe())
+
+
+def test_members_do_not_depend_on_batch_size(prior, source) -> None:
+    one_batch = draw(RejectionSampler(num_steps=3, batch_size=4), prior, RedMean(0.5), source, n=4)
+    small_batches = draw(RejectionSampler(num_steps=3, batch_size=1), prior, RedMean(0.5), source, n=4)
+    torch.testing.assert_close(one_batch.images, small_batches.images, atol=1e-5, rtol=1e-5)
+
+
+def test_late_start_depends_on_the_source_and_full_strength_does_not(prior, source) -> None:
+    other_source = 1 - source
+    for strength, depends in ((1.0, False), (0.5, True)):
+        sampler = RejectionSampler(num_steps=4, strength=strength, batch_size=2)
+        a = draw(sampler, prior, RedMean(0.5), source, n=2).images
+        b = draw(sampler, prior, RedMean(0.5), other_source, n=2).images
+        assert torch.allclose(a, b) is not depends
+
+
+def test_rejection_reports_all_draws_and_can_stop_at_k_accepted(prior, source) -> None:
+    everything = draw(RejectionSampler(num_steps=2, batch_size=2), prior, Anything(0.0), source, n=6)
+    assert everything.acceptance_rate == 1.0 and len(everything.seeds) == 6
+    early = draw(RejectionSampler(num_steps=2, batch_size=2, stop_after_accepted=3), prior, Anything(0.0), source, n=6)
+    assert len(early.seeds) == 4
+    torch.testing.assert_close(early.images, everything.images[:4])
+    none = draw(RejectionSampler(num_steps=2, batch_size=2, stop_after_accepted=1), prior, RedMean(5.0), source, n=4)
+    assert len(none.seeds) == 4 and none.acceptance_rate == 0.0
+
+
+def test_guidance_lowers_the_loss(prior, source) -> None:
+    objective = RedMean(0.9)
+    unguided = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, objective, source, n=4)
+    guided = draw(GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4), prior, objective, source, n=4)
+    assert guided.loss.mean() < 0.1 * unguided.loss.mean()
+    assert guided.acceptance_rate > unguided.acceptance_rate
+    assert guided.trace.shape == (6, 4) and guided.steps == 6
+
+
+def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
+    sampler = NoiseOptSampler(num_steps=2, iterations=15, lr=0.1, noise_weight=0.1, batch_size=2)
+    result = draw(sampler, prior, RedMean(0.9), source, n=2)
+    assert result.trace.shape == (15, 2)
+    assert (result.trace[-1] < 0.5 * result.trace[0]).all()
+    assert result.loss.mean() < 0.5 * result.trace[0].mean()
+
+
+def test_repulsion_spreads_the_batch(prior, source) -> None:
+    features = PixelFeatures(size=8)
+
+    def spread(weight: float) -> float:
+        sampler = GuidedSampler(num_steps=4, guidance_scale=1.0, repulsion_weight=weight, repulsion_features=features)
+        images = draw(sampler, prior, Anything(0.0), source, n=4).images
+        return float(pairwise_sq_distances(features(images)).mean())
+
+    assert spread(1.0) > 1.2 * spread(0.0)
+
+
+def test_repulsion_loss_descent_moves_points_apart() -> None:
+    points = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)) * 0.1
+    start = pairwise_sq_distances(points).sum()
+    points.requires_grad_(True)
+    optimizer = torch.optim.SGD([points], lr=0.05)
+    for _ in range(20):
+        optimizer.zero_grad()
+        repulsion_loss(points).sum().backward()
+        optimizer.step()
+    assert pairwise_sq_distances(points.detach()).sum() > 2 * start
+    assert repulsion_loss(torch.zeros(1, 2)).tolist() == [0.0]
+
+
+def test_farthest_point_subset_picks_the_spread_out_points() -> None:
+    cluster = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)) * 0.01
+    corners = torch.tensor([[10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    features = torch.cat([cluster, corners])
+    assert farthest_point_subset(features, 4, first=0).tolist()[0] == 0
+    assert set(farthest_point_subset(features, 4, first=0).tolist()[1:]) == {6, 7, 8}
+    assert farthest_point_subset(features, 2, first=6).tolist() == [6, 7]
+    assert len(set(farthest_point_subset(torch.zeros(3, 2), 3).tolist())) == 3
+    with pytest.raises(ValueError, match="k must be"):
+        farthest_point_subset(features, 10)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_lpips_features_reproduce_the_lpips_distance(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    trunk = {key.split(".", 1)[1]: value.contiguous() for key, value in reference.net.state_dict().items()}
+    save_file(trunk, tmp_path / "alexnet_features.safetensors")
+    features = LpipsFeatures(tmp_path / "alexnet_features.safetensors", size=64)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    embedded = features(images)
+    expected = reference(images[:1], images[1:], normalize=True).flatten()
+    torch.testing.assert_close(pairwise_sq_distances(embedded)[0, 1:], expected, rtol=1e-4, atol=1e-6)
+    save_file({"0.weight": trunk["0.weight"]}, tmp_path / "partial.safetensors")
+    with pytest.raises(ValueError, match="lacks"):
+        LpipsFeatures(tmp_path / "partial.safetensors")
+    with pytest.raises(ValueError, match="net must"):
+        LpipsFeatures(tmp_path / "alexnet_features.safetensors", net="resnet")
+
+
+def test_parameters_are_validated(prior, source) -> None:
+    with pytest.raises(ValueError, match="num_steps"):
+        GuidedSampler(num_steps=0)
+    with pytest.raises(ValueError, match="strength"):
+        RejectionSampler(strength=1.5)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        GuidedSampler(guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="repulsion_features"):
+        NoiseOptSampler(repulsion_features="lpips")
+    with pytest.raises(ValueError, match="lr"):
+        NoiseOptSampler(lr=0.0)
+    with pytest.raises(ValueError, match="source"):
+        draw(RejectionSampler(num_steps=2), prior, RedMean(0.5), source[..., :8], n=1)
+    with pytest.raises(ValueError, match="generator"):
+        RejectionSampler(num_steps=2).sample(prior, RedMean(0.5), source, 1, generator=0)
+    with pytest.raises(ValueError, match="n must"):
+        draw(RejectionSampler(num_steps=2), prior, RedMean(0.5), source, n=0)
+    with pytest.raises(ValueError, match="conditional prior"):
+        draw(NoiseOptSampler(num_steps=2, iterations=1, optimize_condition=True), prior, RedMean(0.5), source, n=1)
+
+
+def test_two_step_latent_diffusion_sets_run_offline(tmp_path: Path) -> None:
+    prior = LatentDiffusionPrior.from_pretrained(save_latent_prior(tmp_path), prompt="a red square")
+    source = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    samplers = (
+        RejectionSampler(num_steps=2, batch_size=2),
+        GuidedSampler(num_steps=2, guidance_scale=0.5, strength=0.5, distance_weight=1.0, repulsion_weight=0.5),
+        NoiseOptSampler(num_steps=2, iterations=2, optimize_condition=True),
+    )
+    for sampler in samplers:
+        result = draw(sampler, prior, RedMean(0.5), source, n=2)
+        check_result(result, 2, size=16)
