@@ -17,9 +17,10 @@ validate_config(config, source="config.yaml with --config overrides")
 
 include: "rules/world.smk"
 include: "rules/training.smk"
+include: "rules/sets.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.train_world.input,
+        rules.sets.input,

@@ -2,7 +2,7 @@
 # Training scripts regenerate their (deterministic) data in-process rather than reading results/world,
 # so committed weights stay up to date in a fresh clone; `snakemake --forceall train_world` retrains.
 
-TRAIN_GPUS = 1 if config["training"]["device"] == "cuda" else 0
+TRAIN_GPUS = 1 if config["device"] == "cuda" else 0
 CLASSIFIER_DIR = model_dir(config, "classifier")
 PRIOR_DIR = model_dir(config, "prior")
 CLIP_DIR = model_dir(config, "clip")
@@ -18,7 +18,7 @@ rule train_prior:
     params:
         world=config["world"],
         training=config["training"]["prior"],
-        device=config["training"]["device"],
+        device=config["device"],
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -37,7 +37,7 @@ rule train_classifier:
     params:
         world=config["world"],
         training=config["training"]["classifier"],
-        device=config["training"]["device"],
+        device=config["device"],
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -55,7 +55,7 @@ use rule train_classifier as train_oracle with:
     params:
         world=config["world"],
         training=config["training"]["oracle"],
-        device=config["training"]["device"],
+        device=config["device"],
     log:
         "logs/train_oracle.log",
 
@@ -68,7 +68,7 @@ use rule train_classifier as train_clip with:
     params:
         world=config["world"],
         training=config["training"]["clip"],
-        device=config["training"]["device"],
+        device=config["device"],
     log:
         "logs/train_clip.log",
 
@@ -76,17 +76,15 @@ use rule train_classifier as train_clip with:
 rule evaluate_prior:
     """Score unconditional prior samples with the oracle: validity and attribute frequencies."""
     input:
-        rules.train_prior.output,
-        rules.train_oracle.output,
+        prior=rules.train_prior.output.unet,
+        oracle=rules.train_oracle.output.weights,
     output:
         metrics=f"{PRIOR_DIR}/evaluation.json",
         samples=f"{PRIOR_DIR}/samples.png",
     params:
         world=config["world"],
-        prior=PRIOR_DIR,
-        oracle=ORACLE_DIR,
         evaluation=config["evaluation"],
-        device=config["training"]["device"],
+        device=config["device"],
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,

@@ -1,5 +1,7 @@
 """Snakemake script: score prior samples with the oracle and save a grid of them."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -12,8 +14,8 @@ with redirect_output(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     evaluation = snakemake.params.evaluation
     metrics, samples = evaluate_prior(
-        snakemake.params.prior,
-        snakemake.params.oracle,
+        Path(snakemake.input.prior).parents[1],
+        Path(snakemake.input.oracle).parent,
         WorldSpec.from_config(snakemake.params.world),
         evaluation["prior_samples"],
         evaluation["prior_sampling_steps"],

@@ -249,6 +249,19 @@ def test_lpips_matches_the_package_and_embeddings_are_exact(tmp_path, net):
     embeddings = metric.embed(torch.cat([a, b]))
     assert torch.allclose(((embeddings[:3] - embeddings[3:]) ** 2).sum(1), distances, rtol=1e-4)
     assert not any(p.requires_grad for p in metric.parameters())
+    # smaller images are upsampled to min_size (64) first, by forward and embed alike, so embed stays exact
+    small_a, small_b = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    upsampled = [F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False) for x in (small_a, small_b)]
+    small = metric(small_a, small_b)
+    with torch.no_grad():
+        assert torch.allclose(small, reference(*upsampled, normalize=True).flatten(), atol=1e-6)
+    embeddings = metric.embed(torch.cat([small_a, small_b]))
+    assert torch.allclose(((embeddings[:3] - embeddings[3:]) ** 2).sum(1), small, rtol=1e-4)
+    assert torch.equal(metric.embed(small_a), metric.embed(upsampled[0]))
+    native = load_lpips(net, backbone_file=tmp_path / "backbone.pth", min_size=32)
+    with torch.no_grad():
+        at_32 = reference(small_a, small_b, normalize=True).flatten()
+        assert torch.allclose(native(small_a, small_b), at_32, atol=1e-6)
 
 
 def test_lpips_backbone_from_torch_cache_or_refused(tmp_path):
@@ -260,7 +273,7 @@ def test_lpips_backbone_from_torch_cache_or_refused(tmp_path):
     cached.parent.mkdir(parents=True)
     reference = _random_lpips("alex")
     torch.save(_torchvision_state(reference), cached)
-    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(load_lpips("alex")(a, b), reference(a, b, normalize=True).flatten(), atol=1e-6)
         assert not torch.allclose(random_metric(a, b), reference(a, b, normalize=True).flatten())

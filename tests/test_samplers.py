@@ -6,16 +6,14 @@ import json
 import os
 from pathlib import Path
 
-import lpips
 import pytest
 import torch
-from safetensors.torch import save_file
 from test_priors import PIXEL_SIZE, prior_with, save_latent_prior
 
+from preimage.models import load_lpips
 from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior
 from preimage.samplers import (
     GuidedSampler,
-    LpipsFeatures,
     NoiseOptSampler,
     PixelFeatures,
     RejectionSampler,
@@ -178,22 +176,15 @@ def test_farthest_point_subset_picks_the_spread_out_points() -> None:
         farthest_point_subset(features, 10)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_lpips_features_reproduce_the_lpips_distance(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
-    trunk = {key.split(".", 1)[1]: value.contiguous() for key, value in reference.net.state_dict().items()}
-    save_file(trunk, tmp_path / "alexnet_features.safetensors")
-    features = LpipsFeatures(tmp_path / "alexnet_features.safetensors", size=64)
-    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    embedded = features(images)
-    expected = reference(images[:1], images[1:], normalize=True).flatten()
+def test_lpips_embeddings_serve_as_a_repulsion_feature_space(prior, source) -> None:
+    metric = load_lpips("alex", allow_random=True)
+    sampler = GuidedSampler(num_steps=2, guidance_scale=0.5, repulsion_weight=1.0, repulsion_features=metric.embed)
+    result = draw(sampler, prior, Anything(0.0), source, n=3)
+    check_result(result, 3)
+    assert sampler.describe()["repulsion_features"] == "Lpips.embed"
+    embedded = metric.embed(result.images)
+    expected = metric(result.images[:1].expand(2, -1, -1, -1), result.images[1:])
     torch.testing.assert_close(pairwise_sq_distances(embedded)[0, 1:], expected, rtol=1e-4, atol=1e-6)
-    save_file({"0.weight": trunk["0.weight"]}, tmp_path / "partial.safetensors")
-    with pytest.raises(ValueError, match="lacks"):
-        LpipsFeatures(tmp_path / "partial.safetensors")
-    with pytest.raises(ValueError, match="net must"):
-        LpipsFeatures(tmp_path / "alexnet_features.safetensors", net="resnet")
 
 
 def test_parameters_are_validated(prior, source) -> None:

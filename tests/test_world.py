@@ -97,7 +97,7 @@ def test_changing_shortcuts_retrains_only_the_classifier(config):
         (lambda c: c["world"]["shortcuts"][0].update(strength=1.5), "world.shortcuts[0].strength"),
         (lambda c: c["world"]["shortcuts"][0].update(value="glitter"), "'glitter' is not a value of tag"),
         (lambda c: c["world"]["shortcuts"][0].update({"class": "hexagon"}), "'hexagon' is not one of world.shapes"),
-        (lambda c: c["training"].update(device="tpu"), "training.device: 'tpu' is not one of"),
+        (lambda c: c.update(device="tpu"), "device: 'tpu' is not one of"),
     ],
 )
 def test_bad_config_is_a_clear_error(config, edit, message):

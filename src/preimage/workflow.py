@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
+
+from preimage.data import select_from_world
 from preimage.world.generator import WorldSpec, stable_hash
 
 WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
@@ -40,3 +43,37 @@ def redirect_output(log_path: str | Path) -> Iterator[None]:
         finally:
             logging.getLogger().removeHandler(handler)
             sys.stdout, sys.stderr = old_out, old_err
+
+
+def select_sources(config: dict) -> pd.DataFrame:
+    """The source images of the invariant sets: a seeded per-class pick from a world split."""
+    sources = config["sets"]["sources"]
+    spec = WorldSpec.from_config(config["world"])
+    return select_from_world(spec, sources["split"], per_class=sources["per_class"], seed=sources["seed"])
+
+
+def set_jobs(config: dict) -> list[str]:
+    """One generation job per (source image, objective): '<source_id>__<objective>'.
+
+    A label counterfactual whose target is the source's own class is left out: it would be no
+    counterfactual at all.
+    """
+    jobs = []
+    for row in select_sources(config).itertuples():
+        for name, objective in config["sets"]["objectives"].items():
+            if objective.get("kind") == "label" and objective.get("target") == row.class_name:
+                continue
+            jobs.append(f"{row.image_id}__{name}")
+    return jobs
+
+
+def set_ids(config: dict) -> list[str]:
+    """Every invariant set: '<source_id>__<objective>__<sampler>'."""
+    return [f"{job}__{sampler}" for job in set_jobs(config) for sampler in config["sets"]["samplers"]]
+
+
+def set_class(config: dict, set_id: str) -> str:
+    """The class of a set's source image (its ground-truth label in the world)."""
+    source_id = set_id.split("__")[0]
+    sources = select_sources(config).set_index("image_id")
+    return str(sources.loc[source_id, "class_name"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lpips
 import torch
+import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 
 from preimage.models.errors import MissingWeightsError
@@ -42,20 +43,33 @@ class Lpips(torch.nn.Module):
     `embed` is exact: ||embed(a) - embed(b)||^2 == forward(a, b), because LPIPS is a weighted squared
     distance between unit-normalised features with non-negative weights. Diversity over N images then
     costs N forward passes and one `torch.cdist` instead of N^2 LPIPS calls.
+
+    Images smaller than `min_size` on either side are first upsampled (bilinear) to min_size x min_size, in
+    both `forward` and `embed` (so `embed` stays exact): AlexNet's stride-4 stem and pools shrink a 32 x 32
+    image to 1 x 1 from its third LPIPS layer on, where the distance no longer means anything perceptual.
     """
 
-    def __init__(self, metric: lpips.LPIPS) -> None:
+    def __init__(self, metric: lpips.LPIPS, min_size: int = 64) -> None:
         super().__init__()
+        if min_size < 1:
+            raise ValueError(f"min_size must be >= 1, got {min_size}")
         self.metric = metric
+        self.min_size = min_size
+
+    def _resized(self, images: torch.Tensor) -> torch.Tensor:
+        if min(images.shape[-2:]) >= self.min_size:
+            return images
+        size = (self.min_size, self.min_size)
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         check_images(a, "a")
         check_images(b, "b")
-        return self.metric(a, b, normalize=True).flatten()
+        return self.metric(self._resized(a), self._resized(b), normalize=True).flatten()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
-        features = self.metric.net(self.metric.scaling_layer(2 * images - 1))
+        features = self.metric.net(self.metric.scaling_layer(2 * self._resized(images) - 1))
         parts = []
         for feature, linear in zip(features, self.metric.lins):
             weight = linear.model[-1].weight.view(1, -1, 1, 1)
@@ -71,12 +85,14 @@ def load_lpips(
     backbone_file: str | Path | None = None,
     linear_file: str | Path | None = None,
     allow_random: bool = False,
+    min_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> Lpips:
     """Frozen LPIPS v0.1 with an `alex`, `vgg` or `squeeze` backbone (see the module doc for look-up).
 
     `backbone_file` is a torchvision state dict of that backbone (keys "features.N.weight", ...);
-    `linear_file` defaults to the lpips package's own `weights/v0.1/<net>.pth`.
+    `linear_file` defaults to the lpips package's own `weights/v0.1/<net>.pth`; smaller images are
+    upsampled to `min_size` first (see `Lpips`).
     """
     if net not in BACKBONES:
         raise ValueError(f"net={net!r}: expected one of {list(BACKBONES)}")
@@ -87,7 +103,7 @@ def load_lpips(
     if backbone is not None:
         _load_backbone(metric.net, backbone)
     _load_linear(metric, Path(linear_file) if linear_file is not None else _packaged_linear(net))
-    return Lpips(metric).eval().requires_grad_(False).to(device)
+    return Lpips(metric, min_size=min_size).eval().requires_grad_(False).to(device)
 
 
 def _backbone_path(net: str, backbone_file: str | Path | None, allow_random: bool) -> Path | None:

@@ -2,7 +2,6 @@
 
 from preimage.samplers.base import ObjectiveLike, Sampler, SampleResult
 from preimage.samplers.diversity import (
-    LpipsFeatures,
     PixelFeatures,
     farthest_point_subset,
     pairwise_sq_distances,
@@ -14,7 +13,6 @@ from preimage.samplers.rejection import RejectionSampler
 
 __all__ = [
     "GuidedSampler",
-    "LpipsFeatures",
     "NoiseOptSampler",
     "ObjectiveLike",
     "PixelFeatures",

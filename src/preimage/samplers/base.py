@@ -7,6 +7,7 @@ a member's start noise is the same on any device and whatever the batch size.
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -98,7 +99,8 @@ def start_latents(
 
 
 def check_features(features: FeatureSpace | None) -> FeatureSpace:
-    """The repulsion feature space; None means pixels pooled to 16 x 16."""
+    """The repulsion feature space: any callable images -> (B, D), e.g. `preimage.models.load_lpips(...).embed`
+    (squared distances are LPIPS); None means pixels pooled to 16 x 16."""
     if features is None:
         return PixelFeatures()
     if not callable(features):
@@ -123,8 +125,9 @@ def regularisers(
     if distance_weight > 0:
         extra = extra + distance_weight * l1_distance(images, source)
     if repulsion_weight > 0:
-        if isinstance(repulsion_features, nn.Module):
-            repulsion_features.to(images.device)
+        owner = getattr(repulsion_features, "__self__", repulsion_features)  # a bound method's module, e.g. Lpips
+        if isinstance(owner, nn.Module):
+            owner.to(images.device)
         extra = extra + repulsion_weight * repulsion_loss(repulsion_features(images))
     return extra
 
@@ -214,7 +217,9 @@ class Sampler(ABC):
 
 
 def describe_value(value: Any) -> Any:
-    """JSON-friendly parameter values: callables (feature spaces) by their class name."""
+    """JSON-friendly parameter values: callables (feature spaces) by their class (and method) name."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if inspect.ismethod(value):  # a bound method, e.g. "Lpips.embed"
+        return f"{type(value.__self__).__name__}.{value.__name__}"
     return type(value).__name__

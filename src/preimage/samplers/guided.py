@@ -51,7 +51,8 @@ class GuidedSampler(Sampler):
         batch_size: int = 8,
         eta: float = 0.0,
     ) -> None:
-        """`repulsion_features` maps images to (B, D) features; None means pixels pooled to 16 x 16."""
+        """`repulsion_features` maps images to (B, D) features, e.g. `preimage.models.load_lpips(...).embed` for
+        LPIPS; None means pixels pooled to 16 x 16."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.guidance_scale = check_float("guidance_scale", guidance_scale, 0.0)
         self.strength = check_float("strength", strength, 0.0, 1.0, low_open=True)

@@ -50,7 +50,8 @@ class NoiseOptSampler(Sampler):
         optimize_condition: bool = False,
         batch_size: int = 4,
     ) -> None:
-        """`repulsion_features` maps images to (B, D) features; None means pixels pooled to 16 x 16."""
+        """`repulsion_features` maps images to (B, D) features, e.g. `preimage.models.load_lpips(...).embed` for
+        LPIPS; None means pixels pooled to 16 x 16."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.iterations = check_int("iterations", iterations, 1)
         self.lr = check_float("lr", lr, 0.0, low_open=True)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
-from timm.data import resolve_data_config
 
+from preimage.models import load_classifier
 from preimage.world.attributes import CATEGORICAL, CONTINUOUS
 
 REGRESSED = ("scale", "x", "y")  # rotation is left out: symmetric shapes make it ambiguous
@@ -88,22 +87,8 @@ def corrupt(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def load_oracle(path: str | Path) -> torch.nn.Module:
-    """The saved oracle (timm local-dir layout), taking [0, 1] images like every model here."""
-    model = timm.create_model(f"local-dir:{path}", pretrained=True).eval()
-    data = resolve_data_config({}, model=model)
-    mean = torch.tensor(data["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(data["std"]).view(1, 3, 1, 1)
-    return torch.nn.Sequential(_Normalise(mean, std), model).eval()
-
-
-class _Normalise(torch.nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
+    """The saved oracle; it is a timm model in the same layout as classifiers, so the same loader serves."""
+    return load_classifier(str(path))
 
 
 @torch.no_grad()

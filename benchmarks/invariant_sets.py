@@ -1,0 +1,136 @@
+"""Benchmark the invariant-set engine on the shortcut world and print the figures issue 4 asks for.
+
+Figures (all on CPU unless a GPU is visible):
+- guided acceptance for the label objective and for a neuron objective (10 % tolerance);
+- accepted members per second, guided vs rejection from pure noise, for the neuron objective;
+- total variation between the oracle's attribute distribution of accepted guided members and of accepted
+  rejection members (the reference), for the label objective, per class;
+- diversity (mean pairwise LPIPS) with and without the repulsion term, with their acceptance;
+- with --pipeline, the wall time of the whole default pipeline in a fresh clone.
+
+Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 16] [--pipeline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import preimage
+from preimage.config import load_config
+from preimage.data import load_images
+from preimage.models import load_classifier, load_lpips
+from preimage.priors import PixelDiffusionPrior
+from preimage.samplers.spec import from_spec as sampler_from_spec
+from preimage.sets import objective_from_config
+from preimage.training.common import resolve_device
+from preimage.workflow import model_dir, select_sources
+from preimage.world.generator import WorldSpec
+from preimage.world.oracle import head_layout, load_oracle, read_attributes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def total_variation(a: pd.Series, b: pd.Series, values: tuple[str, ...]) -> float:
+    p = a.value_counts(normalize=True).reindex(values, fill_value=0.0)
+    q = b.value_counts(normalize=True).reindex(values, fill_value=0.0)
+    return float(0.5 * (p - q).abs().sum())
+
+
+def run_sets(objective_spec, sampler_spec, sources, images, classifier, prior, perceptual, n, seed=0):
+    """Sample one set per source; return the concatenated members with images and the summaries."""
+    sampler = sampler_from_spec(sampler_spec, perceptual)
+    members, kept, summaries = [], [], []
+    for i, row in enumerate(sources.itertuples()):
+        objective = objective_from_config(objective_spec, classifier, classifier.label_names)
+        result = preimage.sample(objective, images[i : i + 1], prior, sampler, n, seed=seed + i, perceptual=perceptual,
+                                 set_id=row.image_id, source_id=row.image_id, source_class=row.class_name)
+        members.append(result.members)
+        kept.append(result.images)
+        summaries.append(result.summary)
+    return pd.concat(members, ignore_index=True), torch.cat(kept), pd.DataFrame(summaries)
+
+
+def describe(name: str, summaries: pd.DataFrame) -> dict:
+    accepted, seconds = summaries["accepted"].sum(), summaries["seconds"].sum()
+    row = {"run": name, "members": int(summaries["members"].sum()), "accepted": int(accepted),
+           "acceptance": accepted / summaries["members"].sum(), "accepted_per_s": accepted / seconds,
+           "diversity_lpips": summaries["diversity"].mean(), "seconds": seconds}
+    print(f"  {name:<28} acceptance {row['acceptance']:6.1%}  accepted/s {row['accepted_per_s']:7.3f}  "
+          f"diversity {row['diversity_lpips']:.4f}  ({row['members']} members, {seconds:.1f} s)", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "config.yaml"))
+    parser.add_argument("--members", type=int, default=16, help="members per guided set")
+    parser.add_argument("--rejection-members", type=int, default=64, help="draws per rejection set")
+    parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
+    args = parser.parse_args()
+    config = load_config(args.config)
+    device = resolve_device(config["device"])
+    spec = WorldSpec.from_config(config["world"])
+    classifier = load_classifier(str(REPO / model_dir(config, "classifier")), device=device)
+    prior = PixelDiffusionPrior.from_pretrained(REPO / model_dir(config, "prior")).to(device)
+    oracle = load_oracle(REPO / model_dir(config, "oracle")).to(device)
+    perceptual = load_lpips(**config["perceptual"], device=device)
+    sources = select_sources(config)
+    images = load_images(sources, spec.image_size, world=spec).to(device)
+    objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
+    rejection = samplers["rejection"]
+    print(f"device {device}; {len(sources)} sources; guided sampler {samplers['guided']}")
+
+    rows = []
+    print("label objective")
+    guided_label, guided_images, summary = run_sets(objectives["label"], samplers["guided"], sources, images,
+                                                    classifier, prior, perceptual, args.members)
+    rows.append(describe("label / guided", summary))
+    reject_label, reject_images, summary = run_sets(objectives["label"], rejection, sources, images,
+                                                    classifier, prior, perceptual, args.rejection_members)
+    rows.append(describe("label / rejection", summary))
+    guided_attributes = read_attributes(oracle, guided_images.to(device), spec.shapes)
+    reject_attributes = read_attributes(oracle, reject_images.to(device), spec.shapes)
+    print("  total variation of oracle attributes, accepted guided vs accepted rejection, per source class:")
+    for cls in spec.shapes:
+        g = guided_attributes[(guided_label["accepted"] & (guided_label["source_class"] == cls)).to_numpy()]
+        r = reject_attributes[(reject_label["accepted"] & (reject_label["source_class"] == cls)).to_numpy()]
+        distances = {name: total_variation(g[name], r[name], values) for name, values in head_layout(spec.shapes)
+                     if name not in ("valid", "shape")}
+        print(f"    {cls:<9} guided n={len(g):3d} rejection n={len(r):3d}  "
+              + "  ".join(f"{k} {v:.3f}" for k, v in distances.items()) + f"  max {max(distances.values()):.3f}")
+
+    print("neuron objective", objectives["neuron"])
+    rows.append(describe("neuron / guided", run_sets(objectives["neuron"], samplers["guided"], sources, images,
+                                                     classifier, prior, perceptual, args.members)[2]))
+    rows.append(describe("neuron / rejection", run_sets(objectives["neuron"], rejection, sources, images,
+                                                        classifier, prior, perceptual, args.rejection_members)[2]))
+    ratio = rows[-2]["accepted_per_s"] / max(rows[-1]["accepted_per_s"], 1e-12)
+    print(f"  guided / rejection accepted per second: {ratio:.1f}x")
+
+    print("diversity: repulsion in LPIPS space vs none (label objective)")
+    repelled = samplers["guided"] | {"repulsion_weight": 1.0, "repulsion_space": "lpips"}
+    plain = samplers["guided"] | {"repulsion_weight": 0.0}
+    rows.append(describe("label / guided, no repulsion", run_sets(objectives["label"], plain, sources, images,
+                                                                  classifier, prior, perceptual, args.members)[2]))
+    rows.append(describe("label / guided, repulsion", run_sets(objectives["label"], repelled, sources, images,
+                                                               classifier, prior, perceptual, args.members)[2]))
+    print(f"  diversity ratio: {rows[-1]['diversity_lpips'] / rows[-2]['diversity_lpips']:.2f}x")
+
+    if args.pipeline:
+        with tempfile.TemporaryDirectory() as clone:
+            subprocess.run(["git", "clone", "-q", str(REPO), clone], check=True)
+            start = time.perf_counter()
+            subprocess.run(["snakemake", "--cores", "2", "--quiet"], cwd=clone, check=True)
+            print(f"default pipeline wall time (fresh clone, 2 cores): {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+# Invariant-set generation: source selection, one job per (source image, objective), and the
+# unconstrained reference sample of the prior.
+
+from preimage.workflow import set_jobs
+
+GEN_GPUS = 1 if config["device"] == "cuda" else 0
+SAMPLERS = list(config["sets"]["samplers"])
+
+
+rule select_sources:
+    """The source images: a seeded per-class pick from a world split."""
+    output:
+        "results/sources.parquet",
+    params:
+        config=config,
+    log:
+        "logs/select_sources.log",
+    script:
+        "../scripts/select_sources.py"
+
+
+rule invariant_sets:
+    """Every sampler's set for one source image and one objective (members batched, GPU when present)."""
+    input:
+        sources="results/sources.parquet",
+        classifier=rules.train_classifier.output.weights,
+        prior=rules.train_prior.output.unet,
+    output:
+        summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),
+        members=expand("results/sets/{{job}}__{sampler}/members.parquet", sampler=SAMPLERS),
+    wildcard_constraints:
+        job="[^/]+__[A-Za-z0-9_-]+",
+    params:
+        sets=config["sets"],
+        perceptual=config["perceptual"],
+        world=config["world"],
+        device=config["device"],
+    threads: 1
+    resources:
+        gpu=GEN_GPUS,
+    log:
+        "logs/invariant_sets/{job}.log",
+    script:
+        "../scripts/invariant_sets.py"
+
+
+rule reference_samples:
+    """Plain prior samples, the matched reference for concept enrichment."""
+    input:
+        prior=rules.train_prior.output.unet,
+    output:
+        members="results/reference/members.parquet",
+        summary="results/reference/summary.parquet",
+    params:
+        reference=config["reference"],
+        device=config["device"],
+    threads: workflow.cores
+    resources:
+        gpu=GEN_GPUS,
+    log:
+        "logs/reference_samples.log",
+    script:
+        "../scripts/reference_samples.py"
+
+
+rule sets:
+    """Every invariant set of the configuration and the reference sample."""
+    input:
+        expand("results/sets/{job}__{sampler}/summary.parquet", job=set_jobs(config), sampler=SAMPLERS),
+        rules.reference_samples.output,

@@ -1,0 +1,24 @@
+"""Concepts in invariant sets: CLIP embeddings, clusters named by a vocabulary, spurious-feature scores
+and a data-only baseline. Explanation code here never reads the world's ground truth."""
+
+from preimage.concepts.baseline import baseline_scores
+from preimage.concepts.clustering import ClusterSettings, Clustering, choose_clusters, cluster_pool, name_clusters
+from preimage.concepts.embeddings import (
+    EmbeddedVocabulary,
+    embed_array,
+    embed_directory,
+    embed_images,
+    embedding_matrix,
+    load_or_embed,
+    vocabulary_table,
+)
+from preimage.concepts.pool import read_pool
+from preimage.concepts.spurious import SpuriousSettings, score_concepts, score_group
+from preimage.concepts.vocabulary import Concept, load_vocabulary, world_concept, world_vocabulary
+
+__all__ = [
+    "ClusterSettings", "Clustering", "Concept", "EmbeddedVocabulary", "SpuriousSettings", "baseline_scores",
+    "choose_clusters", "cluster_pool", "embed_array", "embed_directory", "embed_images", "embedding_matrix",
+    "load_or_embed", "load_vocabulary", "name_clusters", "read_pool", "score_concepts", "score_group",
+    "vocabulary_table", "world_concept", "world_vocabulary",
+]

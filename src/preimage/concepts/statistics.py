@@ -1,0 +1,81 @@
+"""Rank statistics shared by the invariant-set scorer and the data-only baseline.
+
+Both compare a concept's CLIP score between two groups of images with the AUROC (the Mann-Whitney U
+statistic divided by its maximum): 0.5 means no difference, 1 means every image of the first group
+scores higher. The pooled ranks do not change when group labels are shuffled, so a permutation null
+costs one matrix product per batch of shuffles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def pooled_ranks(scores: np.ndarray) -> np.ndarray:
+    """(N, T) average ranks of each column (ties share their mean rank)."""
+    return rankdata(scores, axis=0)
+
+
+def auroc_from_ranks(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """(P, T) AUROC of the positive rows against the others, for P boolean masks `positive` (P, N)."""
+    positive = np.atleast_2d(positive)
+    n = positive.sum(1, keepdims=True).astype(float)
+    m = positive.shape[1] - n
+    if (n == 0).any() or (m == 0).any():
+        raise ValueError("AUROC needs at least one positive and one negative row in every mask")
+    u = positive.astype(float) @ ranks - n * (n + 1) / 2
+    return u / (n * m)
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """(T,) AUROC per column of `positive` (n, T) scores against `negative` (m, T) scores."""
+    scores = np.concatenate([positive, negative])
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[: len(positive)] = True
+    return auroc_from_ranks(pooled_ranks(scores), mask)[0]
+
+
+def permuted_masks(mask: np.ndarray, permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """(P, N) shuffles of a boolean group mask: the null where group membership carries no information."""
+    return np.stack([rng.permutation(mask) for _ in range(permutations)])
+
+
+def null_threshold(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    mask: np.ndarray,
+    candidates: np.ndarray,
+    permutations: int,
+    alpha: float,
+    seed: int,
+) -> float:
+    """The (1 - alpha) quantile of the largest candidate statistic under shuffled group labels.
+
+    Taking the maximum over all candidate concepts controls the chance of flagging *any* concept in a
+    group where nothing is enriched (family-wise error rate `alpha`), however large the vocabulary.
+    `statistic` maps (P, N) masks to (P, T) scores.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if permutations < 1:
+        raise ValueError(f"permutations must be >= 1, got {permutations!r}")
+    if not candidates.any():
+        return float("nan")
+    null = statistic(permuted_masks(mask, permutations, np.random.default_rng(seed)))[:, candidates]
+    return float(np.quantile(np.nan_to_num(null, nan=-np.inf).max(axis=1), 1 - alpha))
+
+
+def flag(scores: np.ndarray, candidates: np.ndarray, threshold: float, min_effect: float) -> np.ndarray:
+    """Candidates whose score beats both the permutation threshold and the minimum effect size."""
+    return candidates & ~np.isnan(scores) & (scores > threshold) & (scores >= min_effect)
+
+
+def rank_candidates(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """1-based rank of each candidate by descending score; 0 for non-candidates and missing scores."""
+    order = np.where(candidates & ~np.isnan(scores), scores, -np.inf)
+    ranks = np.zeros(len(scores), dtype=int)
+    valid = np.isfinite(order)
+    ranks[valid] = rankdata(-order[valid], method="min").astype(int)
+    return ranks

@@ -1,0 +1,122 @@
+"""Concept vocabularies: the words explanations may use, from a text file or generated from the world.
+
+A vocabulary file lists one concept per line, as ``name`` or ``name | prompt``: the name is what a
+report shows ("a tag"), the prompt what CLIP reads ("a shape with a tag"). Lines without a prompt use
+`template` (e.g. "a photo of {}.") around the name. Blank lines and ``#`` comments are skipped.
+
+Vocabularies list the *presence* of things only. CLIP scores negations poorly, and the absence of a
+concept in one class's invariant set is the mirror image of its presence in another class's set, so
+listing absences would report every shortcut twice (once as "no tag" for each other class).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from preimage.world.attributes import CATEGORICAL, TEXTURE_ADJECTIVE, caption
+
+BUILTIN_VOCABULARIES = ("common",)
+WORLD_VOCABULARY = "world"
+SEPARATOR = "|"
+ABSENT_VALUES = {("tag", "absent")}
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A named visual concept and the text CLIP embeds for it."""
+
+    name: str
+    prompt: str
+
+
+def parse_vocabulary(text: str, template: str = "{}", source: str = "vocabulary") -> list[Concept]:
+    """Concepts of a vocabulary file's text; duplicate names or empty entries raise naming the line."""
+    if "{}" not in template:
+        raise ValueError(f"prompt template {template!r}: must contain '{{}}' where the concept name goes")
+    concepts: list[Concept] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, prompt = (part.strip() for part in line.partition(SEPARATOR))
+        if not name or (SEPARATOR in line and not prompt):
+            raise ValueError(f"{source}, line {number}: expected 'name' or 'name | prompt', got {line!r}")
+        if name in seen:
+            raise ValueError(f"{source}, line {number}: concept {name!r} is listed twice")
+        seen.add(name)
+        concepts.append(Concept(name, prompt or template.format(name)))
+    if not concepts:
+        raise ValueError(f"{source}: no concepts found; expected one 'name' or 'name | prompt' per line")
+    return concepts
+
+
+def format_vocabulary(concepts: Iterable[Concept]) -> str:
+    """The file text of a vocabulary, every line with its explicit prompt."""
+    return "".join(f"{c.name} {SEPARATOR} {c.prompt}\n" for c in concepts)
+
+
+def world_concept(attribute: str, value: str) -> str | None:
+    """The concept name of a world attribute value ("a purple background"); None for absences."""
+    if attribute not in CATEGORICAL or value not in CATEGORICAL[attribute]:
+        raise ValueError(f"world attribute {attribute}={value!r} is unknown; expected one of {CATEGORICAL}")
+    if (attribute, value) in ABSENT_VALUES:
+        return None
+    if attribute == "fg_colour":
+        return f"a {value} shape"
+    if attribute == "bg_colour":
+        return f"a {value} background"
+    if attribute == "texture":
+        return f"a {TEXTURE_ADJECTIVE[value]} background"
+    return "a tag"
+
+
+def world_vocabulary(shapes: Sequence[str]) -> list[Concept]:
+    """Every shape and every present attribute value, with the partial captions the world CLIP learned."""
+    concepts = [Concept(f"a {shape}", caption({"shape": shape}, frozenset({"shape"}))) for shape in shapes]
+    for attribute, values in CATEGORICAL.items():
+        for value in values:
+            name = world_concept(attribute, value)
+            if name is not None:
+                concepts.append(Concept(name, caption({attribute: value}, frozenset({attribute}))))
+    return concepts
+
+
+def load_vocabulary(spec: str, template: str = "{}", shapes: Sequence[str] | None = None) -> list[Concept]:
+    """Resolve `concepts.vocabulary`: "world" (needs `shapes`), a built-in name ("common") or a file path."""
+    if spec == WORLD_VOCABULARY:
+        if not shapes:
+            raise ValueError("vocabulary 'world' needs the world's shapes (config world.shapes)")
+        return world_vocabulary(shapes)
+    if spec in BUILTIN_VOCABULARIES:
+        text = resources.files("preimage").joinpath("vocabularies", f"{spec}.txt").read_text()
+        return parse_vocabulary(text, template, source=f"built-in vocabulary {spec!r}")
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"vocabulary {spec!r}: not {WORLD_VOCABULARY!r}, not a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
+            "and no such file"
+        )
+    return parse_vocabulary(path.read_text(), template, source=str(path))
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def names_class(concept: str, class_name: str, synonyms: Sequence[str] = ()) -> bool:
+    """Whether a concept is a class itself: every word of the class name (or of a synonym) is in it."""
+    words = _words(concept)
+    return any(_words(name) and _words(name) <= words for name in (class_name, *synonyms))
+
+
+def extrinsic_mask(concepts: Sequence[str], classes: Sequence[str], synonyms: dict[str, list[str]] | None = None
+                   ) -> list[bool]:
+    """For each concept, True unless it names one of the explained classes (a class is never its own
+    shortcut, and another class's name is a confusion, not a spurious feature)."""
+    synonyms = synonyms or {}
+    return [not any(names_class(c, k, synonyms.get(k, ())) for k in classes) for c in concepts]
