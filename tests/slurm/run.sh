@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 started=$SECONDS
-slurm_start "$state/cluster" || fail "SLURM did not start; see the daemon log above"
+slurm_start "$state/cluster" || fail "SLURM did not start (reason above)"
 echo "cluster start: $((SECONDS - started)) s"
 
 # The pipeline runs in a scratch directory, so the repository's results/ and .snakemake/ stay untouched.
