@@ -1,14 +1,21 @@
 # Invariant-set generation: source selection, one job per (source image, objective), and the
 # unconstrained reference sample of the prior.
 
+from preimage.registry import model_settings
 from preimage.workflow import set_jobs
 
 GEN_GPUS = 1 if config["device"] == "cuda" else 0
 SAMPLERS = list(config["sets"]["samplers"])
 
 
+def world_models(*kinds):
+    """The training outputs a rule needs: only for models that come from the world, not real ones."""
+    outputs = {"classifier": rules.train_classifier.output.weights, "prior": rules.train_prior.output.unet}
+    return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}
+
+
 rule select_sources:
-    """The source images: a seeded per-class pick from a world split."""
+    """The source images: a seeded per-class pick from a world split, an image folder or a manifest."""
     output:
         "results/sources.parquet",
     params:
@@ -22,19 +29,15 @@ rule select_sources:
 rule invariant_sets:
     """Every sampler's set for one source image and one objective (members batched, GPU when present)."""
     input:
+        unpack(lambda wildcards: world_models("classifier", "prior")),
         sources="results/sources.parquet",
-        classifier=rules.train_classifier.output.weights,
-        prior=rules.train_prior.output.unet,
     output:
         summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),
         members=expand("results/sets/{{job}}__{sampler}/members.parquet", sampler=SAMPLERS),
     wildcard_constraints:
         job="[^/]+__[A-Za-z0-9_-]+",
     params:
-        sets=config["sets"],
-        perceptual=config["perceptual"],
-        world=config["world"],
-        device=config["device"],
+        config=config,
     threads: 1
     resources:
         gpu=GEN_GPUS,
@@ -47,13 +50,13 @@ rule invariant_sets:
 rule reference_samples:
     """Plain prior samples, the matched reference for concept enrichment."""
     input:
-        prior=rules.train_prior.output.unet,
+        unpack(lambda wildcards: world_models("prior")),
+        sources="results/sources.parquet",
     output:
         members="results/reference/members.parquet",
         summary="results/reference/summary.parquet",
     params:
-        reference=config["reference"],
-        device=config["device"],
+        config=config,
     threads: workflow.cores
     resources:
         gpu=GEN_GPUS,

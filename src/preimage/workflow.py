@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from preimage.data import select_from_world
+from preimage.registry import select_sources_from_config
 from preimage.world.generator import WorldSpec, stable_hash
 
 WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
@@ -46,10 +46,8 @@ def redirect_output(log_path: str | Path) -> Iterator[None]:
 
 
 def select_sources(config: dict) -> pd.DataFrame:
-    """The source images of the invariant sets: a seeded per-class pick from a world split."""
-    sources = config["sets"]["sources"]
-    spec = WorldSpec.from_config(config["world"])
-    return select_from_world(spec, sources["split"], per_class=sources["per_class"], seed=sources["seed"])
+    """The source images of the invariant sets, as `sets.sources` selects them."""
+    return select_sources_from_config(config)
 
 
 def set_jobs(config: dict) -> list[str]:

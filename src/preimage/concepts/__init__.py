@@ -6,19 +6,19 @@ from preimage.concepts.clustering import ClusterSettings, Clustering, choose_clu
 from preimage.concepts.embeddings import (
     EmbeddedVocabulary,
     embed_array,
-    embed_directory,
+    embed_directories,
     embed_images,
     embedding_matrix,
     load_or_embed,
     vocabulary_table,
 )
-from preimage.concepts.pool import read_pool
+from preimage.concepts.layout import Group, concept_groups
 from preimage.concepts.spurious import SpuriousSettings, score_concepts, score_group
 from preimage.concepts.vocabulary import Concept, load_vocabulary, world_concept, world_vocabulary
 
 __all__ = [
-    "ClusterSettings", "Clustering", "Concept", "EmbeddedVocabulary", "SpuriousSettings", "baseline_scores",
-    "choose_clusters", "cluster_pool", "embed_array", "embed_directory", "embed_images", "embedding_matrix",
-    "load_or_embed", "load_vocabulary", "name_clusters", "read_pool", "score_concepts", "score_group",
+    "ClusterSettings", "Clustering", "Concept", "EmbeddedVocabulary", "Group", "SpuriousSettings", "baseline_scores",
+    "choose_clusters", "cluster_pool", "concept_groups", "embed_array", "embed_directories", "embed_images", "embedding_matrix",
+    "load_or_embed", "load_vocabulary", "name_clusters", "score_concepts", "score_group",
     "vocabulary_table", "world_concept", "world_vocabulary",
 ]

@@ -16,11 +16,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from preimage.concepts.embeddings import EmbeddedVocabulary
 from preimage.concepts.spurious import SpuriousSettings
-from preimage.concepts.statistics import auroc_from_ranks, flag, null_threshold, pooled_ranks, rank_candidates
+from preimage.concepts.statistics import (
+    auroc_from_ranks,
+    flag,
+    null_threshold,
+    permuted_masks,
+    pooled_ranks,
+    rank_candidates,
+)
 from preimage.concepts.vocabulary import extrinsic_mask
+from preimage.training.common import predict, resolve_device, to_tensor
 
 MIN_IMAGES = 2
 
@@ -63,11 +72,14 @@ def _score_class(similarity: np.ndarray, wrong: np.ndarray, image_ids: np.ndarra
             return 2 * auroc_from_ranks(ranks, masks) - 1
 
         score = statistic(wrong[None])[0]
-        threshold = null_threshold(statistic, wrong, candidates, settings.permutations, settings.alpha, settings.seed)
+        shuffled = permuted_masks(wrong, np.zeros(len(wrong), dtype=int), settings.permutations,
+                                  np.random.default_rng(settings.seed))
+        threshold = null_threshold(statistic(shuffled), candidates, settings.alpha)
         top = np.argsort(-similarity[wrong], axis=0, kind="stable")[: settings.evidence]
         evidence = [image_ids[wrong][top[:, t]].tolist() for t in range(len(vocabulary.concepts))]
     return pd.DataFrame({
         "group": cls,
+        "kind": "class",
         "class": cls,
         "concept": vocabulary.concepts,
         "extrinsic": candidates,
@@ -81,3 +93,18 @@ def _score_class(similarity: np.ndarray, wrong: np.ndarray, image_ids: np.ndarra
         "reference": int((~wrong).sum()),
         "evidence": evidence,
     })
+
+
+def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch.nn.Module, device: str = "cpu",
+                      batch_size: int = 512) -> pd.DataFrame:
+    """The classifier's predicted class name for real images: image_id, label (true name), prediction.
+
+    `table` needs image_id and shape (the world's split tables) or label as a class name.
+    """
+    names = getattr(classifier, "label_names", None)
+    if not names:
+        raise ValueError("classifier has no label_names; the baseline needs class names to compare with labels")
+    truth = table["shape"] if "shape" in table else table["label"]
+    logits = predict(classifier, to_tensor(images), resolve_device(device), batch_size)
+    return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
+                         "prediction": np.asarray(names)[logits.argmax(1).numpy()]})

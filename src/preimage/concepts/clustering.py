@@ -1,8 +1,9 @@
 """Cluster an invariant set's CLIP embeddings into modes and name each mode with vocabulary concepts.
 
-k is chosen by the silhouette of k-means over k = 2..k_max. A silhouette below `min_silhouette` means
-the set has no clear modes (one blob splits into pieces with silhouettes around 0.1 in CLIP-sized
-spaces), so the set is reported as one cluster rather than as arbitrary slices of a continuum.
+k is chosen by the silhouette of k-means over k = 2..k_max, with at most one cluster per `min_size`
+members (a mode needs several members to be one). A silhouette below `min_silhouette` means the set has
+no clear modes (one blob splits into pieces with silhouettes around 0.1 in CLIP-sized spaces), so the set
+is reported as one cluster rather than as arbitrary slices of a continuum.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from scipy.special import softmax
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from preimage.concepts.embeddings import embedding_matrix
+from preimage.concepts.embeddings import embedding_matrix, generated_members
 
 MIN_SILHOUETTE = 0.15
+MIN_SIZE = 5
 
 
 @dataclass(frozen=True)
@@ -38,18 +40,19 @@ def choose_clusters(
     embeddings: np.ndarray,
     k_max: int = 8,
     min_silhouette: float = MIN_SILHOUETTE,
+    min_size: int = MIN_SIZE,
     seed: int = 0,
     silhouette_sample: int = 2000,
 ) -> Clustering:
     """k-means with the k of best silhouette, or a single cluster when no k reaches `min_silhouette`."""
     if embeddings.ndim != 2 or len(embeddings) == 0:
         raise ValueError(f"embeddings: expected a non-empty (N, D) array, got shape {embeddings.shape}")
-    if k_max < 1:
-        raise ValueError(f"k_max must be >= 1, got {k_max!r}")
+    if k_max < 1 or min_size < 1:
+        raise ValueError(f"k_max and min_size must be >= 1, got {k_max!r} and {min_size!r}")
     silhouettes: dict[int, float] = {}
     fits: dict[int, np.ndarray] = {}
     distinct = len(np.unique(embeddings.round(6), axis=0))
-    for k in range(2, min(k_max, distinct - 1, len(embeddings) - 1) + 1):
+    for k in range(2, min(k_max, distinct - 1, len(embeddings) - 1, len(embeddings) // min_size) + 1):
         labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(embeddings)
         sample = min(silhouette_sample, len(embeddings))
         silhouettes[k] = float(silhouette_score(embeddings, labels, sample_size=sample, random_state=seed))
@@ -123,16 +126,10 @@ class ClusterSettings:
 
     k_max: int = 8
     min_silhouette: float = MIN_SILHOUETTE
+    min_size: int = MIN_SIZE
     representatives: int = 8
     name_terms: int = 3
     seed: int = 0
-
-    @classmethod
-    def from_config(cls, section: dict) -> ClusterSettings:
-        unknown = sorted(set(section) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"concepts.clusters: unknown key(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**section)
 
 
 GROUP_SCOPE = "group"
@@ -145,14 +142,14 @@ def cluster_pool(pool: pd.DataFrame, text: np.ndarray, concepts: Sequence[str], 
     Returns (assignments: one row per member and scope with its cluster; clusters: one row per cluster
     with size, k, silhouette, name, top concepts with scores and lifts, and representative paths).
     """
-    members = pool[pool["role"] == "member"].reset_index(drop=True)
+    members = generated_members(pool)
     if members.empty:
         raise ValueError("pool has no generated members to cluster")
     scopes = [(GROUP_SCOPE, members)] + [(s, rows.reset_index(drop=True)) for s, rows in members.groupby("set_id", sort=True)]
     assignments, clusters = [], []
     for scope, rows in scopes:
         embeddings = embedding_matrix(rows)
-        found = choose_clusters(embeddings, settings.k_max, settings.min_silhouette, settings.seed)
+        found = choose_clusters(embeddings, settings.k_max, settings.min_silhouette, settings.min_size, settings.seed)
         names = name_clusters(embeddings, found.labels, text, concepts, logit_scale, settings.name_terms)
         central = representatives(embeddings, found.labels, settings.representatives)
         assignments.append(rows[["set_id", "image", "path"]].assign(scope=scope, cluster=found.labels))

@@ -2,7 +2,9 @@
 
 An embedding table has one row per image with identifying columns, a `model` column naming the CLIP
 model that made it and an `embedding` column (list<float32>, L2-normalised). A list column keeps one
-table shape whatever the CLIP width; `embedding_matrix` turns it back into an (N, D) array.
+table shape whatever the CLIP width; `embedding_matrix` turns it back into an (N, D) array. Tables of
+set directories hold set_id, role ("member" or "source"), image (relative to the set directory) and
+path (the PNG as reachable from where it was embedded, for figures and reports).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def embedding_matrix(table: pd.DataFrame) -> np.ndarray:
 def member_images(directory: str | Path) -> pd.DataFrame:
     """Accepted members of a set (or of the reference) plus its source image when there is one.
 
-    Columns: set_id, role ("member" or "source"), image (path relative to `directory`).
+    Columns: set_id, role ("member" or "source"), image (relative to `directory`), path.
     """
     directory = Path(directory)
     members = pd.read_parquet(directory / MEMBERS_FILE, columns=["set_id", "accepted", "image"])
@@ -88,16 +90,30 @@ def member_images(directory: str | Path) -> pd.DataFrame:
     if (directory / SOURCE_IMAGE).is_file():
         set_id = members["set_id"].iloc[0] if len(members) else directory.name
         rows = pd.concat([pd.DataFrame({"set_id": [set_id], "image": [SOURCE_IMAGE], "role": ["source"]}), rows])
-    return rows[["set_id", "role", "image"]].reset_index(drop=True)
+    rows["path"] = [str(directory / image) for image in rows["image"]]
+    return rows[["set_id", "role", "image", "path"]].reset_index(drop=True)
 
 
-def embed_directory(directory: str | Path, clip: ClipModel, model: str, batch_size: int = 256) -> pd.DataFrame:
-    """Embedding table of a set directory (results/sets/<id>) or of results/reference."""
-    rows = member_images(directory)
-    if rows.empty:
-        return with_embeddings(rows, np.zeros((0, 0), dtype=np.float32), model)
-    images = read_png_images([Path(directory) / image for image in rows["image"]])
-    return with_embeddings(rows, embed_images(clip, images, batch_size), model)
+def embed_directories(directories: Sequence[str | Path], clip: ClipModel, model: str, batch_size: int = 256
+                      ) -> pd.DataFrame:
+    """One embedding table for set directories (results/sets/<id>) or results/reference."""
+    if not directories:
+        raise ValueError("directories: expected at least one set directory")
+    rows = pd.concat([member_images(d) for d in directories], ignore_index=True)
+    return with_embeddings(rows, embed_files(clip, rows["path"].tolist(), batch_size), model)
+
+
+def embed_files(clip: ClipModel, paths: Sequence[str | Path], batch_size: int = 256) -> np.ndarray:
+    """(N, D) embeddings of image files, read batch by batch so large sets never sit in memory at once."""
+    if not paths:
+        return np.zeros((0, 0), dtype=np.float32)
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    return np.concatenate([embed_images(clip, read_png_images(batch), batch_size) for batch in batches])
+
+
+def generated_members(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of generated (accepted) members, without the sources an embedding table also holds."""
+    return table[table["role"] == "member"].reset_index(drop=True)
 
 
 def embed_array(table: pd.DataFrame, images: np.ndarray, clip: ClipModel, model: str, batch_size: int = 256

@@ -8,8 +8,6 @@ costs one matrix product per batch of shuffles.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.stats import rankdata
 
@@ -38,33 +36,29 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     return auroc_from_ranks(pooled_ranks(scores), mask)[0]
 
 
-def permuted_masks(mask: np.ndarray, permutations: int, rng: np.random.Generator) -> np.ndarray:
-    """(P, N) shuffles of a boolean group mask: the null where group membership carries no information."""
-    return np.stack([rng.permutation(mask) for _ in range(permutations)])
+def permuted_masks(mask: np.ndarray, strata: np.ndarray, permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """(P, N) shuffles of a boolean group mask within each stratum: the null where group membership
+    carries no information beyond the stratum an image is in. Rows of stratum -1 stay False."""
+    if permutations < 1:
+        raise ValueError(f"permutations must be >= 1, got {permutations!r}")
+    masks = np.zeros((permutations, len(mask)), dtype=bool)
+    for stratum in np.unique(strata[strata >= 0]):
+        rows = np.flatnonzero(strata == stratum)
+        masks[:, rows] = np.stack([rng.permutation(mask[rows]) for _ in range(permutations)])
+    return masks
 
 
-def null_threshold(
-    statistic: Callable[[np.ndarray], np.ndarray],
-    mask: np.ndarray,
-    candidates: np.ndarray,
-    permutations: int,
-    alpha: float,
-    seed: int,
-) -> float:
-    """The (1 - alpha) quantile of the largest candidate statistic under shuffled group labels.
+def null_threshold(null_scores: np.ndarray, candidates: np.ndarray, alpha: float) -> float:
+    """The (1 - alpha) quantile of the largest candidate score in each of P null draws (P, T).
 
     Taking the maximum over all candidate concepts controls the chance of flagging *any* concept in a
     group where nothing is enriched (family-wise error rate `alpha`), however large the vocabulary.
-    `statistic` maps (P, N) masks to (P, T) scores.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if permutations < 1:
-        raise ValueError(f"permutations must be >= 1, got {permutations!r}")
     if not candidates.any():
         return float("nan")
-    null = statistic(permuted_masks(mask, permutations, np.random.default_rng(seed)))[:, candidates]
-    return float(np.quantile(np.nan_to_num(null, nan=-np.inf).max(axis=1), 1 - alpha))
+    return float(np.quantile(np.nan_to_num(null_scores[:, candidates], nan=-np.inf).max(axis=1), 1 - alpha))
 
 
 def flag(scores: np.ndarray, candidates: np.ndarray, threshold: float, min_effect: float) -> np.ndarray:

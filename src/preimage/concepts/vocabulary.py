@@ -105,7 +105,8 @@ def load_vocabulary(spec: str, template: str = "{}", shapes: Sequence[str] | Non
 
 
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+    """Lower-case words with a plural "s" dropped, so "retrievers" matches the class "retriever"."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z0-9]+", text.lower())}
 
 
 def names_class(concept: str, class_name: str, synonyms: Sequence[str] = ()) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -13,6 +14,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from preimage.priors.base import DiffusionPrior, ddim_from_config
 from preimage.priors.pixel import square_side
 
+Model = TypeVar("Model")
+
 
 class LatentDiffusionPrior(DiffusionPrior):
     """Diffusion on a VAE latent, conditioned on a prompt embedding, with optional classifier-free guidance.
@@ -21,6 +24,9 @@ class LatentDiffusionPrior(DiffusionPrior):
     cfg_scale > 1 turns on classifier-free guidance against `negative_prompt` (diffusers' convention); few-step
     distilled models (SD-Turbo) are sampled without it (cfg_scale 0).
     """
+
+    # The UNet's `addition_embed_type` this prior feeds; SDXL-class UNets also need pooled text and size ids.
+    ADDITION_EMBED_TYPE: str | None = None
 
     def __init__(
         self,
@@ -34,6 +40,11 @@ class LatentDiffusionPrior(DiffusionPrior):
         cfg_scale: float = 0.0,
     ) -> None:
         super().__init__(scheduler)
+        if unet.config.addition_embed_type != self.ADDITION_EMBED_TYPE:
+            raise ValueError(
+                f"{type(self).__name__} needs a UNet with addition_embed_type={self.ADDITION_EMBED_TYPE!r}, got "
+                f"{unet.config.addition_embed_type!r} (SDXL-class UNets take 'text_time': use SdxlDiffusionPrior)"
+            )
         if vae.config.latent_channels != unet.config.in_channels:
             raise ValueError(
                 f"vae.config.latent_channels={vae.config.latent_channels} must equal "
@@ -62,14 +73,16 @@ class LatentDiffusionPrior(DiffusionPrior):
     ) -> LatentDiffusionPrior:
         """Load a `StableDiffusionPipeline.save_pretrained` directory offline, from safetensors only."""
         path = Path(path)
-        weights = {"local_files_only": True, "use_safetensors": True, "torch_dtype": torch_dtype}
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **weights)
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **weights)
-        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **weights)
-        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
-        config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
-        scheduler = ddim_from_config(config, timestep_spacing)
-        return cls(vae, unet, text_encoder, tokenizer, scheduler, prompt, negative_prompt, cfg_scale)
+        return cls(
+            load_component(AutoencoderKL, path, "vae", torch_dtype),
+            load_component(UNet2DConditionModel, path, "unet", torch_dtype),
+            load_component(CLIPTextModel, path, "text_encoder", torch_dtype),
+            load_tokenizer(path, "tokenizer"),
+            load_scheduler(path, timestep_spacing),
+            prompt,
+            negative_prompt,
+            cfg_scale,
+        )
 
     def set_prompt(self, prompt: str, negative_prompt: str = "") -> None:
         """Condition on `prompt` (and guide away from `negative_prompt` when cfg_scale > 1)."""
@@ -131,11 +144,24 @@ class LatentDiffusionPrior(DiffusionPrior):
         batch = z_t.shape[0]
         condition = self._per_member(self._condition if condition is None else condition, batch)
         if self.cfg_scale <= 1:
-            return self.unet(z_t, int(t), encoder_hidden_states=condition).sample
+            added = self._added_conditions(batch, guided=False)
+            return self.unet(z_t, int(t), encoder_hidden_states=condition, added_cond_kwargs=added).sample
         negative = self._per_member(self._negative, batch)
-        both = self.unet(torch.cat([z_t, z_t]), int(t), encoder_hidden_states=torch.cat([negative, condition]))
+        both = self.unet(
+            torch.cat([z_t, z_t]),
+            int(t),
+            encoder_hidden_states=torch.cat([negative, condition]),
+            added_cond_kwargs=self._added_conditions(batch, guided=True),
+        )
         unconditional, conditional = both.sample.chunk(2)
         return unconditional + self.cfg_scale * (conditional - unconditional)
+
+    def _added_conditions(self, batch: int, guided: bool) -> dict[str, Tensor] | None:
+        """UNet inputs besides the prompt embedding, for `batch` members (negative half first when guided).
+
+        SD 1.x/2.x UNets take none; SDXL-class priors add pooled text embeddings and size ids here.
+        """
+        return None
 
     @staticmethod
     def _per_member(embedding: Tensor, batch: int) -> Tensor:
@@ -149,3 +175,20 @@ class LatentDiffusionPrior(DiffusionPrior):
         self._condition = self._condition.to(device)
         self._negative = self._negative.to(device)
         return self
+
+
+def load_component(cls: type[Model], path: Path, subfolder: str, torch_dtype: torch.dtype) -> Model:
+    """One diffusers/transformers model of a saved pipeline, offline and from safetensors only (no unpickling)."""
+    return cls.from_pretrained(
+        path, subfolder=subfolder, local_files_only=True, use_safetensors=True, torch_dtype=torch_dtype
+    )
+
+
+def load_tokenizer(path: Path, subfolder: str) -> CLIPTokenizer:
+    return CLIPTokenizer.from_pretrained(path, subfolder=subfolder, local_files_only=True)
+
+
+def load_scheduler(path: Path, timestep_spacing: str) -> DDIMScheduler:
+    """A DDIM scheduler on the pipeline's own training schedule (whatever scheduler class it ships)."""
+    config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
+    return ddim_from_config(config, timestep_spacing)

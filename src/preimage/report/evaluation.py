@@ -1,7 +1,8 @@
 """Score flagged (class, concept) pairs against the world's planted shortcuts. Evaluation only: this is
 the one place that reads the ground truth, and nothing it computes flows back into explanations.
 
-The universe is every candidate (class, concept) pair a method scored, plus planted pairs it could not
+Only groups of kind "class" (sets that keep their source's class) are evaluated. The universe is every
+candidate (class, concept) pair a method scored, plus planted pairs it could not
 score (a concept missing from the vocabulary, a class without sets), which count as misses. Precision,
 recall and F1 come from scikit-learn with `zero_division=1`: a method that flags nothing invents
 nothing (precision 1), and a world with nothing planted is fully recalled, so a clean model explained
@@ -22,17 +23,19 @@ SUMMARY_COLUMNS = ["method", "precision", "recall", "f1", "hit_at_1", "mrr", "fl
 
 
 def planted_pairs(ground_truth: pd.DataFrame) -> pd.DataFrame:
-    """The ground-truth table (class, attribute, value, strength) with each shortcut's vocabulary concept."""
+    """The ground-truth table (class, attribute, value, strength) with each shortcut's vocabulary concept;
+    a value no vocabulary lists (an absence) gets a placeholder that no method can flag: a counted miss."""
     missing = sorted({"class", "attribute", "value"} - set(ground_truth.columns))
     if missing:
         raise ValueError(f"ground truth lacks column(s) {missing}; expected class, attribute, value, strength")
-    concepts = [world_concept(a, v) for a, v in zip(ground_truth["attribute"], ground_truth["value"])]
+    concepts = [world_concept(a, v) or f"(no concept for {a}={v})"
+                for a, v in zip(ground_truth["attribute"], ground_truth["value"])]
     return ground_truth.assign(concept=concepts).reset_index(drop=True)
 
 
 def evaluate_method(scores: pd.DataFrame, planted: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame]:
     """Summary metrics of one method and its per-pair table (planted pairs and false flags)."""
-    scored = scores[scores["class"].notna() & scores["extrinsic"]]
+    scored = scores[(scores["kind"] == "class") & scores["extrinsic"]]
     classes = sorted(set(scored["class"]))
     universe = scored[PAIR + ["score", "rank", "flagged"]].drop_duplicates(PAIR)
     targets = planted[PAIR + ["attribute", "value"]].assign(planted=True)
@@ -62,7 +65,6 @@ def evaluate_method(scores: pd.DataFrame, planted: pd.DataFrame, method: str) ->
 def evaluate(methods: dict[str, pd.DataFrame], ground_truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary: one row per method with an `f1` column, pairs: per planted pair and false flag)."""
     planted = planted_pairs(ground_truth)
-    planted = planted[planted["concept"].notna()]
     results = [evaluate_method(scores, planted, name) for name, scores in methods.items()]
     summary = pd.DataFrame([r[0] for r in results], columns=SUMMARY_COLUMNS)
     return summary, pd.concat([r[1] for r in results], ignore_index=True)

@@ -74,7 +74,8 @@ class NoiseOptSampler(Sampler):
         generators: list[torch.Generator],
     ) -> tuple[Tensor, Tensor, int]:
         timesteps = prior.timesteps(self.num_steps, self.strength)
-        noise = prior.sample_noise(len(generators), generators).requires_grad_(True)
+        # optimised in float32 even for a float16 prior: Adam's eps rounds to 0 in float16
+        noise = prior.sample_noise(len(generators), generators).float().requires_grad_(True)
         condition = self._initial_condition(prior, len(generators))
         parameters = [noise] if condition is None else [noise, condition]
         optimizer = torch.optim.Adam(parameters, lr=self.lr)
@@ -102,7 +103,7 @@ class NoiseOptSampler(Sampler):
             return None
         if prior.condition is None:
             raise ValueError(f"optimize_condition=True needs a conditional prior; {type(prior).__name__} has none")
-        return prior.condition.detach().expand(batch, -1, -1).clone().requires_grad_(True)
+        return prior.condition.detach().float().expand(batch, -1, -1).clone().requires_grad_(True)
 
     def _generate(
         self,
@@ -114,7 +115,7 @@ class NoiseOptSampler(Sampler):
         checkpointed: bool,
     ) -> Tensor:
         """The deterministic sampler noise -> images, optionally checkpointing each step and the decoder."""
-        z = start_latents(prior, z_source, timesteps[0], self.strength, noise)
+        z = start_latents(prior, z_source, timesteps[0], self.strength, noise.to(prior.dtype))
         for t in timesteps:
             if checkpointed:
                 z = checkpoint(ddim_step, prior, z, t, condition, use_reentrant=False)
@@ -125,4 +126,5 @@ class NoiseOptSampler(Sampler):
 
 def ddim_step(prior: DiffusionPrior, z: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
     """One deterministic DDIM step under an optional condition override."""
+    condition = None if condition is None else condition.to(prior.dtype)
     return prior.step(z, t, prior.predict(z, t, condition))

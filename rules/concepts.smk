@@ -1,0 +1,186 @@
+# Concepts in invariant sets: CLIP embeddings, named clusters, spurious-feature scores and the data-only
+# baseline. Explanation rules never take results/world/ground_truth.parquet as input.
+
+from preimage.concepts.layout import class_names, clip_source, concept_groups
+from preimage.workflow import model_dir, set_class, set_ids
+
+CONCEPTS = config["concepts"]
+CONCEPT_GPUS = 1 if config["device"] == "cuda" else 0
+CLIP = clip_source(config)
+CLIP_WEIGHTS = [f"{CLIP}/open_clip_model.safetensors"] if CONCEPTS["clip"] == "world" else []
+CLASSES = class_names(config)
+SET_IDS = set_ids(config)
+_SOURCE_CLASS = {set_id: set_class(config, set_id) for set_id in SET_IDS}
+GROUPS = concept_groups(SET_IDS, _SOURCE_CLASS.__getitem__, config["sets"]["objectives"])
+BASELINE_SPLIT = CONCEPTS["baseline_split"]
+
+
+def group_set_dirs(wildcards):
+    return [f"results/sets/{s}" for s in GROUPS[wildcards.group].set_ids]
+
+
+def group_members(wildcards):
+    return [f"results/sets/{s}/members.parquet" for s in GROUPS[wildcards.group].set_ids]
+
+
+wildcard_constraints:
+    group="[^/]+",
+
+
+rule concepts_vocabulary:
+    """Text embeddings of the concept vocabulary and of one prompt per class."""
+    input:
+        CLIP_WEIGHTS,
+    output:
+        table="results/concepts/vocabulary.parquet",
+        text="results/concepts/vocabulary.txt",
+    params:
+        vocabulary=CONCEPTS["vocabulary"],
+        prompt_template=CONCEPTS["prompt_template"],
+        class_template=CONCEPTS["class_template"],
+        shapes=config["world"]["shapes"],
+        classes=CLASSES,
+        clip=CLIP,
+        device=config["device"],
+    resources:
+        gpu=CONCEPT_GPUS,
+    log:
+        "logs/concepts/vocabulary.log",
+    script:
+        "../scripts/concepts_vocabulary.py"
+
+
+rule concepts_embed_group:
+    """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so a
+    model is loaded once per group rather than once per set)."""
+    input:
+        members=group_members,
+        clip=CLIP_WEIGHTS,
+    output:
+        "results/concepts/embeddings/groups/{group}.parquet",
+    params:
+        set_dirs=group_set_dirs,
+        clip=CLIP,
+        device=config["device"],
+        batch_size=CONCEPTS["batch_size"],
+    resources:
+        gpu=CONCEPT_GPUS,
+    log:
+        "logs/concepts/embed/{group}.log",
+    script:
+        "../scripts/concepts_embed.py"
+
+
+use rule concepts_embed_group as concepts_embed_reference with:
+    input:
+        members="results/reference/members.parquet",
+        clip=CLIP_WEIGHTS,
+    output:
+        "results/concepts/embeddings/reference.parquet",
+    params:
+        set_dirs=["results/reference"],
+        clip=CLIP,
+        device=config["device"],
+        batch_size=CONCEPTS["batch_size"],
+    log:
+        "logs/concepts/embed_reference.log",
+
+
+rule concepts_embed_world:
+    """CLIP embeddings of every real image of a world split (the baseline's test images)."""
+    input:
+        table="results/world/{split}.parquet",
+        images="results/world/{split}.npy",
+        clip=CLIP_WEIGHTS,
+    output:
+        "results/concepts/embeddings/world/{split}.parquet",
+    params:
+        clip=CLIP,
+        device=config["device"],
+        batch_size=CONCEPTS["batch_size"],
+    resources:
+        gpu=CONCEPT_GPUS,
+    log:
+        "logs/concepts/embed_world/{split}.log",
+    script:
+        "../scripts/concepts_embed_world.py"
+
+
+rule concepts_predict_world:
+    """The explained classifier's predictions on a world split."""
+    input:
+        table="results/world/{split}.parquet",
+        images="results/world/{split}.npy",
+        classifier=f"{model_dir(config, 'classifier')}/model.safetensors",
+    output:
+        "results/concepts/predictions/{split}.parquet",
+    params:
+        classifier=model_dir(config, "classifier"),
+        device=config["device"],
+    resources:
+        gpu=CONCEPT_GPUS,
+    log:
+        "logs/concepts/predict_world/{split}.log",
+    script:
+        "../scripts/concepts_predict_world.py"
+
+
+rule concepts_group:
+    """One group's clusters (pooled and per set, named by the vocabulary) and its concepts ranked by how
+    much the decision depends on them, flagged against a permutation null."""
+    input:
+        vocabulary=rules.concepts_vocabulary.output.table,
+        embeddings=rules.concepts_embed_group.output[0],
+        reference=rules.concepts_embed_reference.output[0],
+    output:
+        assignments="results/concepts/clusters/{group}/assignments.parquet",
+        clusters="results/concepts/clusters/{group}/clusters.parquet",
+        spurious="results/concepts/spurious/{group}.parquet",
+    params:
+        group=lambda wildcards: GROUPS[wildcards.group],
+        classes=CLASSES,
+        synonyms=CONCEPTS["synonyms"],
+        clusters=CONCEPTS["clusters"],
+        spurious=CONCEPTS["spurious"],
+    log:
+        "logs/concepts/group/{group}.log",
+    script:
+        "../scripts/concepts_group.py"
+
+
+rule concepts_spurious_table:
+    """Every group's concept scores in one table."""
+    input:
+        expand("results/concepts/spurious/{group}.parquet", group=GROUPS),
+    output:
+        "results/concepts/spurious.parquet",
+    log:
+        "logs/concepts/spurious_table.log",
+    script:
+        "../scripts/concepts_collect.py"
+
+
+rule concepts_baseline:
+    """Data-only baseline: concepts of real test images the classifier gets wrong, scored like the sets."""
+    input:
+        vocabulary=rules.concepts_vocabulary.output.table,
+        embeddings=f"results/concepts/embeddings/world/{BASELINE_SPLIT}.parquet",
+        predictions=f"results/concepts/predictions/{BASELINE_SPLIT}.parquet",
+    output:
+        "results/concepts/baseline.parquet",
+    params:
+        classes=CLASSES,
+        synonyms=CONCEPTS["synonyms"],
+        settings=CONCEPTS["spurious"],
+    log:
+        "logs/concepts/baseline.log",
+    script:
+        "../scripts/concepts_baseline.py"
+
+
+rule concepts:
+    """Every concept artifact: scores, clusters and (for the world) the baseline."""
+    input:
+        rules.concepts_spurious_table.output,
+        expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
+        rules.concepts_baseline.output if config["report"]["evaluate"] else [],

@@ -1,0 +1,103 @@
+"""How the concept step groups invariant sets and names its models, for rules and notebooks alike.
+
+A *group* is the sets explained together, and its *core* the class whose decision they keep:
+
+- kind "class": every set whose objective keeps the source's class (label, logits or probs without a
+  target), pooled per source class; the core is that class;
+- kind "counterfactual": a label objective with a class target ("to_square"), per objective; the core is
+  the target class, so the group shows what makes images of other classes become that class;
+- kind "objective": any other objective (a neuron, a channel, an image-space function), per objective,
+  pooled over sources; no core class.
+
+Group names become file names through `group_slug`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+from preimage.workflow import model_dir
+
+Settings = TypeVar("Settings")
+WORLD = "world"
+CLASS_KINDS = ("label", "logits", "probs")
+SET_ID_PARTS = 3
+
+
+@dataclass(frozen=True)
+class Group:
+    """Sets explained together and the class they keep (None when they keep no class)."""
+
+    name: str
+    kind: str
+    core: str | None
+    set_ids: tuple[str, ...]
+
+
+def group_slug(name: str) -> str:
+    """A file-name-safe form of a group name ("golden retriever" -> "golden-retriever")."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.")
+    if not slug:
+        raise ValueError(f"group name {name!r} has no letter or digit to name its files by")
+    return slug
+
+
+def objective_name(set_id: str) -> str:
+    """The objective part of a set id '<source_id>__<objective>__<sampler>' (preimage.workflow.set_ids)."""
+    parts = set_id.rsplit("__", SET_ID_PARTS - 1)
+    if len(parts) != SET_ID_PARTS:
+        raise ValueError(f"set id {set_id!r}: expected '<source_id>__<objective>__<sampler>'")
+    return parts[1]
+
+
+def set_group(objective: Mapping, name: str, source_class: str) -> tuple[str, str, str | None]:
+    """(group name, kind, core class) of a set with objective spec `objective` called `name`."""
+    target = objective.get("target", "source")
+    relative = "target_scale" in objective or "target_shift" in objective
+    if objective.get("kind") in CLASS_KINDS and target == "source" and not relative:
+        return source_class, "class", source_class
+    if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
+        return name, "counterfactual", target
+    return name, "objective", None
+
+
+def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], objectives: Mapping[str, Mapping]
+                   ) -> dict[str, Group]:
+    """Every group of the run by slug; a group name shared by two kinds, or two names sharing a slug, is an
+    error (rename the objective)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    members: dict[str, list[str]] = {}
+    for set_id in sorted(set_ids):
+        name = objective_name(set_id)
+        if name not in objectives:
+            raise ValueError(f"set {set_id!r}: objective {name!r} is not in config sets.objectives {sorted(objectives)}")
+        key = set_group(objectives[name], name, set_class(set_id))
+        slug = group_slug(key[0])
+        if found.setdefault(slug, key) != key:
+            raise ValueError(f"groups {found[slug]} and {key} share the file name {slug!r}; rename the objective")
+        members.setdefault(slug, []).append(set_id)
+    return {slug: Group(*found[slug], tuple(members[slug])) for slug in sorted(found)}
+
+
+def clip_source(config: dict) -> str:
+    """The CLIP model of config concepts.clip: "world" is the world's trained CLIP folder, anything else
+    a `preimage.models.load_clip` source."""
+    source = config["concepts"]["clip"]
+    return model_dir(config, "clip") if source == WORLD else source
+
+
+def class_names(config: dict) -> list[str]:
+    """Class names for zero-shot class decisions: config concepts.classes, else the world's shapes."""
+    return list(config["concepts"].get("classes") or config["world"]["shapes"])
+
+
+def settings_from_config(cls: type[Settings], section: Mapping, where: str) -> Settings:
+    """A settings dataclass from a config section; an unknown key raises naming it and the allowed ones."""
+    allowed = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {allowed}")
+    return cls(**section)
