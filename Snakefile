@@ -18,9 +18,11 @@ validate_config(config, source="config.yaml with --config overrides")
 include: "rules/world.smk"
 include: "rules/training.smk"
 include: "rules/sets.smk"
+include: "rules/concepts.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.sets.input,
+        rules.report_html.output,

@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--members", type=int, default=16, help="members per guided set")
     parser.add_argument("--rejection-members", type=int, default=64, help="draws per rejection set")
+    parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
     config = load_config(args.config)
@@ -85,6 +86,8 @@ def main() -> None:
     sources = select_sources(config)
     images = load_images(sources, spec.image_size, world=spec).to(device)
     objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
+    if args.guidance_scale is not None:
+        samplers["guided"]["guidance_scale"] = args.guidance_scale
     rejection = samplers["rejection"]
     print(f"device {device}; {len(sources)} sources; guided sampler {samplers['guided']}")
 

@@ -1,18 +1,24 @@
 # Concepts in invariant sets: CLIP embeddings, named clusters, spurious-feature scores and the data-only
 # baseline. Explanation rules never take results/world/ground_truth.parquet as input.
 
-from preimage.concepts.layout import class_names, clip_source, concept_groups
-from preimage.workflow import model_dir, set_class, set_ids
+from preimage.concepts.layout import concept_groups, model_config
+from preimage.registry import model_settings
+from preimage.workflow import set_class, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = 1 if config["device"] == "cuda" else 0
-CLIP = clip_source(config)
-CLIP_WEIGHTS = [f"{CLIP}/open_clip_model.safetensors"] if CONCEPTS["clip"] == "world" else []
-CLASSES = class_names(config)
+MODEL_CONFIG = model_config(config)
 SET_IDS = set_ids(config)
 _SOURCE_CLASS = {set_id: set_class(config, set_id) for set_id in SET_IDS}
 GROUPS = concept_groups(SET_IDS, _SOURCE_CLASS.__getitem__, config["sets"]["objectives"])
+CLASS_CORES = sorted({group.core for group in GROUPS.values() if group.kind == "class"})
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
+
+
+def concept_models(*kinds):
+    """Training outputs of the world models a rule loads (none for real models, which are read as they are)."""
+    outputs = {"clip": rules.train_clip.output.weights, "classifier": rules.train_classifier.output.weights}
+    return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}
 
 
 def group_set_dirs(wildcards):
@@ -28,9 +34,9 @@ wildcard_constraints:
 
 
 rule concepts_vocabulary:
-    """Text embeddings of the concept vocabulary and of one prompt per class."""
+    """Text embeddings of the concept vocabulary and of one prompt per class of the classifier."""
     input:
-        CLIP_WEIGHTS,
+        **concept_models("clip", "classifier"),
     output:
         table="results/concepts/vocabulary.parquet",
         text="results/concepts/vocabulary.txt",
@@ -38,9 +44,7 @@ rule concepts_vocabulary:
         vocabulary=CONCEPTS["vocabulary"],
         prompt_template=CONCEPTS["prompt_template"],
         class_template=CONCEPTS["class_template"],
-        shapes=config["world"]["shapes"],
-        classes=CLASSES,
-        clip=CLIP,
+        config=MODEL_CONFIG,
         device=config["device"],
     resources:
         gpu=CONCEPT_GPUS,
@@ -51,16 +55,16 @@ rule concepts_vocabulary:
 
 
 rule concepts_embed_group:
-    """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so a
-    model is loaded once per group rather than once per set)."""
+    """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so the
+    model loads once per group rather than once per set)."""
     input:
+        **concept_models("clip"),
         members=group_members,
-        clip=CLIP_WEIGHTS,
     output:
         "results/concepts/embeddings/groups/{group}.parquet",
     params:
         set_dirs=group_set_dirs,
-        clip=CLIP,
+        config=MODEL_CONFIG,
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
@@ -73,13 +77,13 @@ rule concepts_embed_group:
 
 use rule concepts_embed_group as concepts_embed_reference with:
     input:
+        **concept_models("clip"),
         members="results/reference/members.parquet",
-        clip=CLIP_WEIGHTS,
     output:
         "results/concepts/embeddings/reference.parquet",
     params:
         set_dirs=["results/reference"],
-        clip=CLIP,
+        config=MODEL_CONFIG,
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     log:
@@ -87,15 +91,16 @@ use rule concepts_embed_group as concepts_embed_reference with:
 
 
 rule concepts_embed_world:
-    """CLIP embeddings of every real image of a world split (the baseline's test images)."""
+    """CLIP embeddings of every real image of a world split (the baseline's test images, the real images
+    drawn on embedding maps)."""
     input:
+        **concept_models("clip"),
         table="results/world/{split}.parquet",
         images="results/world/{split}.npy",
-        clip=CLIP_WEIGHTS,
     output:
         "results/concepts/embeddings/world/{split}.parquet",
     params:
-        clip=CLIP,
+        config=MODEL_CONFIG,
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
@@ -109,13 +114,13 @@ rule concepts_embed_world:
 rule concepts_predict_world:
     """The explained classifier's predictions on a world split."""
     input:
+        **concept_models("classifier"),
         table="results/world/{split}.parquet",
         images="results/world/{split}.npy",
-        classifier=f"{model_dir(config, 'classifier')}/model.safetensors",
     output:
         "results/concepts/predictions/{split}.parquet",
     params:
-        classifier=model_dir(config, "classifier"),
+        config=MODEL_CONFIG,
         device=config["device"],
     resources:
         gpu=CONCEPT_GPUS,
@@ -138,7 +143,6 @@ rule concepts_group:
         spurious="results/concepts/spurious/{group}.parquet",
     params:
         group=lambda wildcards: GROUPS[wildcards.group],
-        classes=CLASSES,
         synonyms=CONCEPTS["synonyms"],
         clusters=CONCEPTS["clusters"],
         spurious=CONCEPTS["spurious"],
@@ -169,7 +173,7 @@ rule concepts_baseline:
     output:
         "results/concepts/baseline.parquet",
     params:
-        classes=CLASSES,
+        classes=CLASS_CORES,
         synonyms=CONCEPTS["synonyms"],
         settings=CONCEPTS["spurious"],
     log:

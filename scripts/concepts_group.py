@@ -17,8 +17,8 @@ with redirect_output(snakemake.log[0]):
     clustering = settings_from_config(ClusterSettings, params.clusters, "concepts.clusters")
     scoring = settings_from_config(SpuriousSettings, params.spurious, "concepts.spurious")
     assignments, clusters = cluster_pool(pool, vocabulary.text, vocabulary.concepts, vocabulary.logit_scale, clustering)
-    scores = score_group(pool, pd.read_parquet(snakemake.input.reference), vocabulary, params.group, params.classes,
-                         params.synonyms, scoring)
+    scores = score_group(pool, pd.read_parquet(snakemake.input.reference), vocabulary, params.group, params.synonyms,
+                         scoring)
     write_parquet(assignments, snakemake.output.assignments)
     write_parquet(clusters, snakemake.output.clusters)
     write_parquet(scores, snakemake.output.spurious)

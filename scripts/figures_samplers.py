@@ -5,4 +5,5 @@ from preimage.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     out = snakemake.output
-    write_sampler_outputs(read_summaries(snakemake.input.summaries), out.samplers, out.latex, out.markdown, out.guidance)
+    summaries = read_summaries(snakemake.input.summaries)
+    write_sampler_outputs(summaries, out.samplers, out.latex, out.markdown, out.guidance)

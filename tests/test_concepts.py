@@ -51,7 +51,7 @@ DIM = len(CONCEPTS) + 8  # spare axes carry noise
 def _vocabulary() -> EmbeddedVocabulary:
     axes = np.eye(DIM, dtype=np.float32)
     return EmbeddedVocabulary(concepts=tuple(CONCEPTS), prompts=tuple(CONCEPTS), text=axes[: len(CONCEPTS)],
-                              classes=tuple(SHAPES), class_text=axes[:4], logit_scale=30.0)
+                              classes=tuple(SHAPES), class_texts=tuple(SHAPES), class_text=axes[:4], logit_scale=30.0)
 
 
 def _images(rng: np.random.Generator, shapes: np.ndarray, tag: np.ndarray, purple: np.ndarray) -> np.ndarray:
@@ -105,10 +105,11 @@ def test_world_vocabulary_lists_shapes_and_present_attribute_values():
 
 
 def test_concepts_naming_a_class_are_not_candidates():
-    mask = extrinsic_mask(["a square", "a tag", "two golden retrievers", "a retriever"], ["square", "golden retriever"],
-                          {"square": ["box"]})
+    mask = extrinsic_mask(["a square", "a tag", "two golden retrievers", "a retriever"], ["square", "golden retriever"])
     assert mask == [False, True, False, True]
-    assert extrinsic_mask(["a box"], ["square"], {"square": ["box"]}) == [False]
+    vocabulary = _vocabulary()
+    assert vocabulary.class_names({"square": ["box"]}) == [*SHAPES, "box"]
+    assert extrinsic_mask(["a box", "a red box"], vocabulary.class_names({"square": ["box"]})) == [False, False]
 
 
 # --- layout ---------------------------------------------------------------------------------------------
@@ -131,7 +132,8 @@ def test_groups_pool_class_sets_and_split_other_objectives():
 def test_auroc_matches_scikit_learn_and_shuffles_keep_strata():
     rng = np.random.default_rng(0)
     positive, negative = rng.normal(0.3, 1, (40, 3)), rng.normal(0, 1, (60, 3))
-    expected = [roc_auc_score(np.r_[np.ones(40), np.zeros(60)], np.r_[positive[:, t], negative[:, t]]) for t in range(3)]
+    truth = np.r_[np.ones(40), np.zeros(60)]
+    expected = [roc_auc_score(truth, np.r_[positive[:, t], negative[:, t]]) for t in range(3)]
     np.testing.assert_allclose(auroc(positive, negative), expected)
     mask, strata = rng.random(100) < 0.3, rng.integers(-1, 2, 100)
     shuffled = permuted_masks(mask, strata, 5, rng)
@@ -234,6 +236,7 @@ def test_baseline_flags_what_wrong_predictions_of_a_class_share():
     embeddings = _images(rng, labels, tag, rng.random(n) < 0.25)
     scores = baseline_scores(embeddings, labels, predictions, [f"img{i}" for i in range(n)], _vocabulary(), SHAPES,
                              settings=FAST)
+    assert set(scores["class"]) == set(SHAPES)
     flagged = scores[scores["flagged"]]
     assert list(zip(flagged["class"], flagged["concept"])) == [("square", "a tag")]
     assert scores.query("`class` == 'circle'")["score"].isna().all()  # no wrong "circle" predictions
@@ -244,7 +247,8 @@ def test_baseline_flags_what_wrong_predictions_of_a_class_share():
 
 
 # --- embeddings with a tiny open_clip model -------------------------------------------------------------
-TINY_CLIP = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+TINY_CLIP = {"embed_dim": 16,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
@@ -253,7 +257,8 @@ def tiny_clip(tmp_path):
     torch.manual_seed(0)
     folder = tmp_path / "clip"
     folder.mkdir()
-    preprocess = {"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "resize_mode": "shortest"}
+    preprocess = {"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",
+                  "resize_mode": "shortest"}
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": preprocess}))
     safetensors.torch.save_file(open_clip.CLIP(**TINY_CLIP).state_dict(), str(folder / "open_clip_model.safetensors"))
     return load_clip(str(folder))
@@ -282,9 +287,12 @@ def test_set_embeddings_are_cached_per_model(tmp_path, tiny_clip):
 
 
 def test_vocabulary_table_round_trips(tiny_clip):
-    table = vocabulary_table(tiny_clip, world_vocabulary(SHAPES), SHAPES, "a {}", "tiny")
+    texts = ["round thing", "square", "triangle", "cross"]
+    table = vocabulary_table(tiny_clip, world_vocabulary(SHAPES), SHAPES, texts, "a {}", "tiny")
+    assert table.query("kind == 'class'")["prompt"].iloc[0] == "a round thing"
     vocabulary = EmbeddedVocabulary.from_table(table)
     assert vocabulary.concepts[:2] == ("a circle", "a square") and vocabulary.classes == tuple(SHAPES)
+    assert vocabulary.class_texts == tuple(texts)
     assert vocabulary.text.shape == (16, 16) and vocabulary.class_text.shape == (4, 16)
     assert vocabulary.logit_scale == pytest.approx(float(tiny_clip.model.logit_scale.exp()))
     with pytest.raises(ValueError, match="class 'ring' has no class prompt"):

@@ -31,7 +31,8 @@ TRUTH = pd.DataFrame({"class": ["square", "triangle"], "attribute": ["tag", "bg_
 
 
 def _scores(rows: list[tuple[str, str, float, int, bool]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["class", "concept", "score", "rank", "flagged"]).assign(kind="class", extrinsic=True)
+    table = pd.DataFrame(rows, columns=["class", "concept", "score", "rank", "flagged"])
+    return table.assign(kind="class", extrinsic=True)
 
 
 # --- evaluation against the planted shortcuts -----------------------------------------------------------
@@ -73,7 +74,7 @@ DIM = 8
 
 def _vocabulary() -> EmbeddedVocabulary:
     axes = np.eye(DIM, dtype=np.float32)
-    return EmbeddedVocabulary(CONCEPTS, CONCEPTS, axes[:4], ("square", "circle"), axes[:2], 30.0)
+    return EmbeddedVocabulary(CONCEPTS, CONCEPTS, axes[:4], ("square", "circle"), ("square", "circle"), axes[:2], 30.0)
 
 
 def _embed(rng: np.random.Generator, n: int, tag: float) -> np.ndarray:
@@ -90,7 +91,8 @@ def _write_set(directory, set_id: str, n: int, rng: np.random.Generator, sampler
     write_parquet(pd.DataFrame({"set_id": set_id, "accepted": np.arange(n) != 0,
                                 "image": [f"members/{i:03d}.png" for i in range(n)]}), directory / "members.parquet")
     write_parquet(pd.DataFrame([{"set_id": set_id, "source_id": "src", "source_class": "square", "sampler": sampler,
-                                 "guidance_scale": scale, "members": n, "accepted": n - 1, "acceptance_rate": (n - 1) / n,
+                                 "guidance_scale": scale, "members": n, "accepted": n - 1,
+                                 "acceptance_rate": (n - 1) / n,
                                  "diversity": rng.random(), "mean_lpips_to_source": rng.random(),
                                  "mean_l2_to_source": rng.random(), "seconds": 2.0}]), directory / "summary.parquet")
 
@@ -110,8 +112,8 @@ def run(tmp_path):
     reference = with_embeddings(ref_rows, _embed(rng, len(ref_rows), tag=0.5), "test")
     group = Group("square", "class", "square", tuple(sets))
     assignments, clusters = cluster_pool(embeddings, vocabulary.text, vocabulary.concepts, 30.0, ClusterSettings())
-    scores = score_group(embeddings, reference, vocabulary, group, ["square", "circle"],
-                         settings=SpuriousSettings(permutations=100, min_absent=1000))
+    scores = score_group(embeddings, reference, vocabulary, group, settings=SpuriousSettings(permutations=100,
+                                                                                            min_absent=1000))
     real = with_embeddings(pd.DataFrame({"image_id": ["r0", "r1", "r2"], "shape": ["square", "square", "circle"]}),
                            _embed(rng, 3, tag=0.5), "test")
     paths = {name: tmp_path / "concepts" / f"{name}.parquet"
@@ -177,7 +179,8 @@ def test_the_report_inlines_every_image(run):
 def test_tables_render_as_markdown_and_latex():
     summaries = pd.DataFrame({"sampler": ["guided", "guided", "rejection"], "acceptance_rate": [0.5, 0.7, 0.2],
                               "diversity": [0.3, 0.3, 0.5], "mean_lpips_to_source": [0.2, 0.2, 0.4],
-                              "mean_l2_to_source": [0.1, 0.1, 0.3], "seconds": [10.0, 10.0, 5.0], "accepted": [5, 7, 2]})
+                              "mean_l2_to_source": [0.1, 0.1, 0.3], "seconds": [10.0, 10.0, 5.0],
+                              "accepted": [5, 7, 2]})
     table = sampler_table(summaries)
     assert table.set_index("sampler").loc["guided", "acceptance_rate"] == pytest.approx(0.6)
     assert table.set_index("sampler").loc["rejection", "seconds_per_accepted"] == pytest.approx(2.5)

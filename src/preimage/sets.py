@@ -38,7 +38,7 @@ class InvariantSet:
 
     @property
     def accepted_images(self) -> Tensor:
-        return self.images[torch.as_tensor(self.members["accepted"].to_numpy())]
+        return self.images[torch.tensor(self.members["accepted"].to_numpy())]
 
 
 def _per_member(value: Any, i: int) -> Any:
@@ -121,7 +121,7 @@ def summarise(members: pd.DataFrame, images: Tensor, perceptual: torch.nn.Module
     """Acceptance, speed, diversity and closeness of a set, over its accepted members."""
     accepted = members["accepted"].to_numpy()
     seconds = float(members["seconds"].sum())
-    kept = images[torch.as_tensor(accepted)]
+    kept = images[torch.tensor(accepted)]
     with torch.no_grad():
         features = perceptual.embed(kept) if perceptual is not None and len(kept) else kept.flatten(1)
     first = members.iloc[0]

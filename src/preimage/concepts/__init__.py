@@ -18,7 +18,7 @@ from preimage.concepts.vocabulary import Concept, load_vocabulary, world_concept
 
 __all__ = [
     "ClusterSettings", "Clustering", "Concept", "EmbeddedVocabulary", "Group", "SpuriousSettings", "baseline_scores",
-    "choose_clusters", "cluster_pool", "concept_groups", "embed_array", "embed_directories", "embed_images", "embedding_matrix",
-    "load_or_embed", "load_vocabulary", "name_clusters", "score_concepts", "score_group",
+    "choose_clusters", "cluster_pool", "concept_groups", "embed_array", "embed_directories", "embed_images",
+    "embedding_matrix", "load_or_embed", "load_vocabulary", "name_clusters", "score_concepts", "score_group",
     "vocabulary_table", "world_concept", "world_vocabulary",
 ]

@@ -12,7 +12,7 @@ minimum effect. The baseline only sees what the test data happens to break; it n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from preimage.concepts.statistics import (
     rank_candidates,
 )
 from preimage.concepts.vocabulary import extrinsic_mask
-from preimage.training.common import predict, resolve_device, to_tensor
+from preimage.training.common import predict, to_tensor
 
 MIN_IMAGES = 2
 
@@ -41,20 +41,20 @@ def baseline_scores(
     image_ids: Sequence[str],
     vocabulary: EmbeddedVocabulary,
     classes: Sequence[str],
-    synonyms: dict[str, list[str]] | None = None,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
     settings: SpuriousSettings = SpuriousSettings(),
 ) -> pd.DataFrame:
-    """One row per (predicted class, concept), with the columns of the invariant-set scorer.
+    """One row per (predicted class in `classes`, concept), with the columns of the invariant-set scorer.
 
     `embeddings` are (N, D) unit-norm CLIP embeddings of real images with true `labels` and the model's
     `predictions` (class names). A class with fewer than two wrong or two right predictions gets NaN
-    scores and no flag.
+    scores and no flag. Concepts naming a class are not candidates, as for the invariant-set scorer.
     """
     labels, predictions, image_ids = np.asarray(labels), np.asarray(predictions), np.asarray(image_ids)
     if not len(embeddings) == len(labels) == len(predictions) == len(image_ids):
         raise ValueError(f"embeddings, labels, predictions and image_ids must have one row per image, got "
                          f"{len(embeddings)}, {len(labels)}, {len(predictions)}, {len(image_ids)}")
-    candidates = np.asarray(extrinsic_mask(vocabulary.concepts, classes, synonyms))
+    candidates = np.asarray(extrinsic_mask(vocabulary.concepts, vocabulary.class_names(synonyms)))
     similarity = embeddings @ vocabulary.text.T
     tables = [_score_class(similarity[predictions == c], (labels != c)[predictions == c],
                            image_ids[predictions == c], c, vocabulary, candidates, settings) for c in classes]
@@ -95,8 +95,8 @@ def _score_class(similarity: np.ndarray, wrong: np.ndarray, image_ids: np.ndarra
     })
 
 
-def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch.nn.Module, device: str = "cpu",
-                      batch_size: int = 512) -> pd.DataFrame:
+def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch.nn.Module,
+                      device: str | torch.device = "cpu", batch_size: int = 512) -> pd.DataFrame:
     """The classifier's predicted class name for real images: image_id, label (true name), prediction.
 
     `table` needs image_id and shape (the world's split tables) or label as a class name.
@@ -105,6 +105,6 @@ def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch
     if not names:
         raise ValueError("classifier has no label_names; the baseline needs class names to compare with labels")
     truth = table["shape"] if "shape" in table else table["label"]
-    logits = predict(classifier, to_tensor(images), resolve_device(device), batch_size)
+    logits = predict(classifier, to_tensor(images), torch.device(device), batch_size)
     return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
                          "prediction": np.asarray(names)[logits.argmax(1).numpy()]})

@@ -145,7 +145,8 @@ def cluster_pool(pool: pd.DataFrame, text: np.ndarray, concepts: Sequence[str], 
     members = generated_members(pool)
     if members.empty:
         raise ValueError("pool has no generated members to cluster")
-    scopes = [(GROUP_SCOPE, members)] + [(s, rows.reset_index(drop=True)) for s, rows in members.groupby("set_id", sort=True)]
+    per_set = [(s, rows.reset_index(drop=True)) for s, rows in members.groupby("set_id", sort=True)]
+    scopes = [(GROUP_SCOPE, members), *per_set]
     assignments, clusters = [], []
     for scope, rows in scopes:
         embeddings = embedding_matrix(rows)
@@ -157,7 +158,8 @@ def cluster_pool(pool: pd.DataFrame, text: np.ndarray, concepts: Sequence[str], 
             clusters.append({
                 "scope": scope, "cluster": int(cluster), "size": int((found.labels == cluster).sum()), "k": found.k,
                 "silhouette": found.silhouette, "name": named["concept"].iloc[0],
-                "concepts": named["concept"].tolist(), "scores": named["score"].tolist(), "lifts": named["lift"].tolist(),
+                "concepts": named["concept"].tolist(), "scores": named["score"].tolist(),
+                "lifts": named["lift"].tolist(),
                 "representatives": rows["path"].to_numpy()[central[int(cluster)]].tolist(),
             })
     columns = ["scope", "set_id", "image", "path", "cluster"]

@@ -10,7 +10,7 @@ path (the PNG as reachable from where it was embedded, for figures and reports).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +144,9 @@ class EmbeddedVocabulary:
     text: np.ndarray
     """(T, D) concept embeddings."""
     classes: tuple[str, ...]
+    """Class names as labels and set groups use them ("square", "n01440764")."""
+    class_texts: tuple[str, ...]
+    """How text names each class ("square", "tench")."""
     class_text: np.ndarray
     """(K, D) embeddings of the class prompts, for zero-shot class decisions."""
     logit_scale: float
@@ -158,27 +161,35 @@ class EmbeddedVocabulary:
             prompts=tuple(concepts["prompt"]),
             text=embedding_matrix(concepts),
             classes=tuple(classes["name"]),
+            class_texts=tuple(classes["text"]),
             class_text=embedding_matrix(classes) if len(classes) else np.zeros((0, concepts[EMBEDDING].iloc[0].size)),
             logit_scale=float(table["logit_scale"].iloc[0]),
         )
 
     def class_index(self, name: str) -> int:
         if name not in self.classes:
-            raise ValueError(f"class {name!r} has no class prompt in the vocabulary; its classes are "
-                             f"{list(self.classes)} (config concepts.classes)")
+            raise ValueError(f"class {name!r} has no class prompt in the vocabulary; its classes (the classifier's "
+                             f"label names) are {list(self.classes)[:20]}")
         return self.classes.index(name)
 
+    def class_names(self, synonyms: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+        """Every text that names a class: the class texts plus `synonyms` (class name -> words)."""
+        return [*self.class_texts, *(word for words in (synonyms or {}).values() for word in words)]
 
-def vocabulary_table(clip: ClipModel, concepts: Sequence[Concept], classes: Sequence[str], class_template: str,
-                     model: str) -> pd.DataFrame:
-    """Embed every concept prompt and one prompt per class ("a {}" -> "a square"); rows of kind
-    "concept" or "class" with name, prompt, logit_scale and embedding."""
+
+def vocabulary_table(clip: ClipModel, concepts: Sequence[Concept], classes: Sequence[str], class_texts: Sequence[str],
+                     class_template: str, model: str) -> pd.DataFrame:
+    """Embed every concept prompt and one prompt per class (template "a {}" and text "square" -> "a square");
+    rows of kind "concept" or "class" with name, text, prompt, logit_scale and embedding."""
     if "{}" not in class_template:
         raise ValueError(f"class prompt template {class_template!r}: must contain '{{}}' for the class name")
+    if len(classes) != len(class_texts):
+        raise ValueError(f"got {len(class_texts)} class texts for {len(classes)} classes")
     table = pd.DataFrame(
         {"kind": ["concept"] * len(concepts) + ["class"] * len(classes),
          "name": [c.name for c in concepts] + list(classes),
-         "prompt": [c.prompt for c in concepts] + [class_template.format(k) for k in classes]}
+         "text": [c.name for c in concepts] + list(class_texts),
+         "prompt": [c.prompt for c in concepts] + [class_template.format(t) for t in class_texts]}
     )
     table["logit_scale"] = logit_scale(clip)
     return with_embeddings(table, embed_texts(clip, table["prompt"].tolist()), model)

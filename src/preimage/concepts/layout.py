@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from preimage.registry import SET_ID_SEPARATOR, WORLD, model_settings
 from preimage.workflow import model_dir
 
 Settings = TypeVar("Settings")
-WORLD = "world"
 CLASS_KINDS = ("label", "logits", "probs")
 SET_ID_PARTS = 3
 
@@ -47,7 +47,7 @@ def group_slug(name: str) -> str:
 
 def objective_name(set_id: str) -> str:
     """The objective part of a set id '<source_id>__<objective>__<sampler>' (preimage.workflow.set_ids)."""
-    parts = set_id.rsplit("__", SET_ID_PARTS - 1)
+    parts = set_id.rsplit(SET_ID_SEPARATOR, SET_ID_PARTS - 1)
     if len(parts) != SET_ID_PARTS:
         raise ValueError(f"set id {set_id!r}: expected '<source_id>__<objective>__<sampler>'")
     return parts[1]
@@ -73,7 +73,8 @@ def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], obje
     for set_id in sorted(set_ids):
         name = objective_name(set_id)
         if name not in objectives:
-            raise ValueError(f"set {set_id!r}: objective {name!r} is not in config sets.objectives {sorted(objectives)}")
+            raise ValueError(f"set {set_id!r}: objective {name!r} is not in config sets.objectives "
+                             f"{sorted(objectives)}")
         key = set_group(objectives[name], name, set_class(set_id))
         slug = group_slug(key[0])
         if found.setdefault(slug, key) != key:
@@ -82,16 +83,19 @@ def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], obje
     return {slug: Group(*found[slug], tuple(members[slug])) for slug in sorted(found)}
 
 
-def clip_source(config: dict) -> str:
-    """The CLIP model of config concepts.clip: "world" is the world's trained CLIP folder, anything else
-    a `preimage.models.load_clip` source."""
-    source = config["concepts"]["clip"]
-    return model_dir(config, "clip") if source == WORLD else source
+def model_identity(config: dict, kind: str) -> str:
+    """What names a model (`models.<kind>`) in caches: the world model's folder, or the configured source
+    with its weight file; embeddings made by another model are recomputed."""
+    settings = model_settings(config, kind)
+    if settings["source"] == WORLD:
+        return model_dir(config, kind)
+    weights = settings.get("pretrained_file")
+    return settings["source"] + (f" + {weights}" if weights else "")
 
 
-def class_names(config: dict) -> list[str]:
-    """Class names for zero-shot class decisions: config concepts.classes, else the world's shapes."""
-    return list(config["concepts"].get("classes") or config["world"]["shapes"])
+def model_config(config: dict) -> dict:
+    """The part of the config that decides which models load (for rule params: other changes rerun nothing)."""
+    return {key: config[key] for key in ("world", "training", "models") if key in config}
 
 
 def settings_from_config(cls: type[Settings], section: Mapping, where: str) -> Settings:

@@ -32,7 +32,7 @@ with the whole reference (comparison "all") and reliance is not measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,7 +96,8 @@ def score_concepts(
     """
     candidates = np.asarray(candidates, dtype=bool)
     if len(candidates) != len(vocabulary.concepts):
-        raise ValueError(f"candidates: expected one flag per concept ({len(vocabulary.concepts)}), got {len(candidates)}")
+        raise ValueError(f"candidates: expected one flag per concept ({len(vocabulary.concepts)}), "
+                         f"got {len(candidates)}")
     if len(members) < 2 or len(reference) < 2:
         raise ValueError(f"need at least 2 members and 2 reference images, got {len(members)} and {len(reference)}")
     if len(member_sets) != len(members):
@@ -178,20 +179,20 @@ def score_group(
     reference: pd.DataFrame,
     vocabulary: EmbeddedVocabulary,
     group: Group,
-    classes: Sequence[str],
-    synonyms: dict[str, list[str]] | None = None,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
     settings: SpuriousSettings = SpuriousSettings(),
 ) -> pd.DataFrame:
     """Score every concept for one group's embedding table (all its sets) against the reference's.
 
     Adds the group's name, kind and core class, and the evidence: paths of the members scoring highest
-    on each concept. Without a core class every concept is a candidate.
+    on each concept. Concepts naming any of the classifier's classes (or a synonym) are not candidates;
+    without a core class every concept is.
     """
     members, reference = generated_members(pool), generated_members(reference)
     if members.empty:
         raise ValueError(f"group {group.name!r}: no accepted member to score")
     everything = [True] * len(vocabulary.concepts)
-    candidates = extrinsic_mask(vocabulary.concepts, classes, synonyms) if group.core else everything
+    candidates = extrinsic_mask(vocabulary.concepts, vocabulary.class_names(synonyms)) if group.core else everything
     member_embeddings = embedding_matrix(members)
     table = score_concepts(member_embeddings, embedding_matrix(reference), vocabulary, group.core, candidates,
                            members["set_id"].to_numpy(), settings)

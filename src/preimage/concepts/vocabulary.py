@@ -109,15 +109,12 @@ def _words(text: str) -> set[str]:
     return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z0-9]+", text.lower())}
 
 
-def names_class(concept: str, class_name: str, synonyms: Sequence[str] = ()) -> bool:
-    """Whether a concept is a class itself: every word of the class name (or of a synonym) is in it."""
-    words = _words(concept)
-    return any(_words(name) and _words(name) <= words for name in (class_name, *synonyms))
+def names_class(concept: str, class_name: str) -> bool:
+    """Whether a concept names a class: every word of the class name is in it."""
+    return bool(_words(class_name)) and _words(class_name) <= _words(concept)
 
 
-def extrinsic_mask(concepts: Sequence[str], classes: Sequence[str], synonyms: dict[str, list[str]] | None = None
-                   ) -> list[bool]:
-    """For each concept, True unless it names one of the explained classes (a class is never its own
-    shortcut, and another class's name is a confusion, not a spurious feature)."""
-    synonyms = synonyms or {}
-    return [not any(names_class(c, k, synonyms.get(k, ())) for k in classes) for c in concepts]
+def extrinsic_mask(concepts: Sequence[str], class_names: Sequence[str]) -> list[bool]:
+    """For each concept, True unless it names a class (any of `class_names`: class texts and synonyms). A
+    class is never its own shortcut, and another class's name is a confusion, not a spurious feature."""
+    return [not any(names_class(c, name) for name in class_names) for c in concepts]

@@ -87,7 +87,8 @@ def write_group_figures(scores: str | Path, clusters: str | Path, assignments: s
     real_images = None
     if real is not None and group.core is not None:
         rows = pd.read_parquet(real).query("shape == @group.core")
-        real_images = embedding_matrix(rows.iloc[np.sort(rng.permutation(len(rows))[: settings.map_points])]) if len(rows) else None
+        if len(rows):
+            real_images = embedding_matrix(rows.iloc[np.sort(rng.permutation(len(rows))[: settings.map_points])])
     save_figure(embedding_map_figure(embedding_matrix(pool), pool["cluster"].to_numpy(), names, embedding_matrix(ref),
                                      f"{title}: CLIP embeddings (t-SNE)", settings.seed, real_images),
                 stems["embedding"])

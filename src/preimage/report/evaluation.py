@@ -58,7 +58,8 @@ def evaluate_method(scores: pd.DataFrame, planted: pd.DataFrame, method: str) ->
     }
     shown = pairs[pairs["planted"] | pairs["flagged"]].assign(method=method)
     shown["reciprocal_rank"] = np.where(shown["rank"] > 0, 1.0 / shown["rank"].clip(lower=1), 0.0)
-    columns = ["method", "class", "concept", "attribute", "value", "planted", "flagged", "score", "rank", "reciprocal_rank"]
+    columns = ["method", "class", "concept", "attribute", "value", "planted", "flagged", "score", "rank",
+               "reciprocal_rank"]
     return summary, shown[columns].sort_values(["class", "concept"]).reset_index(drop=True)
 
 

@@ -94,8 +94,8 @@ def project_2d(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def embedding_map_figure(members: np.ndarray, clusters: np.ndarray, names: dict[int, str], reference: np.ndarray,
                          title: str, seed: int = 0, real: np.ndarray | None = None) -> plt.Figure:
-    """Members coloured by cluster over the reference samples (grey) and, when given, real images of the
-    class (black crosses), in one 2-D map."""
+    """Members coloured by cluster over the reference samples (grey dots) and, when given, real images of
+    the class (grey crosses), in one 2-D map."""
     apply_style()
     real = np.zeros((0, members.shape[1]), members.dtype) if real is None else real
     points = project_2d(np.concatenate([members, reference, real]), seed)
@@ -103,11 +103,11 @@ def embedding_map_figure(members: np.ndarray, clusters: np.ndarray, names: dict[
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     axis.scatter(*reference_points.T, s=8, color=REFERENCE, label="prior samples", linewidths=0)
     if len(real):
-        axis.scatter(*points[len(members) + len(reference):].T, s=10, marker="x", color="black", linewidths=0.6,
-                     label="real images of the class")
+        axis.scatter(*points[len(members) + len(reference):].T, s=6, marker="x", color="dimgray", alpha=0.5,
+                     linewidths=0.5, label="real images of the class")
     for cluster in np.unique(clusters):
-        axis.scatter(*member_points[clusters == cluster].T, s=10, color=PALETTE[int(cluster) % len(PALETTE)],
-                     linewidths=0, label=f"{cluster}: {names.get(int(cluster), '')}")
+        axis.scatter(*member_points[clusters == cluster].T, s=16, color=PALETTE[int(cluster) % len(PALETTE)],
+                     edgecolors="white", linewidths=0.3, label=f"{cluster}: {names.get(int(cluster), '')}")
     axis.set_xticks([])
     axis.set_yticks([])
     axis.set_title(title)
@@ -165,7 +165,8 @@ def guidance_figure(summaries: pd.DataFrame) -> plt.Figure:
 def sampler_figure(table: pd.DataFrame) -> plt.Figure:
     """One bar panel per metric of the sampler table."""
     apply_style()
-    figure, axes = plt.subplots(1, len(SAMPLER_METRICS), figsize=(3.0 * len(SAMPLER_METRICS), 3.4), layout="constrained")
+    figure, axes = plt.subplots(1, len(SAMPLER_METRICS), figsize=(3.0 * len(SAMPLER_METRICS), 3.4),
+                                layout="constrained")
     for axis, (column, label) in zip(axes, SAMPLER_METRICS.items()):
         sns.barplot(data=table, x="sampler", y=column, hue="sampler", ax=axis, palette=PALETTE[: len(table)],
                     legend=False)
