@@ -24,6 +24,11 @@ GPU_RULES = (
     "train_classifier",
     "train_oracle",
     "evaluate_prior",
+    "concepts_vocabulary",
+    "concepts_embed_group",
+    "concepts_embed_reference",
+    "concepts_embed_world",
+    "concepts_predict_world",
 )
 SITE_VARIABLES = ("PREIMAGE_SLURM_ACCOUNT", "PREIMAGE_SLURM_PARTITION", "PREIMAGE_SLURM_GPU_PARTITION")
 
