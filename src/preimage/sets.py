@@ -21,6 +21,7 @@ from preimage.io import write_parquet, write_png
 from preimage.objectives import from_spec, function
 from preimage.priors.base import DiffusionPrior
 from preimage.samplers.base import ObjectiveLike, Sampler
+from preimage.samplers.rejection import RejectionSampler
 from preimage.training.common import to_uint8
 
 SUMMARY = "summary.parquet"
@@ -175,6 +176,27 @@ def objective_from_config(spec: dict, model: torch.nn.Module, label_names: list[
 def unconstrained() -> ObjectiveLike:
     """An objective every image satisfies: drawing with it gives plain prior samples (the reference set)."""
     return function(lambda images: images.new_zeros(len(images)), tolerance=1.0, name="none")
+
+
+def reference_set(priors: dict[str, DiffusionPrior], members: int, seed: int, num_steps: int) -> InvariantSet:
+    """Unconstrained prior samples: the matched reference that concept enrichment compares sets with.
+
+    `priors` maps a class name to its prior ("" for one prior of all classes). A latent prior with a
+    class-templated prompt gets one prior per class, so the reference shares each set's prompt and
+    enrichment does not merely detect the prompt. Members are split evenly over the priors.
+    """
+    sampler = RejectionSampler(num_steps=num_steps, batch_size=32)
+    per_prior = -(-members // len(priors))
+    parts = []
+    for i, (class_name, prior) in enumerate(priors.items()):
+        blank = torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)
+        parts.append(sample(unconstrained(), blank, prior, sampler, per_prior, seed=seed + i, set_id="reference",
+                            source_id="none", source_class=class_name))
+    table = pd.concat([part.members for part in parts], ignore_index=True)
+    table["image"] = [f"members/{i:03d}.png" for i in range(len(table))]
+    table["objective_kind"] = "none"
+    images = torch.cat([part.images for part in parts])
+    return InvariantSet(table, images, parts[0].source, summarise(table, images, None))
 
 
 def generate_sets(

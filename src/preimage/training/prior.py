@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
+from preimage.priors.pixel import PixelDiffusionPrior
+from preimage.sets import reference_set
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
 from preimage.world.oracle import attribute_distance, load_oracle, read_attributes
@@ -83,16 +85,10 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
 
 
 def sample_prior(prior_dir: str | Path, n: int, num_steps: int, seed: int, device_name: str = "auto") -> np.ndarray:
-    """Unconditional DDIM samples from a saved prior, (n, H, W, 3) uint8; used to evaluate the prior."""
-    device = resolve_device(device_name)
-    unet = UNet2DModel.from_pretrained(Path(prior_dir) / "unet", use_safetensors=True).to(device).eval()
-    scheduler = DDIMScheduler.from_pretrained(Path(prior_dir) / "scheduler")
-    pipeline = DDIMPipeline(unet=unet, scheduler=scheduler).to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        result = pipeline(batch_size=n, generator=generator, num_inference_steps=num_steps, eta=0.0, output_type="np")
-    return to_uint8(torch.from_numpy(result.images).permute(0, 3, 1, 2))
+    """Unconditional samples from a saved prior, (n, H, W, 3) uint8, drawn the way the pipeline draws its
+    reference set (same prior class, DDIM schedule and sampler), so the evaluation scores what the sets see."""
+    prior = PixelDiffusionPrior.from_pretrained(prior_dir).to(resolve_device(device_name))
+    return to_uint8(reference_set({"": prior}, n, seed, num_steps).images)
 
 
 def evaluate_prior(prior_dir: str | Path, oracle_dir: str | Path, spec: WorldSpec, n: int, num_steps: int,
