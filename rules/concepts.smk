@@ -13,6 +13,7 @@ _SOURCE_CLASS = {set_id: set_class(config, set_id) for set_id in SET_IDS}
 GROUPS = concept_groups(SET_IDS, _SOURCE_CLASS.__getitem__, config["sets"]["objectives"])
 CLASS_CORES = sorted({group.core for group in GROUPS.values() if group.kind == "class"})
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
+REAL_SPLIT = CONCEPTS["real_split"]
 
 
 def concept_models(*kinds):
@@ -131,21 +132,25 @@ rule concepts_predict_world:
 
 
 rule concepts_group:
-    """One group's clusters (pooled and per set, named by the vocabulary) and its concepts ranked by how
-    much the decision depends on them, flagged against a permutation null."""
+    """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
+    the decision depends on them, flagged against a permutation null, and the 2-D map of its embeddings
+    (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_group.output[0],
         reference=rules.concepts_embed_reference.output[0],
+        **({"real": f"results/concepts/embeddings/world/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
     output:
         assignments="results/concepts/clusters/{group}/assignments.parquet",
         clusters="results/concepts/clusters/{group}/clusters.parquet",
         spurious="results/concepts/spurious/{group}.parquet",
+        map="results/concepts/maps/{group}.parquet",
     params:
         group=lambda wildcards: GROUPS[wildcards.group],
         synonyms=CONCEPTS["synonyms"],
         clusters=CONCEPTS["clusters"],
         spurious=CONCEPTS["spurious"],
+        map_points=CONCEPTS["map_points"],
     log:
         "logs/concepts/group/{group}.log",
     script:

@@ -1,66 +1,31 @@
 # Figures and the run report, from cached artifacts only: `snakemake figures` redraws every figure and
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
-# Needs rules/concepts.smk (GROUPS, SET_IDS, group_set_dirs, group_members).
+# Needs rules/concepts.smk (GROUPS, SET_IDS, rule concepts_group).
+
+from pathlib import Path
 
 from preimage.report.build import GROUP_FIGURES
 
 REPORT = config["report"]
-REAL_SPLIT = config["concepts"]["real_split"]
 FIGURES = "results/figures"
 
 
-def figure_pair(stem, caption, category):
-    """A figure's PNG (in `snakemake --report`, with its caption) and PDF."""
-    return {"png": report(f"{stem}.png", caption=f"../report/{caption}.rst", category=category), "pdf": f"{stem}.pdf"}
+def figure_pair(name, stem, caption, category, subcategory=None):
+    """A figure's PNG (in `snakemake --report`, with its caption) and PDF, as outputs `name` and `name`_pdf."""
+    png = report(f"{stem}.png", caption=f"../report/{caption}.rst", category=category, subcategory=subcategory)
+    return {name: png, f"{name}_pdf": f"{stem}.pdf"}
 
 
-rule figures_group:
-    """One group's concept enrichment bars, cluster montage, embedding map, and a grid of each of its sets."""
-    input:
-        scores="results/concepts/spurious/{group}.parquet",
-        clusters="results/concepts/clusters/{group}/clusters.parquet",
-        assignments="results/concepts/clusters/{group}/assignments.parquet",
-        embeddings="results/concepts/embeddings/groups/{group}.parquet",
-        reference="results/concepts/embeddings/reference.parquet",
-        members=group_members,
-        **({"real": f"results/concepts/embeddings/world/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
-    output:
-        enrichment=report(f"{FIGURES}/groups/{{group}}/enrichment.png", caption="../report/enrichment.rst",
-                          category="Concepts", subcategory="{group}"),
-        enrichment_pdf=f"{FIGURES}/groups/{{group}}/enrichment.pdf",
-        clusters=report(f"{FIGURES}/groups/{{group}}/clusters.png", caption="../report/clusters.rst",
-                        category="Concepts", subcategory="{group}"),
-        clusters_pdf=f"{FIGURES}/groups/{{group}}/clusters.pdf",
-        embedding=report(f"{FIGURES}/groups/{{group}}/embedding.png", caption="../report/embedding.rst",
-                         category="Concepts", subcategory="{group}"),
-        embedding_pdf=f"{FIGURES}/groups/{{group}}/embedding.pdf",
-        sets=report(directory(f"{FIGURES}/groups/{{group}}/sets"), patterns=["{set_id}.png"],
-                    caption="../report/set_grid.rst", category="Invariant sets", subcategory="{group}"),
-    params:
-        set_dirs=group_set_dirs,
-        group=lambda wildcards: GROUPS[wildcards.group],
-        settings=REPORT,
-    log:
-        "logs/figures/groups/{group}.log",
-    script:
-        "../scripts/figures_group.py"
-
-
-rule figures_samplers:
-    """Sampler comparison (figure, LaTeX, Markdown) and acceptance vs diversity across guidance scales."""
-    input:
-        summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
-    output:
-        samplers=report(f"{FIGURES}/samplers.png", caption="../report/samplers.rst", category="Samplers"),
-        samplers_pdf=f"{FIGURES}/samplers.pdf",
-        latex=f"{FIGURES}/samplers.tex",
-        markdown=f"{FIGURES}/samplers.md",
-        guidance=report(f"{FIGURES}/guidance.png", caption="../report/guidance.rst", category="Samplers"),
-        guidance_pdf=f"{FIGURES}/guidance.pdf",
-    log:
-        "logs/figures/samplers.log",
-    script:
-        "../scripts/figures_samplers.py"
+def group_figures(group):
+    """A group's enrichment bars, cluster montage, embedding map and folder of set grids, as outputs named
+    `group`_<figure>."""
+    stem = f"{FIGURES}/groups/{group}"
+    figures = {}
+    for name in GROUP_FIGURES:
+        figures.update(figure_pair(f"{group}_{name}", f"{stem}/{name}", name, "Concepts", group))
+    figures[f"{group}_sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"],
+                                      caption="../report/set_grid.rst", category="Invariant sets", subcategory=group)
+    return figures
 
 
 rule report_evaluation:
@@ -78,30 +43,37 @@ rule report_evaluation:
         "../scripts/report_evaluation.py"
 
 
-rule figures_evaluation:
-    """Precision, recall, F1, hit@1 and MRR of both methods."""
-    input:
-        rules.report_evaluation.output.summary,
-    output:
-        **figure_pair(f"{FIGURES}/evaluation", "evaluation", "Evaluation"),
-    log:
-        "logs/figures/evaluation.log",
-    script:
-        "../scripts/figures_evaluation.py"
-
-
-FIGURE_FILES = [
-    *expand(f"{FIGURES}/groups/{{group}}/{{name}}.{{fmt}}", group=GROUPS, name=GROUP_FIGURES, fmt=("png", "pdf")),
-    *expand(f"{FIGURES}/groups/{{group}}/sets", group=GROUPS),
-    *rules.figures_samplers.output,
-    *(rules.figures_evaluation.output if REPORT["evaluate"] else []),
-]
-
-
 rule figures:
-    """Every figure, redrawn from cached Parquet and PNG artifacts."""
+    """Every figure, redrawn in one job (imports paid once) from cached Parquet and PNG artifacts: each
+    group's enrichment bars, cluster montage, embedding map and set grids, the sampler and guidance
+    figures, and (report.evaluate) both methods' scores against the planted shortcuts."""
     input:
-        FIGURE_FILES,
+        scores=expand(rules.concepts_group.output.spurious, group=GROUPS),
+        clusters=expand(rules.concepts_group.output.clusters, group=GROUPS),
+        maps=expand(rules.concepts_group.output.map, group=GROUPS),
+        members=expand("results/sets/{set_id}/members.parquet", set_id=SET_IDS),
+        summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
+        **({"evaluation": rules.report_evaluation.output.summary} if REPORT["evaluate"] else {}),
+    output:
+        **{name: path for group in GROUPS for name, path in group_figures(group).items()},
+        **figure_pair("samplers", f"{FIGURES}/samplers", "samplers", "Samplers"),
+        latex=f"{FIGURES}/samplers.tex",
+        markdown=f"{FIGURES}/samplers.md",
+        **figure_pair("guidance", f"{FIGURES}/guidance", "guidance", "Samplers"),
+        **(figure_pair("evaluation", f"{FIGURES}/evaluation", "evaluation", "Evaluation")
+           if REPORT["evaluate"] else {}),
+    params:
+        groups=GROUPS,
+        set_dirs=lambda wildcards, input: [Path(members).parent for members in input.members],
+        figures=lambda wildcards, output: Path(output.samplers).parent,
+        settings=REPORT,
+    log:
+        "logs/figures.log",
+    script:
+        "../scripts/figures.py"
+
+
+FIGURE_FILES = list(rules.figures.output)
 
 
 rule report_html:

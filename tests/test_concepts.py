@@ -23,6 +23,7 @@ from preimage.concepts.embeddings import (
     with_embeddings,
 )
 from preimage.concepts.layout import concept_groups, group_slug, settings_from_config
+from preimage.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
 from preimage.concepts.spurious import SpuriousSettings, score_concepts
 from preimage.concepts.statistics import auroc, permuted_masks
 from preimage.concepts.vocabulary import (
@@ -185,6 +186,50 @@ def test_cluster_pool_covers_the_group_and_every_set():
     group = clusters[clusters["scope"] == "group"]
     assert sorted(group["name"]) == ["a purple background", "a tag"] and group["size"].sum() == 40
     assert all(len(r) == 4 for r in group["representatives"])
+
+
+# --- embedding maps -------------------------------------------------------------------------------------
+def _map_inputs(rng: np.random.Generator, members: int, reference: int) -> tuple[pd.DataFrame, ...]:
+    """A one-set pool (a source and `members` members), its assignments in the group scope and in the set's
+    own scope, a reference sample and real images of two classes."""
+    images = [f"m{i}.png" for i in range(members)]
+    rows = pd.DataFrame({"set_id": "s", "role": ["source"] + ["member"] * members, "image": ["source.png", *images]})
+    pool = with_embeddings(rows, _reference(rng, members + 1), "test")
+    clusters = np.arange(members) % 3
+    assignments = pd.concat([pd.DataFrame({"scope": scope, "set_id": "s", "image": images, "cluster": labels})
+                             for scope, labels in (("group", clusters), ("s", 2 - clusters))], ignore_index=True)
+    ref_rows = pd.DataFrame({"set_id": "reference", "role": "member", "image": [f"r{i}.png" for i in range(reference)]})
+    real_rows = pd.DataFrame({"image_id": [f"real{i}" for i in range(20)], "shape": ["square", "circle"] * 10})
+    return (pool, assignments, with_embeddings(ref_rows, _reference(rng, reference), "test"),
+            with_embeddings(real_rows, _reference(rng, 20), "test"))
+
+
+def test_group_map_places_members_with_their_clusters_reference_and_real_images():
+    pool, assignments, reference, real = _map_inputs(np.random.default_rng(7), members=40, reference=30)
+    table = group_map(pool, assignments, reference, points=25, seed=1, real=real, core="square")
+    assert table.groupby("role").size().to_dict() == {"member": 25, "real": 10, "reference": 25}
+    members = table[table["role"] == "member"].merge(assignments[assignments["scope"] == "group"],
+                                                     on=["set_id", "image"], suffixes=("", "_assigned"))
+    assert len(members) == 25 and (members["cluster"] == members["cluster_assigned"]).all()
+    others = table[table["role"] != "member"]
+    assert (others["cluster"] == NO_CLUSTER).all() and "source.png" not in set(table["image"])
+    real_rows = table[table["role"] == "real"]
+    assert real_rows["set_id"].isna().all() and set(real_rows["image"]) == set(real["image_id"][::2])
+    assert np.isfinite(table[["x", "y"]].to_numpy()).all() and table[["x", "y"]].std().min() > 0
+    pd.testing.assert_frame_equal(table, group_map(pool, assignments, reference, 25, 1, real, "square"))
+    assert not table.equals(group_map(pool, assignments, reference, 25, 2, real, "square"))
+    assert set(group_map(pool, assignments, reference, 25, 1, real, None)["role"]) == {"member", "reference"}
+
+
+def test_group_map_falls_back_to_pca_for_few_points():
+    pool, assignments, reference, _ = _map_inputs(np.random.default_rng(8), members=4, reference=3)
+    table = group_map(pool, assignments, reference, points=100, seed=0)
+    assert len(table) < MIN_TSNE_POINTS and table["role"].tolist() == ["member"] * 4 + ["reference"] * 3
+    embeddings = np.concatenate([embedding_matrix(pool)[1:], embedding_matrix(reference)])
+    centred = embeddings - embeddings.mean(axis=0)
+    # PCA: the layout keeps the points' distances along the two main axes of the data.
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    assert np.allclose(np.abs(table[["x", "y"]].to_numpy()), np.abs(centred @ axes[:2].T), atol=1e-4)
 
 
 # --- spurious-feature scores ----------------------------------------------------------------------------

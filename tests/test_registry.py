@@ -46,7 +46,8 @@ from preimage.workflow import model_dir, select_sources
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = sorted((REPO / "presets").glob("*.yaml"))
+PRESETS = sorted((REPO / "presets").glob("imagenet_*.yaml"))
+WORLD_PRESETS = sorted((REPO / "presets").glob("world_*.yaml"))
 CLIP_CFG = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
@@ -293,3 +294,16 @@ def test_presets_overlay_config_yaml_with_valid_real_model_settings(config, pres
     for spec in merged["sets"]["samplers"].values():
         sampler_from_spec(spec)
     assert merged["perceptual"] == {"net": "alex", "backbone_file": None, "allow_random": False}
+
+
+@pytest.mark.parametrize("preset", WORLD_PRESETS, ids=[p.stem for p in WORLD_PRESETS])
+def test_world_presets_only_retrain_the_classifier(config, preset: Path) -> None:
+    """Another world's shortcuts reach only the classifier's data, so the committed prior, CLIP model and
+    oracle serve it and the preset's run costs one classifier training."""
+    merged = copy.deepcopy(config)
+    update_config(merged, yaml.safe_load(preset.read_text()))
+    validate_config(merged, source=preset.name)
+    assert merged["world"]["shortcuts"] != config["world"]["shortcuts"]
+    for model in ("prior", "clip", "oracle"):
+        assert model_dir(merged, model) == model_dir(config, model)
+    assert model_dir(merged, "classifier") != model_dir(config, "classifier")

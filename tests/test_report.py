@@ -14,15 +14,10 @@ from PIL import Image
 from preimage.concepts.clustering import ClusterSettings, cluster_pool
 from preimage.concepts.embeddings import EmbeddedVocabulary, member_images, with_embeddings
 from preimage.concepts.layout import Group
+from preimage.concepts.maps import group_map
 from preimage.concepts.spurious import SpuriousSettings, score_group
 from preimage.io import write_parquet, write_png
-from preimage.report.build import (
-    FigureSettings,
-    build_report,
-    write_evaluation_figure,
-    write_group_figures,
-    write_sampler_outputs,
-)
+from preimage.report.build import FigureSettings, build_report, write_figures
 from preimage.report.evaluation import evaluate, planted_pairs, winner
 from preimage.report.tables import sampler_table, to_latex, to_markdown
 
@@ -116,9 +111,10 @@ def run(tmp_path):
                                                                                             min_absent=1000))
     real = with_embeddings(pd.DataFrame({"image_id": ["r0", "r1", "r2"], "shape": ["square", "square", "circle"]}),
                            _embed(rng, 3, tag=0.5), "test")
+    embedding_map = group_map(embeddings, assignments, reference, points=50, real=real, core=group.core)
     paths = {name: tmp_path / "concepts" / f"{name}.parquet"
-             for name in ("embeddings", "reference", "assignments", "clusters", "spurious", "real")}
-    for name, table in zip(paths, (embeddings, reference, assignments, clusters, scores, real)):
+             for name in ("embeddings", "reference", "assignments", "clusters", "spurious", "map")}
+    for name, table in zip(paths, (embeddings, reference, assignments, clusters, scores, embedding_map)):
         write_parquet(table, paths[name])
     return tmp_path, group, paths
 
@@ -133,18 +129,15 @@ def test_the_synthetic_run_flags_the_tag(run):
 def _write_figures(root, group: Group, paths: dict) -> list:
     """Every figure of the synthetic run; returns their stems."""
     figures = root / "figures"
-    stems = {name: figures / "groups" / "square" / name for name in ("enrichment", "clusters", "embedding")}
-    write_group_figures(paths["spurious"], paths["clusters"], paths["assignments"], paths["embeddings"],
-                        paths["reference"], [root / "sets" / s for s in group.set_ids], group, stems,
-                        figures / "groups" / "square" / "sets", FigureSettings(map_points=50), paths["real"])
-    summaries = pd.concat([pd.read_parquet(root / "sets" / s / "summary.parquet") for s in group.set_ids])
-    write_sampler_outputs(summaries, figures / "samplers", figures / "samplers.tex", figures / "samplers.md",
-                          figures / "guidance")
     summary, pairs = evaluate({"invariant sets": pd.read_parquet(paths["spurious"])}, TRUTH)
     write_parquet(summary, root / "evaluation.parquet")
     write_parquet(pairs, root / "pairs.parquet")
-    write_evaluation_figure(root / "evaluation.parquet", figures / "evaluation")
-    return [*stems.values(), figures / "samplers", figures / "guidance", figures / "evaluation",
+    set_dirs = [root / "sets" / s for s in group.set_ids]
+    write_figures({"square": group}, {"square": paths["spurious"]}, {"square": paths["clusters"]},
+                  {"square": paths["map"]}, set_dirs, [d / "summary.parquet" for d in set_dirs], figures,
+                  FigureSettings(grid_members=8), root / "evaluation.parquet")
+    return [*(figures / "groups" / "square" / name for name in ("enrichment", "clusters", "embedding")),
+            figures / "samplers", figures / "guidance", figures / "evaluation",
             *(figures / "groups" / "square" / "sets" / s for s in group.set_ids)]
 
 

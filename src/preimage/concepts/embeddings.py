@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,10 @@ from PIL import Image
 
 from preimage.concepts.vocabulary import Concept
 from preimage.io import write_parquet
-from preimage.models.clip import ClipModel
 from preimage.training.common import to_tensor
+
+if TYPE_CHECKING:  # open_clip and timm load only where a model does, not to read an embedding table
+    from preimage.models.clip import ClipModel
 
 EMBEDDING = "embedding"
 MEMBERS_FILE = "members.parquet"

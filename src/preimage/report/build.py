@@ -9,11 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from preimage.concepts.clustering import GROUP_SCOPE
-from preimage.concepts.embeddings import MEMBERS_FILE, SOURCE_IMAGE, embedding_matrix, generated_members
+from preimage.concepts.embeddings import MEMBERS_FILE, SOURCE_IMAGE
 from preimage.concepts.layout import Group
 from preimage.io import atomic_path
 from preimage.report.document import GroupSection, Report, write_report
@@ -52,45 +51,27 @@ class FigureSettings:
     """Figure knobs; the matching keys of config report map onto these fields."""
 
     top_concepts: int = 15
-    map_points: int = 1000
     grid_members: int = 32
     grid_columns: int = 8
-    seed: int = 0
 
     @classmethod
     def from_config(cls, section: Mapping) -> FigureSettings:
         return cls(**{key: section[key] for key in cls.__dataclass_fields__ if key in section})
 
 
-def write_group_figures(scores: str | Path, clusters: str | Path, assignments: str | Path, embeddings: str | Path,
-                        reference: str | Path, set_dirs: Sequence[str | Path], group: Group,
-                        stems: Mapping[str, str | Path], sets_dir: str | Path,
-                        settings: FigureSettings = FigureSettings(), real: str | Path | None = None) -> None:
-    """One group's figures: stems "enrichment", "clusters", "embedding", and `sets_dir`/<set id> grids.
-
-    `real` is an embedding table of real images with a `shape` column (a world split); those of the
-    group's core class are drawn on the embedding map.
-    """
+def write_group_figures(scores: str | Path, clusters: str | Path, embedding_map: str | Path,
+                        set_dirs: Sequence[str | Path], group: Group, stems: Mapping[str, str | Path],
+                        sets_dir: str | Path, settings: FigureSettings = FigureSettings()) -> None:
+    """One group's figures: stems "enrichment", "clusters", "embedding" (from the group's map table,
+    `preimage.concepts.maps`), and `sets_dir`/<set id> grids."""
     title = group.name
     save_figure(enrichment_figure(pd.read_parquet(scores), f"{title}: concepts the decision depends on",
                                   settings.top_concepts), stems["enrichment"])
     table = pd.read_parquet(clusters)
     group_clusters = table[table["scope"] == GROUP_SCOPE]
     save_figure(cluster_montage_figure(group_clusters, f"{title}: clusters"), stems["clusters"])
-    labels = pd.read_parquet(assignments).query("scope == @GROUP_SCOPE")[["set_id", "image", "cluster"]]
-    pool = generated_members(pd.read_parquet(embeddings)).merge(labels, on=["set_id", "image"], validate="1:1")
-    rng = np.random.default_rng(settings.seed)
-    pool = pool.iloc[np.sort(rng.permutation(len(pool))[: settings.map_points])]
-    ref = generated_members(pd.read_parquet(reference))
-    ref = ref.iloc[np.sort(rng.permutation(len(ref))[: settings.map_points])]
     names = dict(zip(group_clusters["cluster"], group_clusters["name"]))
-    real_images = None
-    if real is not None and group.core is not None:
-        rows = pd.read_parquet(real).query("shape == @group.core")
-        if len(rows):
-            real_images = embedding_matrix(rows.iloc[np.sort(rng.permutation(len(rows))[: settings.map_points])])
-    save_figure(embedding_map_figure(embedding_matrix(pool), pool["cluster"].to_numpy(), names, embedding_matrix(ref),
-                                     f"{title}: CLIP embeddings (t-SNE)", settings.seed, real_images),
+    save_figure(embedding_map_figure(pd.read_parquet(embedding_map), names, f"{title}: CLIP embeddings (t-SNE)"),
                 stems["embedding"])
     for set_dir in set_dirs:
         write_set_figure(set_dir, Path(sets_dir) / Path(set_dir).name, settings.grid_members, settings.grid_columns)
@@ -116,6 +97,27 @@ def write_sampler_outputs(summaries: pd.DataFrame, figure_stem: str | Path, late
 
 def write_evaluation_figure(evaluation: str | Path, stem: str | Path) -> None:
     save_figure(evaluation_figure(pd.read_parquet(evaluation)), stem)
+
+
+def write_figures(groups: Mapping[str, Group], scores: Mapping[str, str | Path], clusters: Mapping[str, str | Path],
+                  maps: Mapping[str, str | Path], set_dirs: Sequence[str | Path], summaries: Sequence[str | Path],
+                  figure_dir: str | Path, settings: FigureSettings = FigureSettings(),
+                  evaluation: str | Path | None = None) -> None:
+    """Every figure of a run in one call, so one process pays the imports once, in the layout
+    `build_report` reads under `figure_dir`: each group's (by slug, from its concept `scores`, `clusters`
+    and embedding map in `maps`, with a grid of each of its sets, found among `set_dirs` by set id), the
+    sampler comparison and guidance figures from the set `summaries`, and the evaluation figure when
+    `evaluation` (the Parquet summary of `preimage.report.evaluation.evaluate`) is given."""
+    figure_dir = Path(figure_dir)
+    by_id = {Path(d).name: Path(d) for d in set_dirs}
+    for slug, group in groups.items():
+        out = figure_dir / "groups" / slug
+        write_group_figures(scores[slug], clusters[slug], maps[slug], [by_id[s] for s in group.set_ids], group,
+                            {name: out / name for name in GROUP_FIGURES}, out / "sets", settings)
+    write_sampler_outputs(read_summaries(summaries), figure_dir / "samplers", figure_dir / "samplers.tex",
+                          figure_dir / "samplers.md", figure_dir / "guidance")
+    if evaluation is not None:
+        write_evaluation_figure(evaluation, figure_dir / "evaluation")
 
 
 def build_report(

@@ -1,8 +1,7 @@
 """Figures of a run, each a function from cached tables/images to a matplotlib Figure.
 
-Save them with `preimage.report.style.save_figure` (PNG + PDF). Embedding maps use t-SNE from
-scikit-learn (no extra dependency; UMAP would need umap-learn) on the unit-norm CLIP embeddings, with
-PCA for fewer points than t-SNE can place.
+Save them with `preimage.report.style.save_figure` (PNG + PDF). Embedding maps draw the 2-D layout the
+concept step cached (`preimage.concepts.maps`), so no figure runs t-SNE.
 """
 
 from __future__ import annotations
@@ -15,14 +14,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from PIL import Image
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 
 from preimage.io import image_grid
 from preimage.report.style import FLAGGED, NOT_FLAGGED, PALETTE, REFERENCE, apply_style
 from preimage.report.tables import SAMPLER_METRICS
-
-MIN_TSNE_POINTS = 12
 
 
 def read_png(path: str | Path) -> np.ndarray:
@@ -82,32 +77,20 @@ def cluster_montage_figure(clusters: pd.DataFrame, title: str, per_row: int = 8)
     return figure
 
 
-def project_2d(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, 2) map of embeddings: t-SNE, or PCA below MIN_TSNE_POINTS points."""
-    if len(embeddings) < MIN_TSNE_POINTS:
-        components = min(2, len(embeddings), embeddings.shape[1])
-        flat = PCA(n_components=components, random_state=seed).fit_transform(embeddings) if components else None
-        return np.zeros((len(embeddings), 2)) if flat is None else np.pad(flat, ((0, 0), (0, 2 - flat.shape[1])))
-    perplexity = min(30.0, (len(embeddings) - 1) / 3)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
-
-
-def embedding_map_figure(members: np.ndarray, clusters: np.ndarray, names: dict[int, str], reference: np.ndarray,
-                         title: str, seed: int = 0, real: np.ndarray | None = None) -> plt.Figure:
-    """Members coloured by cluster over the reference samples (grey dots) and, when given, real images of
-    the class (grey crosses), in one 2-D map."""
+def embedding_map_figure(embedding_map: pd.DataFrame, names: dict[int, str], title: str) -> plt.Figure:
+    """A map table's members coloured by cluster over the reference samples (grey dots) and, when it has
+    them, real images of the class (grey crosses)."""
     apply_style()
-    real = np.zeros((0, members.shape[1]), members.dtype) if real is None else real
-    points = project_2d(np.concatenate([members, reference, real]), seed)
-    member_points, reference_points = points[: len(members)], points[len(members): len(members) + len(reference)]
+    roles = embedding_map["role"]
+    members, reference, real = (embedding_map[roles == role] for role in ("member", "reference", "real"))
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    axis.scatter(*reference_points.T, s=8, color=REFERENCE, label="prior samples", linewidths=0)
+    axis.scatter(reference["x"], reference["y"], s=8, color=REFERENCE, label="prior samples", linewidths=0)
     if len(real):
-        axis.scatter(*points[len(members) + len(reference):].T, s=6, marker="x", color="dimgray", alpha=0.5,
-                     linewidths=0.5, label="real images of the class")
-    for cluster in np.unique(clusters):
-        axis.scatter(*member_points[clusters == cluster].T, s=16, color=PALETTE[int(cluster) % len(PALETTE)],
-                     edgecolors="white", linewidths=0.3, label=f"{cluster}: {names.get(int(cluster), '')}")
+        axis.scatter(real["x"], real["y"], s=6, marker="x", color="dimgray", alpha=0.5, linewidths=0.5,
+                     label="real images of the class")
+    for cluster, rows in members.groupby("cluster", sort=True):
+        axis.scatter(rows["x"], rows["y"], s=16, color=PALETTE[int(cluster) % len(PALETTE)], edgecolors="white",
+                     linewidths=0.3, label=f"{cluster}: {names.get(int(cluster), '')}")
     axis.set_xticks([])
     axis.set_yticks([])
     axis.set_title(title)
