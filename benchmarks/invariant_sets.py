@@ -44,6 +44,12 @@ def total_variation(a: pd.Series, b: pd.Series, values: tuple[str, ...]) -> floa
     return float(0.5 * (p - q).abs().sum())
 
 
+def attribute_distances(a: pd.DataFrame, b: pd.DataFrame, shapes: tuple[str, ...]) -> dict[str, float]:
+    """Total variation per categorical attribute (the shape is the label, so it is left out)."""
+    return {name: total_variation(a[name], b[name], values) for name, values in head_layout(shapes)
+            if name not in ("valid", "shape")}
+
+
 def run_sets(objective_spec, sampler_spec, sources, images, classifier, prior, perceptual, n, seed=0):
     """Sample one set per source; return the concatenated members with images and the summaries."""
     sampler = sampler_from_spec(sampler_spec, perceptual)
@@ -72,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--members", type=int, default=16, help="members per guided set")
-    parser.add_argument("--rejection-members", type=int, default=64, help="draws per rejection set")
+    parser.add_argument("--rejection-members", type=int, default=128, help="draws per rejection set")
     parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
@@ -101,14 +107,22 @@ def main() -> None:
     rows.append(describe("label / rejection", summary))
     guided_attributes = read_attributes(oracle, guided_images.to(device), spec.shapes)
     reject_attributes = read_attributes(oracle, reject_images.to(device), spec.shapes)
-    print("  total variation of oracle attributes, accepted guided vs accepted rejection, per source class:")
-    for cls in spec.shapes:
-        g = guided_attributes[(guided_label["accepted"] & (guided_label["source_class"] == cls)).to_numpy()]
-        r = reject_attributes[(reject_label["accepted"] & (reject_label["source_class"] == cls)).to_numpy()]
-        distances = {name: total_variation(g[name], r[name], values) for name, values in head_layout(spec.shapes)
-                     if name not in ("valid", "shape")}
-        print(f"    {cls:<9} guided n={len(g):3d} rejection n={len(r):3d}  "
+    guided_attributes["source_class"] = guided_label["source_class"].to_numpy()
+    reject_attributes["source_class"] = reject_label["source_class"].to_numpy()
+    guided_kept = guided_attributes[guided_label["accepted"].to_numpy()]
+    reject_kept = reject_attributes[reject_label["accepted"].to_numpy()]
+    halves = np.random.default_rng(0).permutation(len(reject_kept)) % 2 == 0
+    print("  total variation of oracle attributes, accepted guided vs accepted rejection (the reference);")
+    print("  'noise floor' is the distance between two random halves of the reference, i.e. sampling noise:")
+    attribute_rows = [("all classes", guided_kept, reject_kept)] + [
+        (cls, guided_kept[guided_kept["source_class"] == cls], reject_kept[reject_kept["source_class"] == cls])
+        for cls in spec.shapes]
+    for name, g, r in attribute_rows:
+        distances = attribute_distances(g, r, spec.shapes)
+        print(f"    {name:<11} guided n={len(g):3d} rejection n={len(r):3d}  "
               + "  ".join(f"{k} {v:.3f}" for k, v in distances.items()) + f"  max {max(distances.values()):.3f}")
+    floor = attribute_distances(reject_kept[halves], reject_kept[~halves], spec.shapes)
+    print(f"    noise floor (all classes, halves of the reference): max {max(floor.values()):.3f}")
 
     print("neuron objective", objectives["neuron"])
     rows.append(describe("neuron / guided", run_sets(objectives["neuron"], samplers["guided"], sources, images,

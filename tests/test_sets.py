@@ -117,6 +117,22 @@ def test_a_crash_mid_write_leaves_no_summary_and_a_rerun_resumes(prior, classifi
     assert (tmp_path / "img-1__label__rejection" / SUMMARY).stat().st_mtime_ns == finished  # skipped
 
 
+def test_each_set_draws_its_own_members(prior, classifier, source, tmp_path):
+    """Sets share the run's seed but not their start noises, so pooling sets pools independent draws."""
+    samplers = {"rejection": RejectionSampler(num_steps=2)}
+    for image_id in ("img-1", "img-2"):
+        generate_sets(source, {"image_id": image_id, "class_name": "circle"}, "label", label(classifier), samplers,
+                      prior, 3, 0, None, tmp_path)
+    seeds = [pd.read_parquet(tmp_path / f"{i}__label__rejection" / MEMBERS)["seed"].tolist() for i in ("img-1", "img-2")]
+    assert not set(seeds[0]) & set(seeds[1])
+    generate_sets(source, {"image_id": "img-3", "class_name": "circle"}, "label", label(classifier), samplers,
+                  prior, 3, 0, None, tmp_path / "again")
+    rerun = pd.read_parquet(tmp_path / "again" / "img-3__label__rejection" / MEMBERS)["seed"].tolist()
+    generate_sets(source, {"image_id": "img-3", "class_name": "circle"}, "label", label(classifier), samplers,
+                  prior, 3, 0, None, tmp_path)
+    assert pd.read_parquet(tmp_path / "img-3__label__rejection" / MEMBERS)["seed"].tolist() == rerun
+
+
 def test_sampler_spec_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown kind 'annealed'"):
         sampler_from_spec({"kind": "annealed"})

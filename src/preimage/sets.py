@@ -23,6 +23,7 @@ from preimage.priors.base import DiffusionPrior
 from preimage.samplers.base import ObjectiveLike, Sampler
 from preimage.samplers.rejection import RejectionSampler
 from preimage.training.common import to_uint8
+from preimage.world.generator import stable_hash
 
 SUMMARY = "summary.parquet"
 MEMBERS = "members.parquet"
@@ -199,6 +200,11 @@ def reference_set(priors: dict[str, DiffusionPrior], members: int, seed: int, nu
     return InvariantSet(table, images, parts[0].source, summarise(table, images, None))
 
 
+def set_seed(seed: int, set_id: str) -> int:
+    """A set's own seed, from the run's seed and the set's id: stable across runs, machines and job order."""
+    return int(stable_hash([seed, set_id]), 16)
+
+
 def generate_sets(
     source: Tensor,
     source_row: dict[str, Any],
@@ -211,7 +217,11 @@ def generate_sets(
     perceptual: torch.nn.Module | None,
     out_root: str | Path,
 ) -> list[Path]:
-    """Sample and store one set per sampler for one (source, objective); complete sets are skipped."""
+    """Sample and store one set per sampler for one (source, objective); complete sets are skipped.
+
+    Each set draws its members from its own seed (`set_seed`), so the sets of a class pool independent
+    draws rather than the same start noises again and again.
+    """
     written = []
     for sampler_name, sampler in samplers.items():
         set_id = f"{source_row['image_id']}__{objective_name}__{sampler_name}"
@@ -219,8 +229,8 @@ def generate_sets(
         written.append(out)
         if is_complete(out):
             continue
-        result = sample(objective, source, prior, sampler, n, seed=seed, perceptual=perceptual, set_id=set_id,
-                        source_id=source_row["image_id"], source_class=source_row["class_name"])
+        result = sample(objective, source, prior, sampler, n, seed=set_seed(seed, set_id), perceptual=perceptual,
+                        set_id=set_id, source_id=source_row["image_id"], source_class=source_row["class_name"])
         extra = {"objective_name": objective_name, "sampler_name": sampler_name,
                  "guidance_scale": getattr(sampler, "guidance_scale", float("nan"))}
         write_set(result, out, extra)
