@@ -3,16 +3,17 @@
 At each step t the denoiser's clean estimate z0_hat(z_t) is decoded and scored, and the gradient g of that
 score moves the DDIM update:
 
-    z_{t-1} = DDIM(z_t) - guidance_scale * sqrt(1 - alpha_bar_t) * min(1, score) * g / rms(g)
+    z_{t-1} = DDIM(z_t) - guidance_scale * sqrt(1 - alpha_bar_t) * w * g / rms(g),   w = min(1, loss)
 
 - g is taken with respect to the Tweedie estimate z0_hat (MPGD, He et al. 2023), or with `through_denoiser`
   with respect to z_t through the denoiser (DPS, DiME). On the shortcut world the first costs half as much
   per step, and reached the same label acceptance and 93 % vs 94.5 % neuron acceptance.
 - The gradient is normalised per member to unit root-mean-square, so guidance_scale does not depend on the
   loss's units (a logit margin and a pixel mean guide alike); DVCE normalises its gradient for the same reason.
-- The step shrinks with the score below 1: objectives scale their loss to about 1 at the acceptance
-  boundary, so a member that already satisfies its objective is nudged, not pushed, and keeps the look the
-  prior gave it (a constant step overshot the neuron tolerance and drifted backgrounds).
+- The step shrinks with the objective's loss below 1: objectives scale their loss to about 1 at the
+  acceptance boundary, so a member that already satisfies its objective is nudged, not pushed, and keeps the
+  look the prior gave it (a constant step overshot the neuron tolerance and drifted backgrounds). With a
+  distance or repulsion term the step stays whole, since those keep pulling after the objective is met.
 - The step is scaled by the current noise level sqrt(1 - alpha_bar_t): guidance acts while the image's layout is
   still being decided and fades as the sample is resolved, so the last steps cannot add an adversarial,
   imperceptible perturbation that satisfies the objective without changing the image.
@@ -73,6 +74,10 @@ class GuidedSampler(Sampler):
             raise ValueError(f"through_denoiser must be a bool, got {through_denoiser!r}")
         self.through_denoiser = through_denoiser
 
+    @property
+    def _regularised(self) -> bool:
+        return self.distance_weight > 0 or self.repulsion_weight > 0
+
     def _sample_batch(
         self,
         prior: DiffusionPrior,
@@ -121,6 +126,7 @@ class GuidedSampler(Sampler):
             (gradient,) = torch.autograd.grad(total.sum(), leaf)
         with torch.no_grad():
             z_prev = prior.step(z_t.detach(), t, output.detach(), eta=self.eta, generator=generators)
-            weight = total.detach().float().clamp(max=1.0).view(-1, *[1] * (z_t.ndim - 1))
+            weight = torch.ones_like(objective_loss) if self._regularised else objective_loss.clamp(max=1.0)
+            weight = weight.detach().float().view(-1, *[1] * (z_t.ndim - 1))
             shift = self.guidance_scale * (1 - prior.alpha_bar(t)).sqrt() * weight * per_member_unit_rms(gradient)
             return (z_prev - shift.to(z_prev.dtype)), objective_loss.detach()
