@@ -14,6 +14,7 @@ sources for a world run (as Snakemake does when it builds the job graph) costs n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,9 +103,14 @@ def world_model_dir(config: dict, kind: str) -> str:
     return model_dir(config, kind)
 
 
-def _no_file_for_world(settings: dict, kind: str) -> None:
+def _load_model(config: dict, kind: str, loader: Callable[..., Any], device: str | torch.device) -> Any:
+    """The world's trained `kind` model, or `models.<kind>.source` (with its pretrained_file) through `loader`."""
+    settings = model_settings(config, kind)
+    if settings["source"] != WORLD:
+        return loader(settings["source"], pretrained_file=settings["pretrained_file"], device=device)
     if settings["pretrained_file"] is not None:
         raise ValueError(f"models.{kind}.pretrained_file: only for a named architecture, not for source 'world'")
+    return loader(world_model_dir(config, kind), device=device)
 
 
 # --- models ------------------------------------------------------------------------------------------------------
@@ -114,22 +120,14 @@ def resolve_classifier(config: dict, device: str | torch.device) -> torch.nn.Mod
     """The explained classifier: the world's trained one, or a timm folder / "hf-hub:id" / timm name (+ file)."""
     from preimage.models import load_classifier
 
-    settings = model_settings(config, "classifier")
-    if settings["source"] == WORLD:
-        _no_file_for_world(settings, "classifier")
-        return load_classifier(world_model_dir(config, "classifier"), device=device)
-    return load_classifier(settings["source"], pretrained_file=settings["pretrained_file"], device=device)
+    return _load_model(config, "classifier", load_classifier, device)
 
 
 def resolve_clip(config: dict, device: str | torch.device) -> ClipModel:
     """The CLIP model for concepts: the world's trained one, or an open_clip folder / "hf-hub:id" / arch (+ file)."""
     from preimage.models import load_clip
 
-    settings = model_settings(config, "clip")
-    if settings["source"] == WORLD:
-        _no_file_for_world(settings, "clip")
-        return load_clip(world_model_dir(config, "clip"), device=device)
-    return load_clip(settings["source"], pretrained_file=settings["pretrained_file"], device=device)
+    return _load_model(config, "clip", load_clip, device)
 
 
 def resolve_perceptual(config: dict, device: str | torch.device) -> Lpips:
