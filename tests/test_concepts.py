@@ -121,8 +121,8 @@ def test_groups_pool_class_sets_and_split_other_objectives():
     classes = {"src0": "circle", "src1": "square"}
     groups = concept_groups(ids, lambda s: classes[s.split("__")[0]], objectives)
     assert {slug: (g.kind, g.core, len(g.set_ids)) for slug, g in groups.items()} == {
-        "circle": ("class", "circle", 1), "square": ("class", "square", 1),
-        "neuron": ("objective", None, 2), "to_square": ("counterfactual", "square", 2)}
+        "circle": ("class", "circle", 1), "square": ("class", "square", 3),  # the counterfactuals join square
+        "neuron": ("objective", None, 2)}
     assert group_slug("golden retriever") == "golden-retriever"
     with pytest.raises(ValueError, match="share the file name"):
         concept_groups(["a__square__s", "b__label__s"], lambda s: "square",

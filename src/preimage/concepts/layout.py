@@ -2,12 +2,13 @@
 
 A *group* is the sets explained together, and its *core* the class whose decision they keep:
 
-- kind "class": every set whose objective keeps the source's class (label, logits or probs without a
-  target), pooled per source class; the core is that class;
-- kind "counterfactual": a label objective with a class target ("to_square"), per objective; the core is
-  the target class, so the group shows what makes images of other classes become that class;
-- kind "objective": any other objective (a neuron, a channel, an image-space function), per objective,
-  pooled over sources; no core class.
+- kind "class": every set whose members the model calls class c, pooled: sets whose objective keeps the
+  source's class (label, logits or probs without a target) from sources of class c, and label
+  counterfactuals with target c from sources of other classes; the core is c. Both are samples of
+  {x : model(x) = c}, and the counterfactuals are where the model's reliance shows most: what it takes
+  to make a circle a square is what the model needs beyond the square's shape;
+- kind "objective": any other objective (a neuron, a channel, an image-space function, a counterfactual
+  on logits or probabilities), per objective, pooled over sources; no core class.
 
 Group names become file names through `group_slug`.
 """
@@ -60,7 +61,7 @@ def set_group(objective: Mapping, name: str, source_class: str) -> tuple[str, st
     if objective.get("kind") in CLASS_KINDS and target == "source" and not relative:
         return source_class, "class", source_class
     if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
-        return name, "counterfactual", target
+        return target, "class", target
     return name, "objective", None
 
 

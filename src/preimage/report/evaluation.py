@@ -1,12 +1,12 @@
 """Score flagged (class, concept) pairs against the world's planted shortcuts. Evaluation only: this is
 the one place that reads the ground truth, and nothing it computes flows back into explanations.
 
-Only groups of kind "class" (sets that keep their source's class) are evaluated. The universe is every
-candidate (class, concept) pair a method scored, plus planted pairs it could not
-score (a concept missing from the vocabulary, a class without sets), which count as misses. Precision,
-recall and F1 come from scikit-learn with `zero_division=1`: a method that flags nothing invents
-nothing (precision 1), and a world with nothing planted is fully recalled, so a clean model explained
-without flags scores F1 = 1.
+Only groups of kind "class" (the sets the model calls a class: invariant sets and label
+counterfactuals) are evaluated. The universe is every candidate (class, concept) pair a method scored,
+plus planted pairs it could not score (a concept missing from the vocabulary, a class without sets),
+which count as misses. Precision, recall and F1 come from scikit-learn with `zero_division=1`: a method
+that flags nothing invents nothing (precision 1), and a world with nothing planted is fully recalled,
+so a clean model explained without flags scores F1 = 1.
 """
 
 from __future__ import annotations
