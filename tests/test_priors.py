@@ -139,6 +139,16 @@ def test_pixel_prior_loads_offline_and_round_trips(pixel_dir: Path) -> None:
     assert prior.describe()["timestep_spacing"] == "trailing"
 
 
+def test_pixel_prior_runs_its_unet_in_bfloat16_and_keeps_float32_states(pixel_dir: Path) -> None:
+    full = PixelDiffusionPrior.from_pretrained(pixel_dir)
+    mixed = PixelDiffusionPrior.from_pretrained(pixel_dir, compute_dtype=torch.bfloat16)
+    z = torch.randn(2, *full.latent_shape, generator=torch.Generator().manual_seed(0))
+    prediction = mixed.predict(z, 500)
+    assert mixed.unet.dtype == torch.float32 and prediction.dtype == torch.float32
+    assert not torch.equal(prediction, full.predict(z, 500))  # rounded in bfloat16 ...
+    torch.testing.assert_close(prediction, full.predict(z, 500), atol=0.05, rtol=0.05)  # ... but the same function
+
+
 def test_pixel_prior_refuses_pickled_weights(tmp_path: Path) -> None:
     tiny_unet().save_pretrained(tmp_path / "unet", safe_serialization=False)
     DDPMScheduler().save_pretrained(tmp_path / "scheduler")

@@ -154,7 +154,7 @@ def test_world_models_and_sources_resolve_from_model_dir(config, world_root, mon
 
 
 def test_world_prior_refuses_settings_it_would_ignore(config) -> None:
-    for setting in ({"prompt": "a square"}, {"cfg_scale": 7.5}, {"dtype": "float16"}):
+    for setting in ({"prompt": "a square"}, {"cfg_scale": 7.5}):
         with pytest.raises(ValueError, match="unconditional pixel prior"):
             resolve_prior(with_models(config, prior={"source": "world", **setting}), "cpu")
     with pytest.raises(ValueError, match="pretrained_file"):

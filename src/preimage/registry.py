@@ -157,7 +157,8 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
         prior_class = pipeline_prior_class(folder)
     if prior_class == PIXEL_PRIOR:
         _check_unconditional(settings)
-        return priors.PixelDiffusionPrior.from_pretrained(folder, settings["timestep_spacing"]).to(device)
+        return priors.PixelDiffusionPrior.from_pretrained(folder, settings["timestep_spacing"],
+                                                          DTYPES[settings["dtype"]]).to(device)
     prior = getattr(priors, prior_class).from_pretrained(
         folder,
         prompt=fill_prompt(settings["prompt"], class_name),
@@ -170,8 +171,8 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
 
 
 def _check_unconditional(settings: dict) -> None:
-    """A pixel prior has no prompt and loads in float32: refuse settings that would silently do nothing."""
-    unused = {key: settings[key] for key in ("prompt", "negative_prompt", "cfg_scale", "dtype")
+    """A pixel prior has no prompt: refuse settings that would silently do nothing."""
+    unused = {key: settings[key] for key in ("prompt", "negative_prompt", "cfg_scale")
               if settings[key] != MODEL_DEFAULTS["prior"][key]}
     if unused:
         raise ValueError(

@@ -23,9 +23,14 @@ def square_side(sample_size: int | tuple[int, int] | list[int], where: str) -> i
 
 
 class PixelDiffusionPrior(DiffusionPrior):
-    """Unconditional diffusion directly on pixels; z is the image mapped to [-1, 1]."""
+    """Unconditional diffusion directly on pixels; z is the image mapped to [-1, 1].
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler) -> None:
+    `compute_dtype` other than float32 runs only the UNet's forward under autocast: weights, states and the
+    scheduler's arithmetic stay float32, so a 25-step trajectory does not accumulate half-precision rounding,
+    while the convolutions get the 2x of bfloat16 matrix units (AMX on recent Xeons, tensor cores on GPUs).
+    """
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, compute_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(scheduler)
         if unet.config.in_channels != 3 or unet.config.out_channels != 3:
             raise ValueError(
@@ -34,14 +39,16 @@ class PixelDiffusionPrior(DiffusionPrior):
             )
         self.unet = unet.eval().requires_grad_(False)
         self._side = square_side(unet.config.sample_size, "unet.config")
+        self.compute_dtype = compute_dtype
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, timestep_spacing: str = "trailing") -> PixelDiffusionPrior:
+    def from_pretrained(cls, path: str | os.PathLike, timestep_spacing: str = "trailing",
+                        compute_dtype: torch.dtype = torch.float32) -> PixelDiffusionPrior:
         """Load `path/unet` and `path/scheduler` (any diffusers scheduler config) offline, without unpickling."""
         path = Path(path)
         unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True)
         config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
-        return cls(unet, ddim_from_config(config, timestep_spacing))
+        return cls(unet, ddim_from_config(config, timestep_spacing), compute_dtype)
 
     @property
     def image_size(self) -> int:
@@ -68,7 +75,9 @@ class PixelDiffusionPrior(DiffusionPrior):
     def predict(self, z_t: Tensor, t: int | Tensor, condition: Tensor | None = None) -> Tensor:
         if condition is not None:
             raise ValueError("PixelDiffusionPrior is unconditional; condition must be None")
-        return self.unet(z_t, int(t)).sample
+        mixed = self.compute_dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=mixed):
+            return self.unet(z_t, int(t)).sample.to(z_t.dtype)
 
     def to(self, device: str | torch.device) -> PixelDiffusionPrior:
         self.unet.to(device)
