@@ -14,6 +14,7 @@ Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 16]
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import tempfile
 import time
@@ -26,8 +27,8 @@ import torch
 import preimage
 from preimage.config import load_config
 from preimage.data import load_images
-from preimage.models import load_classifier, load_lpips
-from preimage.priors import PixelDiffusionPrior
+from preimage.models import load_lpips
+from preimage.registry import resolve_classifier, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
 from preimage.sets import objective_from_config
 from preimage.training.common import resolve_device
@@ -83,11 +84,11 @@ def main() -> None:
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
     config = load_config(args.config)
+    os.chdir(REPO)  # model folders are relative to the repository, as in the workflow
     device = resolve_device(config["device"])
     spec = WorldSpec.from_config(config["world"])
-    classifier = load_classifier(str(REPO / model_dir(config, "classifier")), device=device)
-    prior = PixelDiffusionPrior.from_pretrained(REPO / model_dir(config, "prior")).to(device)
-    oracle = load_oracle(REPO / model_dir(config, "oracle")).to(device)
+    classifier, prior = resolve_classifier(config, device), resolve_prior(config, device)
+    oracle = load_oracle(model_dir(config, "oracle")).to(device)
     perceptual = load_lpips(**config["perceptual"], device=device)
     sources = select_sources(config)
     images = load_images(sources, spec.image_size, world=spec).to(device)
@@ -95,7 +96,8 @@ def main() -> None:
     if args.guidance_scale is not None:
         samplers["guided"]["guidance_scale"] = args.guidance_scale
     rejection = samplers["rejection"]
-    print(f"device {device}; {len(sources)} sources; guided sampler {samplers['guided']}")
+    print(f"device {device}; prior UNet in {prior.compute_dtype}; {len(sources)} sources; "
+          f"guided sampler {samplers['guided']}")
 
     rows = []
     print("label objective")
