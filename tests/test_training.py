@@ -14,7 +14,7 @@ from diffusers import UNet2DModel
 from preimage.training.classifier import normalise, train_classifier
 from preimage.training.clip import train_clip
 from preimage.training.oracle import train_oracle
-from preimage.training.prior import evaluate_prior, train_prior
+from preimage.training.prior import build_unet, evaluate_prior, train_prior
 from preimage.training.common import to_tensor
 from preimage.world.generator import WorldSpec, make_split
 from preimage.world.oracle import load_oracle, read_attributes
@@ -69,6 +69,21 @@ def test_prior_round_trips_through_save_pretrained(spec, tmp_path):
         first = unet(noise, torch.tensor([10, 500])).sample
         second = UNet2DModel.from_pretrained(tmp_path / "unet").eval()(noise, torch.tensor([10, 500])).sample
     assert torch.equal(first, second)
+
+
+def test_prior_trains_under_bf16_autocast_with_attention_at_two_levels(spec, tmp_path):
+    _, data = make_split(spec, "prior_train")
+    cfg = {**TINY_PRIOR, "attention_levels": 2, "dtype": "bfloat16"}
+    metrics = train_prior(data, cfg, "cpu", tmp_path)
+    assert metrics["dtype"] == "bfloat16" and np.isfinite(metrics["final_loss"])
+    unet = UNet2DModel.from_pretrained(tmp_path / "unet")
+    assert unet.config.down_block_types == ["AttnDownBlock2D", "AttnDownBlock2D"]
+    assert all(p.dtype == torch.float32 for p in unet.parameters())
+
+
+def test_prior_refuses_more_attention_levels_than_resolutions():
+    with pytest.raises(ValueError, match="attention_levels: 3 must be between 1 and"):
+        build_unet(16, {**TINY_PRIOR, "attention_levels": 3})
 
 
 def test_prior_evaluation_scores_samples_with_the_oracle(spec, tmp_path):

@@ -15,6 +15,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from preimage.priors.pixel import PixelDiffusionPrior
+from preimage.registry import DTYPES
 from preimage.sets import reference_set
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
@@ -23,18 +24,26 @@ from preimage.training.common import Stopwatch, resolve_device, seed_everything,
 
 
 def build_unet(image_size: int, cfg: dict) -> UNet2DModel:
-    """A small UNet with self-attention at the lowest resolution only."""
+    """A small UNet with self-attention at its ``attention_levels`` lowest resolutions (default: the lowest).
+
+    Attention at 16x16 as well as 8x8 (as in DDPM's CIFAR model) lets a 32x32 prior coordinate a shape's
+    edges across the image rather than only sharpening them locally.
+    """
     levels = len(cfg["block_out_channels"])
+    attention = cfg.get("attention_levels", 1)
+    if not 1 <= attention <= levels:
+        raise ValueError(f"training.prior.attention_levels: {attention} must be between 1 and the number of "
+                         f"block_out_channels ({levels})")
     return UNet2DModel(
         sample_size=image_size,
         in_channels=3,
         out_channels=3,
         block_out_channels=tuple(cfg["block_out_channels"]),
         layers_per_block=cfg["layers_per_block"],
-        down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",),
-        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+        down_block_types=("DownBlock2D",) * (levels - attention) + ("AttnDownBlock2D",) * attention,
+        up_block_types=("AttnUpBlock2D",) * attention + ("UpBlock2D",) * (levels - attention),
         norm_num_groups=8,
-        attention_head_dim=min(32, cfg["block_out_channels"][-1]),
+        attention_head_dim=min(32, *cfg["block_out_channels"][-attention:]),
     )
 
 
@@ -49,6 +58,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     data = to_tensor(images).mul_(2).sub_(1)
     unet = build_unet(images.shape[1], cfg).to(device)
     scheduler = build_scheduler()
+    compute_dtype = DTYPES[cfg.get("dtype", "float32")]
     ema = EMAModel(unet.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
     clock, losses = Stopwatch(), []
@@ -60,8 +70,9 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
         clean = data[index].to(device)
         noise = torch.randn(clean.shape, generator=generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator).to(device)
-        prediction = unet(scheduler.add_noise(clean, noise, t), t).sample
-        loss = F.mse_loss(prediction, scheduler.get_velocity(clean, noise, t))
+        with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+            prediction = unet(scheduler.add_noise(clean, noise, t), t).sample
+        loss = F.mse_loss(prediction.float(), scheduler.get_velocity(clean, noise, t))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -81,6 +92,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
         "final_loss": float(np.mean(losses[-100:])),
         "seconds": clock.seconds(),
         "device": str(device),
+        "dtype": str(compute_dtype).removeprefix("torch."),
     }
 
 
