@@ -46,7 +46,10 @@ class PixelDiffusionPrior(DiffusionPrior):
                         compute_dtype: torch.dtype = torch.float32) -> PixelDiffusionPrior:
         """Load `path/unet` and `path/scheduler` (any diffusers scheduler config) offline, without unpickling."""
         path = Path(path)
-        unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True)
+        # A small UNet gains nothing from accelerate's meta-device loading; asking for the plain path
+        # also keeps diffusers from warning on every load that accelerate is missing.
+        unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True,
+                                           low_cpu_mem_usage=False)
         config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
         return cls(unet, ddim_from_config(config, timestep_spacing), compute_dtype)
 
