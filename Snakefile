@@ -15,6 +15,7 @@ configfile: "config.yaml"
 validate_config(config, source="config.yaml with --config overrides")
 
 
+include: "rules/common.smk"
 include: "rules/world.smk"
 include: "rules/training.smk"
 include: "rules/sets.smk"

@@ -2,7 +2,6 @@
 # baseline. Explanation rules never take results/world/ground_truth.parquet as input.
 
 from preimage.concepts.layout import concept_groups, model_config
-from preimage.registry import model_settings
 from preimage.workflow import set_class, set_ids
 
 CONCEPTS = config["concepts"]
@@ -16,20 +15,6 @@ BASELINE_SPLIT = CONCEPTS["baseline_split"]
 REAL_SPLIT = CONCEPTS["real_split"]
 
 
-def concept_models(*kinds):
-    """Training outputs of the world models a rule loads (none for real models, which are read as they are)."""
-    outputs = {"clip": rules.train_clip.output.weights, "classifier": rules.train_classifier.output.weights}
-    return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}
-
-
-def group_set_dirs(wildcards):
-    return [f"results/sets/{s}" for s in GROUPS[wildcards.group].set_ids]
-
-
-def group_members(wildcards):
-    return [f"results/sets/{s}/members.parquet" for s in GROUPS[wildcards.group].set_ids]
-
-
 wildcard_constraints:
     group="[^/]+",
 
@@ -37,7 +22,7 @@ wildcard_constraints:
 rule concepts_vocabulary:
     """Text embeddings of the concept vocabulary and of one prompt per class of the classifier."""
     input:
-        **concept_models("clip", "classifier"),
+        **world_models("clip", "classifier"),
     output:
         table="results/concepts/vocabulary.parquet",
         text="results/concepts/vocabulary.txt",
@@ -59,7 +44,7 @@ rule concepts_embed_group:
     """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so the
     model loads once per group rather than once per set)."""
     input:
-        **concept_models("clip"),
+        **world_models("clip"),
         members=group_members,
     output:
         "results/concepts/embeddings/groups/{group}.parquet",
@@ -78,7 +63,7 @@ rule concepts_embed_group:
 
 use rule concepts_embed_group as concepts_embed_reference with:
     input:
-        **concept_models("clip"),
+        **world_models("clip"),
         members="results/reference/members.parquet",
     output:
         "results/concepts/embeddings/reference.parquet",
@@ -95,7 +80,7 @@ rule concepts_embed_world:
     """CLIP embeddings of every real image of a world split (the baseline's test images, the real images
     drawn on embedding maps)."""
     input:
-        **concept_models("clip"),
+        **world_models("clip"),
         table="results/world/{split}.parquet",
         images="results/world/{split}.npy",
     output:
@@ -115,7 +100,7 @@ rule concepts_embed_world:
 rule concepts_predict_world:
     """The explained classifier's predictions on a world split."""
     input:
-        **concept_models("classifier"),
+        **world_models("classifier"),
         table="results/world/{split}.parquet",
         images="results/world/{split}.npy",
     output:

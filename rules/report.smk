@@ -2,30 +2,12 @@
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
 # Needs rules/concepts.smk (GROUPS, SET_IDS, rule concepts_group).
 
+import os
 from pathlib import Path
 
-from preimage.report.build import GROUP_FIGURES
 
 REPORT = config["report"]
 FIGURES = "results/figures"
-
-
-def figure_pair(name, stem, caption, category, subcategory=None):
-    """A figure's PNG (in `snakemake --report`, with its caption) and PDF, as outputs `name` and `name`_pdf."""
-    png = report(f"{stem}.png", caption=f"../report/{caption}.rst", category=category, subcategory=subcategory)
-    return {name: png, f"{name}_pdf": f"{stem}.pdf"}
-
-
-def group_figures(group):
-    """A group's enrichment bars, cluster montage, embedding map and folder of set grids, as outputs named
-    `group`_<figure>."""
-    stem = f"{FIGURES}/groups/{group}"
-    figures = {}
-    for name in GROUP_FIGURES:
-        figures.update(figure_pair(f"{group}_{name}", f"{stem}/{name}", name, "Concepts", group))
-    figures[f"{group}_sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"],
-                                      caption="../report/set_grid.rst", category="Invariant sets", subcategory=group)
-    return figures
 
 
 rule report_evaluation:
@@ -73,13 +55,10 @@ rule figures:
         "../scripts/figures.py"
 
 
-FIGURE_FILES = list(rules.figures.output)
-
-
 rule report_html:
     """One self-contained HTML page and a Markdown summary of the run."""
     input:
-        FIGURE_FILES,
+        figures=list(rules.figures.output),
         spurious="results/concepts/spurious.parquet",
         clusters=expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
@@ -90,7 +69,7 @@ rule report_html:
     params:
         title=REPORT["title"],
         groups=GROUPS,
-        figures=FIGURES,
+        figures=lambda wildcards, input: os.path.commonpath(input.figures),
     log:
         "logs/report/html.log",
     script:

@@ -1,17 +1,10 @@
 # Invariant-set generation: source selection, one job per (source image, objective), and the
 # unconstrained reference sample of the prior.
 
-from preimage.registry import model_settings
 from preimage.workflow import set_jobs
 
 GEN_GPUS = 1 if config["device"] == "cuda" else 0
 SAMPLERS = list(config["sets"]["samplers"])
-
-
-def world_models(*kinds):
-    """The training outputs a rule needs: only for models that come from the world, not real ones."""
-    outputs = {"classifier": rules.train_classifier.output.weights, "prior": rules.train_prior.output.unet}
-    return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}
 
 
 rule select_sources:
