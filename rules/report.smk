@@ -5,7 +5,6 @@
 import os
 from pathlib import Path
 
-
 REPORT = config["report"]
 FIGURES = "results/figures"
 
@@ -47,7 +46,7 @@ rule figures:
     params:
         groups=GROUPS,
         set_dirs=lambda wildcards, input: [Path(members).parent for members in input.members],
-        figures=lambda wildcards, output: Path(output.samplers).parent,
+        figures=lambda wildcards, output: os.path.commonpath(output),
         settings=REPORT,
     log:
         "logs/figures.log",

@@ -58,7 +58,8 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     data = to_tensor(images).mul_(2).sub_(1)
     unet = build_unet(images.shape[1], cfg).to(device)
     scheduler = build_scheduler()
-    compute_dtype = DTYPES[cfg.get("dtype", "float32")]
+    dtype_name = cfg.get("dtype", "float32")
+    compute_dtype = DTYPES[dtype_name]
     ema = EMAModel(unet.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
     clock, losses = Stopwatch(), []
@@ -92,7 +93,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
         "final_loss": float(np.mean(losses[-100:])),
         "seconds": clock.seconds(),
         "device": str(device),
-        "dtype": str(compute_dtype).removeprefix("torch."),
+        "dtype": dtype_name,
     }
 
 
