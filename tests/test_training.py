@@ -14,7 +14,7 @@ from diffusers import UNet2DModel
 from preimage.training.classifier import normalise, train_classifier
 from preimage.training.clip import train_clip
 from preimage.training.oracle import train_oracle
-from preimage.training.prior import build_unet, evaluate_prior, train_prior
+from preimage.training.prior import build_scheduler, build_unet, evaluate_prior, min_snr_weights, train_prior
 from preimage.training.common import to_tensor
 from preimage.world.generator import WorldSpec, make_split
 from preimage.world.oracle import load_oracle, read_attributes
@@ -79,6 +79,23 @@ def test_prior_trains_under_bf16_autocast_with_attention_at_two_levels(spec, tmp
     unet = UNet2DModel.from_pretrained(tmp_path / "unet")
     assert unet.config.down_block_types == ["AttnDownBlock2D", "AttnDownBlock2D"]
     assert all(p.dtype == torch.float32 for p in unet.parameters())
+
+
+def test_min_snr_weights_cap_clean_timesteps_and_keep_noisy_ones():
+    scheduler = build_scheduler()
+    t = torch.tensor([0, 500, 999])
+    alphas = scheduler.alphas_cumprod[t]
+    snr = alphas / (1 - alphas)
+    weights = min_snr_weights(scheduler, t, gamma=5.0)
+    assert torch.allclose(weights, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
+    assert weights[0] < 0.01 and weights[2] < 0.01  # nearly clean: capped; pure noise: SNR ~ 0
+    assert weights[1] == pytest.approx(snr[1] / (snr[1] + 1))  # SNR below gamma: the clean-image loss
+
+
+def test_prior_trains_with_min_snr_weighting(spec, tmp_path):
+    _, data = make_split(spec, "prior_train")
+    metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0}, "cpu", tmp_path)
+    assert metrics["min_snr_gamma"] == 5.0 and np.isfinite(metrics["final_loss"])
 
 
 def test_prior_refuses_more_attention_levels_than_resolutions():
