@@ -2,8 +2,8 @@
 
 v-prediction rather than epsilon: with epsilon the small UNet drifted in colour at this budget.
 Min-SNR-gamma loss weighting (Hang et al. 2023) is optional: it stops nearly clean timesteps, whose
-v-loss weighs the clean-image error by 1 + SNR, from dominating the gradient, which on this world made
-1,500 steps reach the clean-image error of about 4,000 unweighted ones.
+v-loss weighs the clean-image error by 1 + SNR, from dominating the gradient; on this world it lowered
+the clean-image error at every noise level after 1,500 steps, and its 8,000-step prior draws real shapes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm import tqdm
 
 from preimage.priors.pixel import PixelDiffusionPrior
@@ -56,8 +56,7 @@ def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> 
     The v-loss equals the clean-image error weighted by SNR + 1; these weights turn that into
     min(SNR, gamma), so timesteps past SNR = gamma stop outweighing the noisy ones that decide shapes.
     """
-    alphas = scheduler.alphas_cumprod.to(t.device)[t]
-    snr = alphas / (1 - alphas)
+    snr = compute_snr(scheduler, t)
     return snr.clamp(max=gamma) / (snr + 1)
 
 
