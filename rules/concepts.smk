@@ -116,14 +116,34 @@ rule concepts_predict_world:
         "../scripts/concepts_predict_world.py"
 
 
+rule concepts_predict_reference:
+    """The explained classifier's predicted class for every reference image (the decision effect)."""
+    input:
+        **world_models("classifier"),
+        members="results/reference/members.parquet",
+    output:
+        "results/concepts/reference_predictions.parquet",
+    params:
+        config=MODEL_CONFIG,
+        device=config["device"],
+    resources:
+        gpu=CONCEPT_GPUS,
+    log:
+        "logs/concepts/predict_reference.log",
+    script:
+        "../scripts/concepts_predict_reference.py"
+
+
 rule concepts_group:
     """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
-    the decision depends on them, flagged against a permutation null, and the 2-D map of its embeddings
+    the decision depends on them, flagged against a permutation null and confirmed on the model's calls on
+    the reference, and the 2-D map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_group.output[0],
         reference=rules.concepts_embed_reference.output[0],
+        reference_predictions=rules.concepts_predict_reference.output[0],
         **({"real": f"results/concepts/embeddings/world/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
     output:
         assignments="results/concepts/clusters/{group}/assignments.parquet",

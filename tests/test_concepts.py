@@ -65,15 +65,23 @@ def _images(rng: np.random.Generator, shapes: np.ndarray, tag: np.ndarray, purpl
     return _unit(x)
 
 
+def _reference_world(rng: np.random.Generator, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unconstrained images: embeddings, shapes and which carry a tag."""
+    shapes, tag = rng.choice(SHAPES, n), rng.random(n) < 0.5
+    return _images(rng, shapes, tag, rng.random(n) < 0.25), shapes, tag
+
+
 def _reference(rng: np.random.Generator, n: int = 400) -> np.ndarray:
-    return _images(rng, rng.choice(SHAPES, n), rng.random(n) < 0.5, rng.random(n) < 0.25)
+    return _reference_world(rng, n)[0]
 
 
-def _score(members: np.ndarray, reference: np.ndarray, core: str | None) -> pd.DataFrame:
+def _score(members: np.ndarray, reference: np.ndarray, core: str | None,
+           reference_calls: np.ndarray | None = None) -> pd.DataFrame:
     vocabulary = _vocabulary()
     candidates = extrinsic_mask(vocabulary.concepts, SHAPES) if core else [True] * len(CONCEPTS)
     sets = np.arange(len(members)) % 3
-    return score_concepts(members, reference, vocabulary, core, candidates, sets.astype(str), FAST).set_index("concept")
+    return score_concepts(members, reference, vocabulary, core, candidates, sets.astype(str), FAST,
+                          reference_calls).set_index("concept")
 
 
 # --- vocabulary -----------------------------------------------------------------------------------------
@@ -233,24 +241,57 @@ def test_group_map_falls_back_to_pca_for_few_points():
 
 
 # --- spurious-feature scores ----------------------------------------------------------------------------
+def _tagged_square_set(rng: np.random.Generator, n: int = 150) -> np.ndarray:
+    """A square set that carries a tag throughout: squares, plus tagged other shapes the model calls square."""
+    shapes = np.where(rng.random(n) < 0.6, "square", rng.choice(["circle", "triangle", "cross"], n))
+    return _images(rng, shapes, np.ones(n), rng.random(n) < 0.25)
+
+
 def test_a_concept_the_class_needs_is_flagged_and_nothing_else():
     rng = np.random.default_rng(3)
-    n = 150
-    # A shortcut model's square set: squares that all carry a tag, plus tagged other shapes it calls square.
-    shapes = np.where(rng.random(n) < 0.6, "square", rng.choice(["circle", "triangle", "cross"], n))
-    scores = _score(_images(rng, shapes, np.ones(n), rng.random(n) < 0.25), _reference(rng), "square")
+    members = _tagged_square_set(rng)
+    reference, _, tag = _reference_world(rng)
+    scores = _score(members, reference, "square", reference_calls=tag)  # the model: tag -> square
     assert scores.loc["a tag", "flagged"] and scores.loc["a tag", "rank"] == 1
     assert scores.loc["a tag", "enrichment"] > 0.5 and scores.loc["a tag", "reliance"] > 0.5
+    assert scores.loc["a tag", "decision"] > 0.5 and scores.loc["a tag", "confirmed"]
     assert scores["flagged"].sum() == 1
     assert scores.loc["a square", "rank"] == 0 and np.isnan(scores.loc["a square", "score"])  # never a candidate
     assert scores["comparison"].iloc[0] == "stratified" and scores.loc["a tag", "set_consistency"] == 1.0
+    assert scores["called_reference"].iloc[0] == tag.sum()
+
+
+def test_a_concept_the_model_ignores_on_the_reference_is_not_confirmed():
+    # The same tagged set (as guidance might produce), but on plain samples the model calls every square and,
+    # by mistakes unrelated to the tag, some other shapes square: the tag does not move its decision there.
+    rng = np.random.default_rng(3)
+    members = _tagged_square_set(rng)
+    reference, shapes, _ = _reference_world(rng)
+    calls = (shapes == "square") | (rng.random(len(shapes)) < 0.3)
+    scores = _score(members, reference, "square", reference_calls=calls)
+    tag = scores.loc["a tag"]
+    assert tag["score"] > tag["threshold"] and tag["rank"] == 1  # the sets alone would flag it
+    assert abs(tag["decision"]) < 0.2 and not tag["confirmed"] and not tag["flagged"]
+    assert not scores["flagged"].any()
+    # A model that never departs from CLIP on the reference gives no decision to measure, hence no flag.
+    agreeing = _score(members, reference, "square", reference_calls=shapes == "square").loc["a tag"]
+    assert np.isnan(agreeing["decision"]) and not agreeing["confirmed"] and not agreeing["flagged"]
+
+
+def test_a_class_group_needs_the_models_calls_on_the_reference():
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="reference_calls: class 'square' needs the model's call"):
+        _score(_tagged_square_set(rng), _reference(rng), "square")
+    with pytest.raises(ValueError, match=r"expected one call per reference image \(400\), got 3"):
+        _score(_tagged_square_set(rng), _reference(rng), "square", reference_calls=np.ones(3, dtype=bool))
 
 
 def test_no_enrichment_means_no_flag_under_the_null_threshold():
     rng = np.random.default_rng(4)
     n = 150
     clean = _images(rng, np.full(n, "square"), rng.random(n) < 0.5, rng.random(n) < 0.25)
-    scores = _score(clean, _reference(rng), "square")
+    reference, shapes, _ = _reference_world(rng)
+    scores = _score(clean, reference, "square", reference_calls=shapes == "square")
     assert not scores["flagged"].any()
     assert scores["null_threshold"].iloc[0] > scores["score"].max() - 0.2  # the null covers what chance gives
     assert np.isnan(scores["reliance"]).all()  # no member lacks the square: reliance is not measured

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from preimage.concepts.clustering import ClusterSettings, cluster_pool
-from preimage.concepts.embeddings import EmbeddedVocabulary, member_images, with_embeddings
+from preimage.concepts.embeddings import EmbeddedVocabulary, embedding_matrix, member_images, with_embeddings
 from preimage.concepts.layout import Group
 from preimage.concepts.maps import group_map
 from preimage.concepts.spurious import SpuriousSettings, score_group
@@ -107,8 +107,11 @@ def run(tmp_path):
     reference = with_embeddings(ref_rows, _embed(rng, len(ref_rows), tag=0.5), "test")
     group = Group("square", "class", "square", tuple(sets))
     assignments, clusters = cluster_pool(embeddings, vocabulary.text, vocabulary.concepts, 30.0, ClusterSettings())
-    scores = score_group(embeddings, reference, vocabulary, group, settings=SpuriousSettings(permutations=100,
-                                                                                            min_absent=1000))
+    tagged = embedding_matrix(reference[reference["role"] == "member"])[:, 2] > 0.4
+    predictions = pd.DataFrame({"image": reference.loc[reference["role"] == "member", "image"],
+                                "prediction": np.where(tagged, "square", "circle")})  # a model that needs the tag
+    scores = score_group(embeddings, reference, vocabulary, group, settings=SpuriousSettings(permutations=100),
+                         reference_predictions=predictions)
     real = with_embeddings(pd.DataFrame({"image_id": ["r0", "r1", "r2"], "shape": ["square", "square", "circle"]}),
                            _embed(rng, 3, tag=0.5), "test")
     embedding_map = group_map(embeddings, assignments, reference, points=50, real=real, core=group.core)

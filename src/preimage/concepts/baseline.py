@@ -101,10 +101,16 @@ def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch
 
     `table` needs image_id and shape (the world's split tables) or label as a class name.
     """
+    truth = table["shape"] if "shape" in table else table["label"]
+    return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
+                         "prediction": predicted_names(classifier, to_tensor(images), device, batch_size)})
+
+
+def predicted_names(classifier: torch.nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
+                    batch_size: int = 512) -> np.ndarray:
+    """(N,) the class name the classifier predicts for each of (N, 3, H, W) images in [0, 1]."""
     names = getattr(classifier, "label_names", None)
     if not names:
-        raise ValueError("classifier has no label_names; the baseline needs class names to compare with labels")
-    truth = table["shape"] if "shape" in table else table["label"]
-    logits = predict(classifier, to_tensor(images), torch.device(device), batch_size)
-    return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
-                         "prediction": np.asarray(names)[logits.argmax(1).numpy()]})
+        raise ValueError("classifier has no label_names; predictions are compared by class name")
+    logits = predict(classifier, images, torch.device(device), batch_size)
+    return np.asarray(names)[logits.argmax(1).numpy()]

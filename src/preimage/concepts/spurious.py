@@ -18,16 +18,27 @@ similarity s(x, c'), as the rank effect 2 * AUROC - 1 in [-1, 1] of members agai
 - reliance: in the absent stratum. "Among images that are not squares, which concepts make the model
   keep calling them square?" A concept the model falls back on when the class itself is not visible is
   one it relies on. Measured only with at least `min_absent` members and reference images there.
+- decision: on the reference alone, in each stratum, the reference images the model itself calls c
+  against those it does not. The reference is a rejection sample of every class at once, free of the
+  guidance: "among unconstrained images that look alike to CLIP, which concepts go with the model's
+  call?" Measured in a stratum with at least `min_absent` images on each side of the model's call.
 - extrinsicness: concepts naming an explained class (the class itself, its synonyms, another class)
   are never candidates: a class is not its own shortcut, and another class is a confusion.
 
-The score is the mean of the measured effects. A candidate is flagged when its score exceeds both
-`min_effect` and the (1 - alpha) quantile of the largest candidate score when member/reference labels
-are shuffled within strata: the permutation null keeps the chance of flagging anything in a group with
-no real enrichment at alpha, and the minimum effect keeps small but significant shifts (e.g. other
-backgrounds rising when one background is avoided) from being flagged. Without a core class (neuron
-objectives), or with fewer than `min_reference` recognised reference images, all members are compared
-with the whole reference (comparison "all") and reliance is not measured.
+The score is the mean of the measured effects (enrichment, reliance, and decision as the mean of its
+strata). A candidate is flagged when its score exceeds both `min_effect` and the (1 - alpha) quantile
+of the largest candidate score when member/reference labels and the model's calls on the reference are
+shuffled within strata: the permutation null keeps the chance of flagging anything in a group with no
+real enrichment at alpha, and the minimum effect keeps small but significant shifts (e.g. other
+backgrounds rising when one background is avoided) from being flagged. A class group's flag must also
+be *confirmed*: its decision effect measured and at least `min_effect`. Guided sampling follows the
+classifier's gradient, which can find concepts that move the decision only in images the prior rarely
+draws (a tag on a triangle-like cross); confirmation asks that the model's calls on plain prior samples
+agree. A class whose reference images the model almost never calls otherwise than CLIP gives no decision
+to measure, and so no flag: raise `reference.members` when classes are many. Without a core class
+(neuron objectives), or with fewer than `min_reference` recognised reference images, all members are
+compared with the whole reference (comparison "all"), reliance and decision are not measured, and flags
+rest on enrichment alone.
 """
 
 from __future__ import annotations
@@ -85,14 +96,16 @@ def score_concepts(
     candidates: Sequence[bool],
     member_sets: Sequence[str],
     settings: SpuriousSettings = SpuriousSettings(),
+    reference_calls: Sequence[bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per vocabulary concept: enrichment, reliance, score, rank, threshold and flag.
+    """One row per vocabulary concept: enrichment, reliance, decision, score, rank, threshold and flag.
 
     `members` (n, D) and `reference` (m, D) are unit-norm CLIP embeddings; `core` is the class the sets
     keep (None for neuron objectives); `candidates` marks extrinsic concepts; `member_sets` names each
     member's set, for `set_consistency`: the share of sets whose members score higher than the reference
     (AUROC > 0.5, recognised stratum), since a shortcut is kept by every set and a source's own look
-    only by its set.
+    only by its set. `reference_calls` (m,) marks the reference images the model calls `core`; a class
+    group needs it, for the decision effect.
     """
     candidates = np.asarray(candidates, dtype=bool)
     if len(candidates) != len(vocabulary.concepts):
@@ -102,25 +115,36 @@ def score_concepts(
         raise ValueError(f"need at least 2 members and 2 reference images, got {len(members)} and {len(reference)}")
     if len(member_sets) != len(members):
         raise ValueError(f"member_sets: expected one set name per member ({len(members)}), got {len(member_sets)}")
+    if core is not None and reference_calls is None:
+        raise ValueError(f"reference_calls: class {core!r} needs the model's call on every reference image")
+    if reference_calls is not None and len(reference_calls) != len(reference):
+        raise ValueError(f"reference_calls: expected one call per reference image ({len(reference)}), "
+                         f"got {len(reference_calls)}")
     images = np.concatenate([members, reference])
     is_member = np.arange(len(images)) < len(members)
     stratum, comparison = _stratify(images, is_member, vocabulary, core, settings)
     similarity = images @ vocabulary.text.T
     measured = [s for s in (RECOGNISED, ABSENT) if _measurable(stratum, is_member, s, settings)]
     ranks = {s: pooled_ranks(similarity[stratum == s]) for s in measured}
+    stratified = comparison == "stratified"
+    calls = np.asarray(reference_calls, dtype=bool) if stratified else np.zeros(len(reference), dtype=bool)
+    decision = _DecisionEffect(similarity[len(members):], stratum[len(members):], calls, settings.min_absent)
 
-    def effects(masks: np.ndarray) -> np.ndarray:
-        """(P, 2, T) enrichment and reliance effects; NaN where a stratum is not measured."""
-        out = np.full((len(masks), 2, similarity.shape[1]), np.nan)
+    def effects(masks: np.ndarray, call_masks: np.ndarray) -> np.ndarray:
+        """(P, 3, T) enrichment, reliance and decision effects; NaN where not measured."""
+        out = np.full((len(masks), 3, similarity.shape[1]), np.nan)
         for s in measured:
             out[:, s] = 2 * auroc_from_ranks(ranks[s], masks[:, stratum == s]) - 1
+        out[:, 2] = decision(call_masks)
         return out
 
-    observed = effects(is_member[None])[0]
+    observed = effects(is_member[None], calls[None])[0]
     score = np.nanmean(observed, axis=0)
-    null = np.nanmean(effects(permuted_masks(is_member, stratum, settings.permutations,
-                                             np.random.default_rng(settings.seed))), axis=1)
-    threshold = null_threshold(null, candidates, settings.alpha)
+    rng = np.random.default_rng(settings.seed)
+    null_members = permuted_masks(is_member, stratum, settings.permutations, rng)
+    null_calls = permuted_masks(calls, stratum[len(members):], settings.permutations, rng)
+    threshold = null_threshold(np.nanmean(effects(null_members, null_calls), axis=1), candidates, settings.alpha)
+    confirmed = observed[2] >= settings.min_effect if stratified else np.ones(len(candidates), dtype=bool)
     count = {(s, m): int(((stratum == s) & (is_member == m)).sum())
              for s in (RECOGNISED, ABSENT) for m in (True, False)}
     return pd.DataFrame({
@@ -128,11 +152,13 @@ def score_concepts(
         "extrinsic": candidates,
         "enrichment": observed[RECOGNISED],
         "reliance": observed[ABSENT],
+        "decision": observed[2],
         "score": np.where(candidates, score, np.nan),
         "rank": rank_candidates(score, candidates),
         "null_threshold": threshold,
         "threshold": max(threshold, settings.min_effect),
-        "flagged": flag(score, candidates, threshold, settings.min_effect),
+        "confirmed": confirmed,
+        "flagged": flag(score, candidates, threshold, settings.min_effect) & confirmed,
         "members": len(members),
         "reference": len(reference),
         "comparison": comparison,
@@ -140,8 +166,29 @@ def score_concepts(
         "recognised_reference": count[RECOGNISED, False],
         "absent_members": count[ABSENT, True],
         "absent_reference": count[ABSENT, False],
+        "called_reference": int(calls.sum()),
         "set_consistency": _set_consistency(similarity, stratum, np.asarray(member_sets)),
     })
+
+
+class _DecisionEffect:
+    """The decision effect for any shuffle of the model's calls on the reference: per stratum with at
+    least `least` images on each side of the call, the rank effect of called against not called; then
+    the mean over those strata (NaN when there is none)."""
+
+    def __init__(self, similarity: np.ndarray, stratum: np.ndarray, calls: np.ndarray, least: int) -> None:
+        self.strata = [s for s in (RECOGNISED, ABSENT)
+                       if min(((stratum == s) & calls).sum(), ((stratum == s) & ~calls).sum()) >= least]
+        self.rows = {s: stratum == s for s in self.strata}
+        self.ranks = {s: pooled_ranks(similarity[self.rows[s]]) for s in self.strata}
+        self.concepts = similarity.shape[1]
+
+    def __call__(self, call_masks: np.ndarray) -> np.ndarray:
+        """(P, T) for (P, m) shuffles of the calls."""
+        if not self.strata:
+            return np.full((len(call_masks), self.concepts), np.nan)
+        return np.mean([2 * auroc_from_ranks(self.ranks[s], call_masks[:, self.rows[s]]) - 1 for s in self.strata],
+                       axis=0)
 
 
 def _stratify(images: np.ndarray, is_member: np.ndarray, vocabulary: EmbeddedVocabulary, core: str | None,
@@ -181,24 +228,39 @@ def score_group(
     group: Group,
     synonyms: Mapping[str, Sequence[str]] | None = None,
     settings: SpuriousSettings = SpuriousSettings(),
+    reference_predictions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Score every concept for one group's embedding table (all its sets) against the reference's.
 
     Adds the group's name, kind and core class, and the evidence: paths of the members scoring highest
     on each concept. Concepts naming any of the classifier's classes (or a synonym) are not candidates;
-    without a core class every concept is.
+    without a core class every concept is. A class group needs `reference_predictions`, the model's
+    predicted class (column prediction) of every reference image (column image).
     """
     members, reference = generated_members(pool), generated_members(reference)
     if members.empty:
         raise ValueError(f"group {group.name!r}: no accepted member to score")
     everything = [True] * len(vocabulary.concepts)
     candidates = extrinsic_mask(vocabulary.concepts, vocabulary.class_names(synonyms)) if group.core else everything
+    calls = None if group.core is None else called(reference, reference_predictions, group.core)
     member_embeddings = embedding_matrix(members)
     table = score_concepts(member_embeddings, embedding_matrix(reference), vocabulary, group.core, candidates,
-                           members["set_id"].to_numpy(), settings)
+                           members["set_id"].to_numpy(), settings, calls)
     top = np.argsort(-(member_embeddings @ vocabulary.text.T), axis=0, kind="stable")[: settings.evidence]
     table.insert(0, "group", group.name)
     table.insert(1, "kind", group.kind)
     table.insert(2, "class", group.core)
     table["evidence"] = [members["path"].to_numpy()[top[:, t]].tolist() for t in range(len(table))]
     return table
+
+
+def called(reference: pd.DataFrame, predictions: pd.DataFrame | None, core: str) -> np.ndarray:
+    """(m,) whether the model predicts `core` for each reference image, matched on the image column."""
+    if predictions is None:
+        raise ValueError(f"class {core!r}: the model's predictions on the reference are needed to score it")
+    by_image = predictions.set_index("image")["prediction"]
+    missing = sorted(set(reference["image"]) - set(by_image.index))
+    if missing:
+        raise ValueError(f"reference predictions lack {len(missing)} reference image(s), e.g. {missing[0]!r}; "
+                         f"rerun the rule that classifies the reference")
+    return (reference["image"].map(by_image) == core).to_numpy()

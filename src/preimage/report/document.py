@@ -105,7 +105,8 @@ tr.flagged td { background: #fdecea; font-weight: 600; }
 </style></head><body>
 <h1>{{ report.title }}</h1>
 <p class="note">Groups: {{ report.groups | length }} · sets: {{ report.summaries | length }}.
-A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect.</p>
+A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect and, for a
+class, the model's own calls on the reference confirm it (decision effect at least the minimum effect).</p>
 {% if report.evaluation is not none %}
 <h2>Against the planted shortcuts</h2>
 {{ table(report.evaluation) }}
@@ -116,17 +117,18 @@ A concept is <b>flagged</b> when its score beats the permutation-null threshold 
 {% for section in report.groups %}
 <h2 id="{{ section.group }}">{{ section.group }}{% if section.core %} <span class="note">(keeps class {{ section.core }})</span>{% endif %}</h2>
 <h3>Concepts the decision depends on</h3>
-<table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>sets</th><th>flag</th><th>evidence</th></tr>
+<table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>sets</th><th>flag</th><th>evidence</th></tr>
 {% for row in concepts(section.scores) %}
 <tr class="{{ 'flagged' if row.flagged }}"><td>{{ row.rank }}</td><td>{{ row.concept }}</td><td>{{ fmt(row.score) }}</td>
-<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
+<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
 <td>{{ 'flagged' if row.flagged else '' }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
 {% endfor %}</table>
 {% set first = section.scores.iloc[0] %}
 <p class="note">Threshold {{ fmt(first.threshold) }} (permutation null {{ fmt(first.null_threshold) }}).
 {{ first.members }} members against {{ first.reference }} reference samples, compared {{ first.comparison }}{% if first.comparison == "stratified" %}:
 {{ first.recognised_members }} members vs {{ first.recognised_reference }} reference images CLIP recognises as {{ section.core }} (enrichment),
-{{ first.absent_members }} vs {{ first.absent_reference }} where CLIP finds it absent (reliance){% endif %}.
+{{ first.absent_members }} vs {{ first.absent_reference }} where CLIP finds it absent (reliance);
+the model calls {{ first.called_reference }} reference images {{ section.core }} (decision){% endif %}.
 "sets" is the share of sets enriched in the concept.</p>
 {% for name in ["enrichment", "clusters", "embedding"] if name in section.figures %}
 <img class="figure" src="{{ uri(section.figures[name]) }}" alt="{{ name }} of {{ section.group }}">
@@ -180,7 +182,7 @@ def render_markdown(report: Report, directory: str | Path) -> str:
             lines += [f"Best method by F1 (then mean reciprocal rank): **{report.winner}**.", ""]
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
-        table = shown[["rank", "concept", "score", "enrichment", "reliance", "flagged"]]
+        table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]
         flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
         lines += [f"## {section.group}", "", f"Flagged concepts: **{flagged}**.", "", to_markdown(table)]
         lines += [link(path, name) for name, path in section.figures.items()] + [""]

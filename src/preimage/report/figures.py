@@ -112,7 +112,7 @@ def enrichment_figure(scores: pd.DataFrame, title: str, top: int = 15) -> plt.Fi
     if np.isfinite(threshold):
         axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"flag threshold {threshold:.2f}")
         axis.legend(loc="lower right", fontsize=8)
-    axis.set_xlabel("spurious-feature score (enrichment and reliance effect)")
+    axis.set_xlabel("spurious-feature score (mean of enrichment, reliance and decision)")
     axis.set_title(title)
     return figure
 
