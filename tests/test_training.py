@@ -90,12 +90,15 @@ def test_min_snr_weights_cap_clean_timesteps_and_keep_noisy_ones():
     assert torch.allclose(weights, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
     assert weights[0] < 0.01 and weights[2] < 0.01  # nearly clean: capped; pure noise: SNR ~ 0
     assert weights[1] == pytest.approx(snr[1] / (snr[1] + 1))  # SNR below gamma: the clean-image loss
+    floored = min_snr_weights(scheduler, t, gamma=5.0, floor=1.0)
+    assert floored[2] == pytest.approx(1.0, abs=1e-6)  # pure noise keeps the clean-image weight 1
+    assert floored[0] == weights[0] and floored[1] == pytest.approx(max(snr[1], 1.0) / (snr[1] + 1))
 
 
 def test_prior_trains_with_min_snr_weighting(spec, tmp_path):
     _, data = make_split(spec, "prior_train")
-    metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0}, "cpu", tmp_path)
-    assert metrics["min_snr_gamma"] == 5.0 and np.isfinite(metrics["final_loss"])
+    metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0, "snr_floor": 1.0}, "cpu", tmp_path)
+    assert metrics["min_snr_gamma"] == 5.0 and metrics["snr_floor"] == 1.0 and np.isfinite(metrics["final_loss"])
 
 
 def test_prior_refuses_more_attention_levels_than_resolutions():
