@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=16, help="members per guided set")
     parser.add_argument("--rejection-members", type=int, default=128, help="draws per rejection set")
     parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
+    parser.add_argument("--repulsion-weight", type=float, default=1.0,
+                        help="repulsion_weight of the diversity comparison (LPIPS space)")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
     config = load_config(args.config)
@@ -134,8 +136,8 @@ def main() -> None:
     ratio = rows[-2]["accepted_per_s"] / max(rows[-1]["accepted_per_s"], 1e-12)
     print(f"  guided / rejection accepted per second: {ratio:.1f}x")
 
-    print("diversity: repulsion in LPIPS space vs none (label objective)")
-    repelled = samplers["guided"] | {"repulsion_weight": 1.0, "repulsion_space": "lpips"}
+    print(f"diversity: repulsion (weight {args.repulsion_weight:g}) in LPIPS space vs none (label objective)")
+    repelled = samplers["guided"] | {"repulsion_weight": args.repulsion_weight, "repulsion_space": "lpips"}
     plain = samplers["guided"] | {"repulsion_weight": 0.0}
     rows.append(describe("label / guided, no repulsion", run_sets(objectives["label"], plain, sources, images,
                                                                   classifier, prior, perceptual, args.members)[2]))

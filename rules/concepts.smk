@@ -126,6 +126,7 @@ rule concepts_predict_reference:
     params:
         config=MODEL_CONFIG,
         device=config["device"],
+        batch_size=CONCEPTS["batch_size"],
     resources:
         gpu=CONCEPT_GPUS,
     log:

@@ -22,6 +22,6 @@ with redirect_output(snakemake.log[0]):
     root = Path(snakemake.input.members).parent
     images = read_png_images([root / image for image in members["image"]])
     table = pd.DataFrame({"image": members["image"].to_numpy(),
-                          "prediction": predicted_names(classifier, images, device)})
+                          "prediction": predicted_names(classifier, images, device, snakemake.params.batch_size)})
     write_parquet(table, snakemake.output[0])
     print(table["prediction"].value_counts().to_string())

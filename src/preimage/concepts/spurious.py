@@ -33,9 +33,10 @@ real enrichment at alpha, and the minimum effect keeps small but significant shi
 backgrounds rising when one background is avoided) from being flagged. A class group's flag must also
 be *confirmed*: its decision effect measured and at least `min_effect`. Guided sampling follows the
 classifier's gradient, which can find concepts that move the decision only in images the prior rarely
-draws (a tag on a triangle-like cross); confirmation asks that the model's calls on plain prior samples
-agree. A class whose reference images the model almost never calls otherwise than CLIP gives no decision
-to measure, and so no flag: raise `reference.members` when classes are many. Without a core class
+draws (on the shortcut world, tagged triangle-like shapes the model calls crosses); confirmation asks
+that the model's calls on plain prior samples agree. When the model calls too few reference images
+differently from CLIP, there is no decision to measure and so no flag: raise `reference.members` when
+classes are many. Without a core class
 (neuron objectives), or with fewer than `min_reference` recognised reference images, all members are
 compared with the whole reference (comparison "all"), reliance and decision are not measured, and flags
 rest on enrichment alone.
