@@ -29,6 +29,7 @@ GPU_RULES = (
     "concepts_embed_reference",
     "concepts_embed_world",
     "concepts_predict_world",
+    "concepts_predict_reference",
 )
 SITE_VARIABLES = ("PREIMAGE_SLURM_ACCOUNT", "PREIMAGE_SLURM_PARTITION", "PREIMAGE_SLURM_GPU_PARTITION")
 
