@@ -24,7 +24,7 @@ from preimage.concepts.embeddings import (
 )
 from preimage.concepts.layout import concept_groups, group_slug, settings_from_config
 from preimage.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
-from preimage.concepts.spurious import SpuriousSettings, score_concepts
+from preimage.concepts.spurious import SpuriousSettings, called, score_concepts
 from preimage.concepts.statistics import auroc, permuted_masks
 from preimage.concepts.vocabulary import (
     extrinsic_mask,
@@ -284,6 +284,17 @@ def test_a_class_group_needs_the_models_calls_on_the_reference():
         _score(_tagged_square_set(rng), _reference(rng), "square")
     with pytest.raises(ValueError, match=r"expected one call per reference image \(400\), got 3"):
         _score(_tagged_square_set(rng), _reference(rng), "square", reference_calls=np.ones(3, dtype=bool))
+
+
+def test_reference_calls_come_from_the_predictions_by_image():
+    reference = pd.DataFrame({"image": ["members/000.png", "members/001.png", "members/002.png"]})
+    predictions = pd.DataFrame({"image": ["members/002.png", "members/000.png", "members/001.png"],
+                                "prediction": ["square", "square", "circle"]})
+    assert called(reference, predictions, "square").tolist() == [True, False, True]
+    with pytest.raises(ValueError, match=r"lack 1 reference image\(s\), e.g. 'members/002.png'"):
+        called(reference, predictions.iloc[1:], "square")
+    with pytest.raises(ValueError, match="class 'square': the model's predictions on the reference are needed"):
+        called(reference, None, "square")
 
 
 def test_no_enrichment_means_no_flag_under_the_null_threshold():

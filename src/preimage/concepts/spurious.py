@@ -36,10 +36,9 @@ classifier's gradient, which can find concepts that move the decision only in im
 draws (on the shortcut world, tagged triangle-like shapes the model calls crosses); confirmation asks
 that the model's calls on plain prior samples agree. When the model calls too few reference images
 differently from CLIP, there is no decision to measure and so no flag: raise `reference.members` when
-classes are many. Without a core class
-(neuron objectives), or with fewer than `min_reference` recognised reference images, all members are
-compared with the whole reference (comparison "all"), reliance and decision are not measured, and flags
-rest on enrichment alone.
+classes are many. Without a core class (neuron objectives), or with fewer than `min_reference`
+recognised reference images, all members are compared with the whole reference (comparison "all"),
+reliance and decision are not measured, and flags rest on enrichment alone.
 """
 
 from __future__ import annotations
