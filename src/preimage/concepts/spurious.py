@@ -124,19 +124,15 @@ def score_concepts(
     is_member = np.arange(len(images)) < len(members)
     stratum, comparison = _stratify(images, is_member, vocabulary, core, settings)
     similarity = images @ vocabulary.text.T
-    measured = [s for s in (RECOGNISED, ABSENT) if _measurable(stratum, is_member, s, settings)]
-    ranks = {s: pooled_ranks(similarity[stratum == s]) for s in measured}
     stratified = comparison == "stratified"
     calls = np.asarray(reference_calls, dtype=bool) if stratified else np.zeros(len(reference), dtype=bool)
-    decision = _DecisionEffect(similarity[len(members):], stratum[len(members):], calls, settings.min_absent)
+    in_sets = _StratumEffects(similarity, stratum, is_member, {RECOGNISED: 2, ABSENT: settings.min_absent})
+    decision = _StratumEffects(similarity[len(members):], stratum[len(members):], calls,
+                               {RECOGNISED: settings.min_absent, ABSENT: settings.min_absent})
 
     def effects(masks: np.ndarray, call_masks: np.ndarray) -> np.ndarray:
         """(P, 3, T) enrichment, reliance and decision effects; NaN where not measured."""
-        out = np.full((len(masks), 3, similarity.shape[1]), np.nan)
-        for s in measured:
-            out[:, s] = 2 * auroc_from_ranks(ranks[s], masks[:, stratum == s]) - 1
-        out[:, 2] = decision(call_masks)
-        return out
+        return np.concatenate([in_sets(masks), decision.mean(call_masks)[:, None]], axis=1)
 
     observed = effects(is_member[None], calls[None])[0]
     score = np.nanmean(observed, axis=0)
@@ -171,24 +167,28 @@ def score_concepts(
     })
 
 
-class _DecisionEffect:
-    """The decision effect for any shuffle of the model's calls on the reference: per stratum with at
-    least `least` images on each side of the call, the rank effect of called against not called; then
-    the mean over those strata (NaN when there is none)."""
+class _StratumEffects:
+    """Rank effects 2 * AUROC - 1 of a mask's rows against the other rows, per stratum, for any shuffle of
+    the mask; a stratum is measured when each side of the mask holds at least its `least` rows there."""
 
-    def __init__(self, similarity: np.ndarray, stratum: np.ndarray, calls: np.ndarray, least: int) -> None:
-        self.strata = [s for s in (RECOGNISED, ABSENT)
-                       if min(((stratum == s) & calls).sum(), ((stratum == s) & ~calls).sum()) >= least]
-        self.rows = {s: stratum == s for s in self.strata}
-        self.ranks = {s: pooled_ranks(similarity[self.rows[s]]) for s in self.strata}
+    def __init__(self, similarity: np.ndarray, stratum: np.ndarray, mask: np.ndarray, least: Mapping[int, int]) -> None:
+        self.rows = {s: stratum == s for s, n in least.items()
+                     if min(((stratum == s) & mask).sum(), ((stratum == s) & ~mask).sum()) >= n}
+        self.ranks = {s: pooled_ranks(similarity[rows]) for s, rows in self.rows.items()}
         self.concepts = similarity.shape[1]
 
-    def __call__(self, call_masks: np.ndarray) -> np.ndarray:
-        """(P, T) for (P, m) shuffles of the calls."""
-        if not self.strata:
-            return np.full((len(call_masks), self.concepts), np.nan)
-        return np.mean([2 * auroc_from_ranks(self.ranks[s], call_masks[:, self.rows[s]]) - 1 for s in self.strata],
-                       axis=0)
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """(P, 2, T) effects in RECOGNISED and ABSENT for (P, N) shuffles; NaN where not measured."""
+        out = np.full((len(masks), 2, self.concepts), np.nan)
+        for s, rows in self.rows.items():
+            out[:, s] = 2 * auroc_from_ranks(self.ranks[s], masks[:, rows]) - 1
+        return out
+
+    def mean(self, masks: np.ndarray) -> np.ndarray:
+        """(P, T) mean effect over the measured strata; NaN when none is."""
+        if not self.rows:
+            return np.full((len(masks), self.concepts), np.nan)
+        return self(masks)[:, list(self.rows)].mean(axis=1)
 
 
 def _stratify(images: np.ndarray, is_member: np.ndarray, vocabulary: EmbeddedVocabulary, core: str | None,
@@ -203,12 +203,6 @@ def _stratify(images: np.ndarray, is_member: np.ndarray, vocabulary: EmbeddedVoc
     if recognised[~is_member].sum() < settings.min_reference or recognised[is_member].sum() < 2:
         return everything
     return stratum, "stratified"
-
-
-def _measurable(stratum: np.ndarray, is_member: np.ndarray, which: int, settings: SpuriousSettings) -> bool:
-    inside = stratum == which
-    least = 2 if which == RECOGNISED else settings.min_absent
-    return (inside & is_member).sum() >= least and (inside & ~is_member).sum() >= least
 
 
 def _set_consistency(similarity: np.ndarray, stratum: np.ndarray, member_sets: np.ndarray) -> np.ndarray:

@@ -97,9 +97,10 @@ def load_lpips(
     if net not in BACKBONES:
         raise ValueError(f"net={net!r}: expected one of {list(BACKBONES)}")
     # A fixed seed for the initialisation: a random trunk (allow_random) is then the same in every process,
-    # whatever the caller drew before, so distances and diversity are reproducible.
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):  # lpips passes torchvision's
-        warnings.simplefilter("ignore", UserWarning)                   # deprecated `pretrained=` argument
+    # whatever the caller drew before, so distances and diversity are reproducible. The warning filter
+    # hides torchvision's deprecation of the `pretrained=` argument that lpips passes.
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(0)
         metric = lpips.LPIPS(pretrained=False, net=net, version=LINEAR_VERSION, pnet_rand=True, verbose=False)
     backbone = _backbone_path(net, backbone_file, allow_random)
