@@ -135,6 +135,26 @@ def test_guidance_lowers_the_loss(prior, source, through_denoiser: bool) -> None
     assert guided.trace.shape == (6, 4) and guided.steps == 6
 
 
+def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> None:
+    objective = RedMean(0.9)
+    timesteps = prior.timesteps(6)
+    level = lambda t: int(t) / prior.scheduler.config.num_train_timesteps  # noqa: E731
+    low_half = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, guidance_interval=(0.0, 0.5))
+    guided = draw(low_half, prior, objective, source, n=4)
+    assert guided.trace.shape == (sum(level(t) <= 0.5 for t in timesteps), 4) and guided.steps == 6
+    unguided = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, objective, source, n=4)
+    assert guided.loss.mean() < unguided.loss.mean()
+    above_every_step = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, guidance_interval=(0.9999, 1.0))
+    skipped = draw(above_every_step, prior, objective, source, n=4)
+    assert skipped.trace is None and skipped.steps == 6
+    torch.testing.assert_close(skipped.images, unguided.images)
+    repelled = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, guidance_interval=(0.9999, 1.0),
+                             repulsion_weight=1.0)
+    repelled_only = draw(repelled, prior, objective, source, n=4)  # repulsion acts outside the interval
+    assert repelled_only.trace is None and not torch.allclose(repelled_only.images, unguided.images)
+    assert GuidedSampler(guidance_interval=[0.0, 0.85]).describe()["guidance_interval"] == [0.0, 0.85]
+
+
 def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
     sampler = NoiseOptSampler(num_steps=2, iterations=15, lr=0.1, noise_weight=0.1, batch_size=2)
     result = draw(sampler, prior, RedMean(0.9), source, n=2)
@@ -197,6 +217,12 @@ def test_parameters_are_validated(prior, source) -> None:
         RejectionSampler(strength=1.5)
     with pytest.raises(ValueError, match="guidance_scale"):
         GuidedSampler(guidance_scale=-1.0)
+    with pytest.raises(ValueError, match=r"guidance_interval must have low < high"):
+        GuidedSampler(guidance_interval=(0.8, 0.2))
+    with pytest.raises(ValueError, match=r"guidance_interval\[1\] must be in \[0.0, 1.0\]"):
+        GuidedSampler(guidance_interval=(0.0, 1.5))
+    with pytest.raises(ValueError, match="pair"):
+        GuidedSampler(guidance_interval=0.5)
     with pytest.raises(ValueError, match="repulsion_features"):
         NoiseOptSampler(repulsion_features="lpips")
     with pytest.raises(ValueError, match="lr"):

@@ -74,6 +74,17 @@ def check_float(name: str, value: Any, low: float, high: float = float("inf"), l
     return float(value)
 
 
+def check_interval(name: str, value: Any) -> tuple[float, float]:
+    """A (low, high) pair of noise levels with 0 <= low < high <= 1."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair [low, high] of noise levels in [0, 1], got {value!r}")
+    low = check_float(f"{name}[0]", value[0], 0.0, 1.0)
+    high = check_float(f"{name}[1]", value[1], 0.0, 1.0)
+    if low >= high:
+        raise ValueError(f"{name} must have low < high, got {value!r}")
+    return low, high
+
+
 def check_source(source: Tensor, image_size: int) -> Tensor:
     """The (1, 3, S, S) source image in [0, 1] the objective was bound to."""
     expected = (1, 3, image_size, image_size)
@@ -220,6 +231,8 @@ def describe_value(value: Any) -> Any:
     """JSON-friendly parameter values: callables (feature spaces) by their class (and method) name."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (tuple, list)):
+        return [describe_value(item) for item in value]
     if inspect.ismethod(value):  # a bound method, e.g. "Lpips.embed"
         return f"{type(value.__self__).__name__}.{value.__name__}"
     return type(value).__name__
