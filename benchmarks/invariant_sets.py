@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=16, help="members per guided set")
     parser.add_argument("--rejection-members", type=int, default=128, help="draws per rejection set")
     parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
-    parser.add_argument("--repulsion-weight", type=float, default=3.0,
+    parser.add_argument("--repulsion-weight", type=float, default=2.0,
                         help="repulsion_weight of the diversity comparison (LPIPS space)")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
