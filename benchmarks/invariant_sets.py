@@ -8,7 +8,8 @@ Figures (all on CPU unless a GPU is visible):
 - diversity (mean pairwise LPIPS) with and without the repulsion term, with their acceptance;
 - with --pipeline, the wall time of the whole default pipeline in a fresh clone.
 
-Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 16] [--pipeline]
+Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 16] [--guidance-interval 0 1]
+       [--pipeline]
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=16, help="members per guided set")
     parser.add_argument("--rejection-members", type=int, default=128, help="draws per rejection set")
     parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="override the guided sampler's guidance_interval (noise levels t/T)")
     parser.add_argument("--repulsion-weight", type=float, default=2.0,
                         help="repulsion_weight of the diversity comparison (LPIPS space)")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
@@ -97,6 +100,8 @@ def main() -> None:
     objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
     if args.guidance_scale is not None:
         samplers["guided"]["guidance_scale"] = args.guidance_scale
+    if args.guidance_interval is not None:
+        samplers["guided"]["guidance_interval"] = args.guidance_interval
     rejection = samplers["rejection"]
     print(f"device {device}; prior UNet in {prior.compute_dtype}; {len(sources)} sources; "
           f"guided sampler {samplers['guided']}")
