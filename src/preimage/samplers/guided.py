@@ -144,8 +144,9 @@ class GuidedSampler(Sampler):
         with torch.enable_grad():
             images = prior.decode(z0 if self.through_denoiser else leaf)
             total = regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
-            objective_loss = None if objective is None else objective.loss(images)
-            if objective_loss is not None:
+            objective_loss = None
+            if objective is not None:
+                objective_loss = objective.loss(images)
                 total = total + objective_loss
             (gradient,) = torch.autograd.grad(total.sum(), leaf)
         with torch.no_grad():
