@@ -227,6 +227,39 @@ def test_sample_noise_is_seeded_per_member() -> None:
         prior.sample_noise(3, [torch.Generator()])
 
 
+def test_offset_noise_prior_draws_and_injects_per_channel_shifts(tmp_path: Path, caplog) -> None:
+    """A prior trained on offset noise (recorded in its scheduler config) starts from and injects that noise."""
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    scheduler = DDPMScheduler(prediction_type="v_prediction")
+    scheduler.register_to_config(noise_offset=0.5)
+    scheduler.save_pretrained(tmp_path / "scheduler")
+    with caplog.at_level("WARNING"):
+        prior = PixelDiffusionPrior.from_pretrained(tmp_path)
+    assert "noise_offset" not in caplog.text  # our key is read by the prior, not passed on to diffusers
+    assert prior.noise_offset == 0.5 and prior.describe()["noise_offset"] == 0.5
+
+    noise = prior.sample_noise(2000, torch.Generator().manual_seed(0))
+    side = PIXEL_SIZE
+    assert noise.mean((2, 3)).std().item() == pytest.approx((0.25 + 1 / side**2) ** 0.5, rel=0.05)
+    assert (noise - noise.mean((2, 3), keepdim=True)).std().item() == pytest.approx(1.0, rel=0.02)
+    pair = prior.sample_noise(2, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    torch.testing.assert_close(pair[1:], prior.sample_noise(1, [torch.Generator().manual_seed(4)]))
+
+    t = prior.timesteps(4)[1]
+    z, output = torch.zeros(2000, 3, side, side), torch.zeros(2000, 3, side, side)
+    injected = prior.step(z, t, output, eta=1.0, generator=torch.Generator().manual_seed(0))
+    shift_share = ((0.25 + 1 / side**2) / 1.25) ** 0.5  # channel means' std over all values' std
+    assert injected.mean((2, 3)).std().item() == pytest.approx(shift_share * injected.std().item(), rel=0.05)
+
+    white = PixelDiffusionPrior(tiny_unet(), ddim_from_config(DDPMScheduler().config, "trailing"))
+    assert white.noise_offset == 0.0
+    assert white.sample_noise(2000, torch.Generator().manual_seed(0)).mean((2, 3)).std().item() < 0.1
+    scheduler.register_to_config(noise_offset=-1.0)
+    scheduler.save_pretrained(tmp_path / "scheduler")
+    with pytest.raises(ValueError, match="noise_offset must be a number >= 0, got -1.0"):
+        PixelDiffusionPrior.from_pretrained(tmp_path)
+
+
 def test_latent_prior_loads_offline_and_conditions_on_the_prompt(latent_dir: Path) -> None:
     prior = LatentDiffusionPrior.from_pretrained(latent_dir, prompt="a red square")
     assert prior.image_size == 16 and prior.latent_shape == (4, 8, 8)

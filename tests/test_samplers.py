@@ -22,6 +22,7 @@ from preimage.samplers import (
     pairwise_sq_distances,
     repulsion_loss,
 )
+from preimage.samplers.noise_opt import gaussian_penalty
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -161,6 +162,16 @@ def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
     assert result.trace.shape == (15, 2)
     assert (result.trace[-1] < 0.5 * result.trace[0]).all()
     assert result.loss.mean() < 0.5 * result.trace[0].mean()
+
+
+def test_noise_penalty_measures_noise_against_the_priors_own_offset() -> None:
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(64, 3, 32, 32, generator=generator)
+    shifted = white + 0.2 * torch.randn(64, 3, 1, 1, generator=generator)
+    assert gaussian_penalty(white).mean() < 0.01
+    assert gaussian_penalty(shifted, offset=0.2).mean() < 0.01  # typical draws of the prior cost little ...
+    assert gaussian_penalty(shifted).mean() > 0.03  # ... but a white-noise penalty pulls them back to grey
+    assert gaussian_penalty(white * 2).mean() > 1  # too much variance around the channel means
 
 
 def test_repulsion_spreads_the_batch(prior, source) -> None:

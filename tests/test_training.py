@@ -14,7 +14,14 @@ from diffusers import UNet2DModel
 from preimage.training.classifier import normalise, train_classifier
 from preimage.training.clip import train_clip
 from preimage.training.oracle import train_oracle
-from preimage.training.prior import build_scheduler, build_unet, evaluate_prior, min_snr_weights, train_prior
+from preimage.training.prior import (
+    build_scheduler,
+    build_unet,
+    evaluate_prior,
+    min_snr_weights,
+    offset_noise,
+    train_prior,
+)
 from preimage.training.common import to_tensor
 from preimage.world.generator import WorldSpec, make_split
 from preimage.world.oracle import load_oracle, read_attributes
@@ -90,15 +97,22 @@ def test_min_snr_weights_cap_clean_timesteps_and_keep_noisy_ones():
     assert torch.allclose(weights, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
     assert weights[0] < 0.01 and weights[2] < 0.01  # nearly clean: capped; pure noise: SNR ~ 0
     assert weights[1] == pytest.approx(snr[1] / (snr[1] + 1))  # SNR below gamma: the clean-image loss
-    floored = min_snr_weights(scheduler, t, gamma=5.0, floor=1.0)
-    assert floored[2] == pytest.approx(1.0, abs=1e-6)  # pure noise keeps the clean-image weight 1
-    assert floored[0] == weights[0] and floored[1] == pytest.approx(max(snr[1], 1.0) / (snr[1] + 1))
 
 
-def test_prior_trains_with_min_snr_weighting(spec, tmp_path):
+def test_prior_trains_with_min_snr_weighting_and_offset_noise(spec, tmp_path):
     _, data = make_split(spec, "prior_train")
-    metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0, "snr_floor": 1.0}, "cpu", tmp_path)
-    assert metrics["min_snr_gamma"] == 5.0 and metrics["snr_floor"] == 1.0 and np.isfinite(metrics["final_loss"])
+    metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0, "noise_offset": 0.1}, "cpu", tmp_path)
+    assert metrics["min_snr_gamma"] == 5.0 and metrics["noise_offset"] == 0.1 and np.isfinite(metrics["final_loss"])
+    assert json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())["noise_offset"] == 0.1
+
+
+def test_offset_noise_shifts_whole_channels_by_the_offset():
+    noise = offset_noise(torch.Size([4000, 3, 8, 8]), 0.5, torch.Generator().manual_seed(0))
+    channel_means = noise.mean((2, 3))  # white part: std 1/8; offset part: std 0.5
+    assert channel_means.std().item() == pytest.approx((0.25 + 1 / 64) ** 0.5, rel=0.05)
+    assert (noise - noise.mean((2, 3), keepdim=True)).std().item() == pytest.approx(1.0, rel=0.02)
+    white = offset_noise(torch.Size([2, 3, 8, 8]), 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(white, torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
 
 
 def test_prior_refuses_more_attention_levels_than_resolutions():

@@ -3,7 +3,8 @@
 A prior is a denoiser over a space z (pixels in [-1, 1], or a VAE latent) plus a DDIM scheduler that walks it.
 Samplers only ever talk to this interface, so one sampler works on every prior. The scheduler does scheduler
 things (timestep spacing, the DDIM update, forward noising); the prior adds what samplers need on top: moving
-between images and z, the Tweedie estimate of the clean sample from any prediction type, and re-noising.
+between images and z, the Tweedie estimate of the clean sample from any prediction type, re-noising, and
+drawing the noise the denoiser was trained on (white, or with an offset per channel).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ Generators = torch.Generator | list[torch.Generator]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+NOISE_OFFSET_KEY = "noise_offset"  # our addition to a scheduler config: the training noise's per-channel shift
 
 
 def ddim_from_config(config: dict, timestep_spacing: str) -> DDIMScheduler:
@@ -29,6 +31,7 @@ def ddim_from_config(config: dict, timestep_spacing: str) -> DDIMScheduler:
     """
     if timestep_spacing not in TIMESTEP_SPACINGS:
         raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}")
+    config = {key: value for key, value in config.items() if key != NOISE_OFFSET_KEY}
     scheduler = DDIMScheduler.from_config(config, timestep_spacing=timestep_spacing)
     if scheduler.config.prediction_type not in PREDICTION_TYPES:
         raise ValueError(
@@ -37,11 +40,26 @@ def ddim_from_config(config: dict, timestep_spacing: str) -> DDIMScheduler:
     return scheduler
 
 
-class DiffusionPrior(ABC):
-    """A denoiser over z plus its DDIM scheduler; images outside are (B, 3, H, W) floats in [0, 1]."""
+def noise_offset_from_config(config: dict) -> float:
+    """The std of the per-channel shift in a denoiser's training noise; 0 (white noise) when not recorded."""
+    offset = config.get(NOISE_OFFSET_KEY, 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, int | float) or offset < 0:
+        raise ValueError(f"scheduler config {NOISE_OFFSET_KEY} must be a number >= 0, got {offset!r}")
+    return float(offset)
 
-    def __init__(self, scheduler: DDIMScheduler) -> None:
+
+class DiffusionPrior(ABC):
+    """A denoiser over z plus its DDIM scheduler; images outside are (B, 3, H, W) floats in [0, 1].
+
+    `noise_offset` > 0 for a denoiser trained on offset noise: white noise plus that std times one normal
+    draw per member and channel. Sampling then starts from, and injects, that same noise.
+    """
+
+    def __init__(self, scheduler: DDIMScheduler, noise_offset: float = 0.0) -> None:
+        if noise_offset < 0:
+            raise ValueError(f"noise_offset must be >= 0, got {noise_offset}")
         self.scheduler = scheduler
+        self.noise_offset = noise_offset
 
     # --- what each kind of prior defines -------------------------------------------------------------------
 
@@ -99,13 +117,19 @@ class DiffusionPrior(ABC):
             "prediction_type": self.prediction_type,
             "timestep_spacing": self.scheduler.config.timestep_spacing,
             "num_train_timesteps": self.scheduler.config.num_train_timesteps,
+            "noise_offset": self.noise_offset,
         }
 
     def sample_noise(self, n: int, generator: Generators) -> Tensor:
-        """n standard-normal members of z; a list of n generators seeds each member on its own."""
+        """n members of z drawn from the training noise; a list of n generators seeds each member on its own."""
         if isinstance(generator, list) and len(generator) != n:
             raise ValueError(f"got {len(generator)} generators for n={n} members; pass one per member")
-        return randn_tensor((n, *self.latent_shape), generator=generator, device=self.device, dtype=self.dtype)
+        shape = (n, *self.latent_shape)
+        white = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
+        if not self.noise_offset:
+            return white
+        shift = randn_tensor((*shape[:2], 1, 1), generator=generator, device=self.device, dtype=self.dtype)
+        return white + self.noise_offset * shift
 
     def timesteps(self, num_steps: int, strength: float = 1.0) -> Tensor:
         """The descending DDIM timesteps of a `num_steps` schedule, keeping its last `strength` fraction.
@@ -176,5 +200,5 @@ class DiffusionPrior(ABC):
         if eta > 0:
             if generator is None:
                 raise ValueError("a stochastic step (eta > 0) needs a generator, for reproducibility")
-            variance_noise = randn_tensor(z_t.shape, generator=generator, device=z_t.device, dtype=z_t.dtype)
+            variance_noise = self.sample_noise(len(z_t), generator).to(z_t.device, z_t.dtype)
         return self.scheduler.step(output, int(t), z_t, eta=eta, variance_noise=variance_noise).prev_sample

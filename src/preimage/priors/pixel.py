@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from torch import Tensor
 
-from preimage.priors.base import DiffusionPrior, ddim_from_config
+from preimage.priors.base import DiffusionPrior, ddim_from_config, noise_offset_from_config
 
 
 def square_side(sample_size: int | tuple[int, int] | list[int], where: str) -> int:
@@ -30,8 +30,9 @@ class PixelDiffusionPrior(DiffusionPrior):
     while the convolutions get the 2x of bfloat16 matrix units (AMX on recent Xeons, tensor cores on GPUs).
     """
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, compute_dtype: torch.dtype = torch.float32) -> None:
-        super().__init__(scheduler)
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, compute_dtype: torch.dtype = torch.float32,
+                 noise_offset: float = 0.0) -> None:
+        super().__init__(scheduler, noise_offset)
         if unet.config.in_channels != 3 or unet.config.out_channels != 3:
             raise ValueError(
                 f"a pixel prior's unet must map 3 to 3 channels, got "
@@ -45,14 +46,17 @@ class PixelDiffusionPrior(DiffusionPrior):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, timestep_spacing: str = "trailing",
                         compute_dtype: torch.dtype = torch.float32) -> PixelDiffusionPrior:
-        """Load `path/unet` and `path/scheduler` (any diffusers scheduler config) offline, without unpickling."""
+        """Load `path/unet` and `path/scheduler` (any diffusers scheduler config) offline, without unpickling.
+
+        The scheduler config's `noise_offset`, written by the project's prior training, sets the noise drawn.
+        """
         path = Path(path)
         # A small UNet gains nothing from accelerate's meta-device loading; asking for the plain path
         # also keeps diffusers from warning on every load that accelerate is missing.
         unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True,
                                            low_cpu_mem_usage=False)
         config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
-        return cls(unet, ddim_from_config(config, timestep_spacing), compute_dtype)
+        return cls(unet, ddim_from_config(config, timestep_spacing), compute_dtype, noise_offset_from_config(config))
 
     @property
     def image_size(self) -> int:

@@ -28,10 +28,15 @@ from preimage.samplers.base import (
 from preimage.samplers.diversity import FeatureSpace
 
 
-def gaussian_penalty(noise: Tensor) -> Tensor:
-    """(B,) squared deviation of each member's mean from 0 and variance from 1."""
-    flat = noise.flatten(1).float()
-    return flat.mean(1).pow(2) + (flat.var(1) - 1).pow(2)
+def gaussian_penalty(noise: Tensor, offset: float = 0.0) -> Tensor:
+    """(B,) how far each member of (B, C, H, W) noise strays from the prior's: channel means off 0, measured
+    against their spread under white noise plus a per-channel `offset` (so a trained offset is not pulled
+    back to grey), and the variance around them off 1."""
+    noise = noise.float()
+    channel_means = noise.mean((2, 3), keepdim=True)
+    pixels = noise.shape[2] * noise.shape[3]
+    mean_term = channel_means.pow(2).mean((1, 2, 3)) / (1 + pixels * offset**2)
+    return mean_term + ((noise - channel_means).flatten(1).var(1) - 1).pow(2)
 
 
 class NoiseOptSampler(Sampler):
@@ -86,7 +91,7 @@ class NoiseOptSampler(Sampler):
                 objective_loss = objective.loss(images)
                 total = (
                     objective_loss
-                    + self.noise_weight * gaussian_penalty(noise)
+                    + self.noise_weight * gaussian_penalty(noise, prior.noise_offset)
                     + regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
                 )
                 optimizer.zero_grad(set_to_none=True)

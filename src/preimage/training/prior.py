@@ -50,18 +50,25 @@ def build_unet(image_size: int, cfg: dict) -> UNet2DModel:
     )
 
 
-def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float | None,
-                    floor: float | None = None) -> torch.Tensor:
-    """Per-sample weights clamp(SNR, floor, gamma) / (SNR + 1) of a v-prediction loss (Min-SNR-gamma).
+def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample weights min(SNR, gamma) / (SNR + 1) of a v-prediction loss (Min-SNR-gamma).
 
     The v-loss equals the clean-image error weighted by SNR + 1; these weights turn that into
     min(SNR, gamma), so timesteps past SNR = gamma stop outweighing the noisy ones that decide shapes.
-    Below SNR 1 that weight falls with the SNR, which starves the noisiest steps, where an image's mean
-    colour is decided (it averages H x W pixels' noise away, so it is still legible at a pixel SNR of
-    1e-3). A `floor` keeps those steps at the clean-image weight `floor`; None leaves either side open.
     """
     snr = compute_snr(scheduler, t)
-    return snr.clamp(min=floor, max=gamma) / (snr + 1)
+    return snr.clamp(max=gamma) / (snr + 1)
+
+
+def offset_noise(shape: torch.Size, offset: float, generator: torch.Generator) -> torch.Tensor:
+    """White noise plus `offset` times one normal draw per image and channel (offset noise, Guttenberg 2023).
+
+    Shifting whole channels noises an image's mean colour as fast as its pixels, so the mean is decided at
+    the same noise levels as the shapes: with white noise alone it is legible from averaging H x W pixels
+    at a pixel SNR of 1e-3, where few sampling steps fall and the model is least trained.
+    """
+    white = torch.randn(shape, generator=generator)
+    return white + offset * torch.randn(*shape[:2], 1, 1, generator=generator) if offset else white
 
 
 def build_scheduler() -> DDPMScheduler:
@@ -79,7 +86,9 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     compute_dtype = DTYPES[dtype_name]
     ema = EMAModel(unet.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
-    gamma, floor = cfg.get("min_snr_gamma"), cfg.get("snr_floor")
+    gamma = cfg.get("min_snr_gamma")
+    noise_offset = cfg.get("noise_offset", 0.0)
+    scheduler.register_to_config(noise_offset=noise_offset)  # samplers must draw the noise it was trained on
     clock, losses = Stopwatch(), []
     progress = tqdm(range(cfg["steps"]), desc="train prior", mininterval=5)
     for step in progress:
@@ -87,12 +96,12 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
             group["lr"] = warmup_cosine(step, cfg["steps"], cfg["learning_rate"])
         index = torch.randint(len(data), (cfg["batch_size"],), generator=generator)
         clean = data[index].to(device)
-        noise = torch.randn(clean.shape, generator=generator).to(device)
+        noise = offset_noise(clean.shape, noise_offset, generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator).to(device)
         with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
             prediction = unet(scheduler.add_noise(clean, noise, t), t).sample
         error = F.mse_loss(prediction.float(), scheduler.get_velocity(clean, noise, t), reduction="none").mean((1, 2, 3))
-        loss = (error * min_snr_weights(scheduler, t, gamma, floor) if gamma or floor else error).mean()
+        loss = (error * min_snr_weights(scheduler, t, gamma) if gamma else error).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -114,7 +123,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
         "device": str(device),
         "dtype": dtype_name,
         "min_snr_gamma": gamma,
-        "snr_floor": floor,
+        "noise_offset": noise_offset,
     }
 
 
