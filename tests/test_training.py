@@ -104,6 +104,8 @@ def test_prior_trains_with_min_snr_weighting_and_offset_noise(spec, tmp_path):
     metrics = train_prior(data, {**TINY_PRIOR, "min_snr_gamma": 5.0, "noise_offset": 0.1}, "cpu", tmp_path)
     assert metrics["min_snr_gamma"] == 5.0 and metrics["noise_offset"] == 0.1 and np.isfinite(metrics["final_loss"])
     assert json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())["noise_offset"] == 0.1
+    train_prior(data, {**TINY_PRIOR, "steps": 1}, "cpu", tmp_path / "white")  # white noise: the config diffusers writes
+    assert "noise_offset" not in json.loads((tmp_path / "white" / "scheduler" / "scheduler_config.json").read_text())
 
 
 def test_offset_noise_shifts_whole_channels_by_the_offset():

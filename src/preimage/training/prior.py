@@ -88,7 +88,8 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
     gamma = cfg.get("min_snr_gamma")
     noise_offset = cfg.get("noise_offset", 0.0)
-    scheduler.register_to_config(noise_offset=noise_offset)  # samplers must draw the noise it was trained on
+    if noise_offset:  # recorded so that samplers draw the noise the model was trained on
+        scheduler.register_to_config(noise_offset=noise_offset)
     clock, losses = Stopwatch(), []
     progress = tqdm(range(cfg["steps"]), desc="train prior", mininterval=5)
     for step in progress:
