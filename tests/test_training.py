@@ -11,6 +11,7 @@ import timm
 import torch
 from diffusers import UNet2DModel
 
+from preimage.priors.base import offset_noise
 from preimage.training.classifier import normalise, train_classifier
 from preimage.training.clip import train_clip
 from preimage.training.oracle import train_oracle
@@ -19,7 +20,6 @@ from preimage.training.prior import (
     build_unet,
     evaluate_prior,
     min_snr_weights,
-    offset_noise,
     train_prior,
 )
 from preimage.training.common import to_tensor

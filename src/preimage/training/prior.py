@@ -17,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm import tqdm
 
+from preimage.priors.base import offset_noise
 from preimage.priors.pixel import PixelDiffusionPrior
 from preimage.registry import DTYPES
 from preimage.sets import reference_set
@@ -58,17 +59,6 @@ def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> 
     """
     snr = compute_snr(scheduler, t)
     return snr.clamp(max=gamma) / (snr + 1)
-
-
-def offset_noise(shape: torch.Size, offset: float, generator: torch.Generator) -> torch.Tensor:
-    """White noise plus `offset` times one normal draw per image and channel (offset noise, Guttenberg 2023).
-
-    Shifting whole channels noises an image's mean colour as fast as its pixels, so the mean is decided at
-    the same noise levels as the shapes: with white noise alone it is legible from averaging H x W pixels
-    at a pixel SNR of 1e-3, where few sampling steps fall and the model is least trained.
-    """
-    white = torch.randn(shape, generator=generator)
-    return white + offset * torch.randn(*shape[:2], 1, 1, generator=generator) if offset else white
 
 
 def build_scheduler() -> DDPMScheduler:
