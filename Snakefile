@@ -4,7 +4,8 @@
 from snakemake.utils import min_version
 
 from preimage.config import validate_config
-from preimage.workflow import model_dir
+from preimage.training.prior import first_stage
+from preimage.workflow import base_prior_dir, model_dir
 
 min_version("8.0")
 

@@ -10,7 +10,7 @@ def world_models(*kinds):
     """Training outputs of the world models a rule loads; none for real models, which are read as they are."""
     outputs = {
         "classifier": rules.train_classifier.output.weights,
-        "prior": rules.train_prior.output.unet,
+        "prior": PRIOR_UNET,
         "clip": rules.train_clip.output.weights,
     }
     return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}

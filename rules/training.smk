@@ -4,7 +4,9 @@
 
 TRAIN_GPUS = 1 if config["device"] == "cuda" else 0
 CLASSIFIER_DIR = model_dir(config, "classifier")
-PRIOR_DIR = model_dir(config, "prior")
+PRIOR_DIR = model_dir(config, "prior")  # the prior every later rule samples from
+PRIOR_BASE_DIR = base_prior_dir(config)  # its first stage; the same directory unless training.prior has `refine`
+PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
 
@@ -12,12 +14,12 @@ ORACLE_DIR = model_dir(config, "oracle")
 rule train_prior:
     """Pixel-space diffusion prior (diffusers UNet2DModel, v-prediction) on the unbiased split."""
     output:
-        unet=f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors",
-        scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
-        metrics=f"{PRIOR_DIR}/metrics.json",
+        unet=f"{PRIOR_BASE_DIR}/unet/diffusion_pytorch_model.safetensors",
+        scheduler=f"{PRIOR_BASE_DIR}/scheduler/scheduler_config.json",
+        metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
         world=config["world"],
-        training=config["training"]["prior"],
+        training=first_stage(config["training"]["prior"]),
         device=config["device"],
     threads: workflow.cores
     resources:
@@ -73,14 +75,39 @@ use rule train_classifier as train_clip with:
         "logs/train_clip.log",
 
 
+if PRIOR_DIR != PRIOR_BASE_DIR:
+
+    rule refine_prior:
+        """Second stage of the prior: the first stage fine-tuned on offset noise (training.prior.refine)."""
+        input:
+            rules.train_prior.output.unet,
+        output:
+            unet=PRIOR_UNET,
+            scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
+            metrics=f"{PRIOR_DIR}/metrics.json",
+        params:
+            world=config["world"],
+            training=config["training"]["prior"],
+            device=config["device"],
+        threads: workflow.cores
+        resources:
+            gpu=TRAIN_GPUS,
+        log:
+            "logs/refine_prior.log",
+        script:
+            "../scripts/refine_prior.py"
+
+
 rule evaluate_prior:
-    """Score unconditional prior samples with the oracle: validity and attribute frequencies."""
+    """Score unconditional samples of a prior (either stage) with the oracle: validity and attribute frequencies."""
     input:
-        prior=rules.train_prior.output.unet,
+        prior="{prior}/unet/diffusion_pytorch_model.safetensors",
         oracle=rules.train_oracle.output.weights,
     output:
-        metrics=f"{PRIOR_DIR}/evaluation.json",
-        samples=f"{PRIOR_DIR}/samples.png",
+        metrics="{prior}/evaluation.json",
+        samples="{prior}/samples.png",
+    wildcard_constraints:
+        prior=r"models/[^/]+/prior-[0-9a-f]+",
     params:
         world=config["world"],
         evaluation=config["evaluation"],
@@ -89,7 +116,7 @@ rule evaluate_prior:
     resources:
         gpu=TRAIN_GPUS,
     log:
-        "logs/evaluate_prior.log",
+        "logs/evaluate_prior/{prior}.log",
     script:
         "../scripts/evaluate_prior.py"
 
@@ -97,8 +124,8 @@ rule evaluate_prior:
 rule train_world:
     """Every model of the world with its metrics."""
     input:
-        rules.train_prior.output,
+        PRIOR_UNET,
         rules.train_classifier.output,
         rules.train_oracle.output,
         rules.train_clip.output,
-        rules.evaluate_prior.output,
+        expand("{prior}/{file}", prior={PRIOR_BASE_DIR, PRIOR_DIR}, file=["evaluation.json", "samples.png"]),

@@ -20,6 +20,7 @@ GPU_RULES = (
     "invariant_sets",
     "reference_samples",
     "train_prior",
+    "refine_prior",
     "train_clip",
     "train_classifier",
     "train_oracle",

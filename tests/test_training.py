@@ -12,6 +12,7 @@ import torch
 from diffusers import UNet2DModel
 
 from preimage.priors.base import offset_noise
+from preimage.priors.pixel import PixelDiffusionPrior
 from preimage.training.classifier import normalise, train_classifier
 from preimage.training.clip import train_clip
 from preimage.training.oracle import train_oracle
@@ -20,6 +21,7 @@ from preimage.training.prior import (
     build_unet,
     evaluate_prior,
     min_snr_weights,
+    refine_prior,
     train_prior,
 )
 from preimage.training.common import to_tensor
@@ -106,6 +108,23 @@ def test_prior_trains_with_min_snr_weighting_and_offset_noise(spec, tmp_path):
     assert json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())["noise_offset"] == 0.1
     train_prior(data, {**TINY_PRIOR, "steps": 1}, "cpu", tmp_path / "white")  # white noise: the config diffusers writes
     assert "noise_offset" not in json.loads((tmp_path / "white" / "scheduler" / "scheduler_config.json").read_text())
+
+
+def test_prior_refine_stage_fine_tunes_the_first_stage_on_offset_noise(spec, tmp_path):
+    _, data = make_split(spec, "prior_train")
+    cfg = {**TINY_PRIOR, "refine": {"noise_offset": 0.2, "steps": 2, "learning_rate": 0.01, "seed": 1}}
+    train_prior(data, cfg, "cpu", tmp_path / "base")
+    train_prior(data, TINY_PRIOR, "cpu", tmp_path / "alone")  # stage 1 ignores `refine`: the same weights
+    base = UNet2DModel.from_pretrained(tmp_path / "base" / "unet")
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(),
+                                                 UNet2DModel.from_pretrained(tmp_path / "alone" / "unet").state_dict().values()))
+    metrics = refine_prior(data, tmp_path / "base", cfg, "cpu", tmp_path / "refined")
+    assert metrics["base"] == "base" and metrics["steps"] == 2 and metrics["noise_offset"] == 0.2
+    assert metrics["batch_size"] == TINY_PRIOR["batch_size"]  # inherited from stage 1
+    refined = PixelDiffusionPrior.from_pretrained(tmp_path / "refined")
+    assert refined.noise_offset == 0.2  # samplers draw the noise the second stage was trained on
+    changed = [not torch.equal(a, b) for a, b in zip(base.state_dict().values(), refined.unet.state_dict().values())]
+    assert any(changed)
 
 
 def test_offset_noise_shifts_whole_channels_by_the_offset():

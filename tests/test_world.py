@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from preimage.config import ConfigError, validate_config
-from preimage.workflow import model_dir
+from preimage.workflow import base_prior_dir, model_dir
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, ground_truth, make_split, sample_attributes
 
@@ -87,6 +87,15 @@ def test_changing_shortcuts_retrains_only_the_classifier(config):
     assert model_dir(other, "classifier") != model_dir(config, "classifier")
     for model in ("prior", "clip", "oracle"):
         assert model_dir(other, model) == model_dir(config, model)
+
+
+def test_a_refine_stage_moves_the_prior_but_reuses_its_first_stage(config):
+    refine = {"noise_offset": 0.1, "steps": 10, "learning_rate": 0.0003, "seed": 1}
+    plain = {**config, "training": {**config["training"], "prior": {**config["training"]["prior"]}}}
+    plain["training"]["prior"].pop("refine", None)
+    refined = {**plain, "training": {**plain["training"], "prior": {**plain["training"]["prior"], "refine": refine}}}
+    assert base_prior_dir(plain) == model_dir(plain, "prior")
+    assert base_prior_dir(refined) == model_dir(plain, "prior") != model_dir(refined, "prior")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from preimage.registry import select_sources_from_config
+from preimage.training.prior import first_stage
 from preimage.world.generator import WorldSpec, stable_hash
 
 WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
@@ -27,6 +28,13 @@ def model_dir(config: dict, model: str) -> str:
     spec = WorldSpec.from_config(config["world"])
     data = spec.data_fingerprint(biased=model == "classifier")
     return f"models/{spec.name}/{model}-{stable_hash([data, config['training'][model]])}"
+
+
+def base_prior_dir(config: dict) -> str:
+    """Where the first stage of a prior with a `refine` stage lives: the directory the same settings without
+    `refine` train into, so adding a refine stage reuses an already trained prior."""
+    stage_one = first_stage(config["training"]["prior"])
+    return model_dir({**config, "training": {**config["training"], "prior": stage_one}}, "prior")
 
 
 @contextmanager

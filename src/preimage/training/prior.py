@@ -69,23 +69,49 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     """Train on (N, H, W, 3) uint8 images; save unet/ and scheduler/ with save_pretrained; return metrics."""
     generator = seed_everything(cfg["seed"])
     device = resolve_device(device_name)
-    data = to_tensor(images).mul_(2).sub_(1)
     unet = build_unet(images.shape[1], cfg).to(device)
+    return fit_prior(unet, images, first_stage(cfg), device, generator, out_dir, "train prior")
+
+
+def refine_prior(images: np.ndarray, base_dir: str | Path, cfg: dict, device_name: str, out_dir: str | Path) -> dict:
+    """Second stage: fine-tune a trained prior with `cfg["refine"]`'s noise offset, steps and learning rate.
+
+    Offset noise from scratch cost this small UNet its shapes; started from the white-noise prior, which
+    already draws them, it only has to learn where the mean colour comes from (offset noise itself was
+    introduced as a fine-tune of Stable Diffusion). Batch size, EMA, loss weighting and dtype are stage 1's.
+    """
+    stage = {**first_stage(cfg), **cfg["refine"]}
+    generator = seed_everything(stage["seed"])
+    device = resolve_device(device_name)
+    unet = UNet2DModel.from_pretrained(Path(base_dir) / "unet", low_cpu_mem_usage=False).to(device)
+    return {"base": Path(base_dir).name, **fit_prior(unet, images, stage, device, generator, out_dir, "refine prior")}
+
+
+def first_stage(cfg: dict) -> dict:
+    """The prior's training settings without its `refine` stage: what the first stage trains (and is named) by."""
+    return {key: value for key, value in cfg.items() if key != "refine"}
+
+
+def fit_prior(unet: UNet2DModel, images: np.ndarray, stage: dict, device: torch.device, generator: torch.Generator,
+              out_dir: str | Path, desc: str) -> dict:
+    """One training stage of the v-prediction loss on `stage`'s noise; saves the EMA weights and the scheduler."""
+    data = to_tensor(images).mul_(2).sub_(1)
     scheduler = build_scheduler()
-    dtype_name = cfg.get("dtype", "float32")
+    dtype_name = stage.get("dtype", "float32")
     compute_dtype = DTYPES[dtype_name]
-    ema = EMAModel(unet.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
-    gamma = cfg.get("min_snr_gamma")
-    noise_offset = cfg.get("noise_offset", 0.0)
+    unet.train()
+    ema = EMAModel(unet.parameters(), decay=stage["ema_decay"], use_ema_warmup=True)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=stage["learning_rate"], weight_decay=0.0)
+    gamma = stage.get("min_snr_gamma")
+    noise_offset = stage.get("noise_offset", 0.0)
     if noise_offset:  # recorded so that samplers draw the noise the model was trained on
         scheduler.register_to_config(noise_offset=noise_offset)
     clock, losses = Stopwatch(), []
-    progress = tqdm(range(cfg["steps"]), desc="train prior", mininterval=5)
+    progress = tqdm(range(stage["steps"]), desc=desc, mininterval=5)
     for step in progress:
         for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, cfg["steps"], cfg["learning_rate"])
-        index = torch.randint(len(data), (cfg["batch_size"],), generator=generator)
+            group["lr"] = warmup_cosine(step, stage["steps"], stage["learning_rate"])
+        index = torch.randint(len(data), (stage["batch_size"],), generator=generator)
         clean = data[index].to(device)
         noise = offset_noise(clean.shape, noise_offset, generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator).to(device)
@@ -107,8 +133,8 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     scheduler.save_pretrained(out / "scheduler")
     return {
         "parameters": sum(p.numel() for p in unet.parameters()),
-        "steps": cfg["steps"],
-        "batch_size": cfg["batch_size"],
+        "steps": stage["steps"],
+        "batch_size": stage["batch_size"],
         "final_loss": float(np.mean(losses[-100:])),
         "seconds": clock.seconds(),
         "device": str(device),
