@@ -133,7 +133,7 @@ def test_guidance_lowers_the_loss(prior, source, through_denoiser: bool) -> None
     guided = draw(sampler, prior, objective, source, n=4)
     assert guided.loss.mean() < 0.1 * unguided.loss.mean()
     assert guided.acceptance_rate > unguided.acceptance_rate
-    assert guided.trace.shape == (6, 4) and guided.steps == 6
+    assert guided.trace.shape == (5, 4) and guided.steps == 6  # every step but the final one is guided
 
 
 def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> None:
@@ -142,7 +142,8 @@ def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> Non
     level = lambda t: int(t) / prior.scheduler.config.num_train_timesteps  # noqa: E731
     low_half = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, guidance_interval=(0.0, 0.5))
     guided = draw(low_half, prior, objective, source, n=4)
-    assert guided.trace.shape == (sum(level(t) <= 0.5 for t in timesteps), 4) and guided.steps == 6
+    guided_steps = sum(level(t) <= 0.5 for t in timesteps[:-1])  # the final step is never guided
+    assert guided.trace.shape == (guided_steps, 4) and guided.steps == 6
     unguided = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, objective, source, n=4)
     assert guided.loss.mean() < unguided.loss.mean()
     above_every_step = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, guidance_interval=(0.9999, 1.0))
@@ -154,6 +155,15 @@ def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> Non
     repelled_only = draw(repelled, prior, objective, source, n=4)  # repulsion acts outside the interval
     assert repelled_only.trace is None and not torch.allclose(repelled_only.images, unguided.images)
     assert GuidedSampler(guidance_interval=[0.0, 0.85]).describe()["guidance_interval"] == [0.0, 0.85]
+
+
+def test_the_final_step_is_a_plain_prior_step(prior, source) -> None:
+    """A one-step chain is only its final step: no objective, distance or repulsion may move its output."""
+    unguided = draw(GuidedSampler(num_steps=1, guidance_scale=0.0, batch_size=4), prior, RedMean(0.9), source, n=4)
+    steered = GuidedSampler(num_steps=1, guidance_scale=0.3, batch_size=4, distance_weight=1.0, repulsion_weight=1.0)
+    result = draw(steered, prior, RedMean(0.9), source, n=4)
+    assert result.trace is None and result.steps == 1
+    torch.testing.assert_close(result.images, unguided.images)
 
 
 def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
