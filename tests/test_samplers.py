@@ -195,6 +195,18 @@ def test_repulsion_spreads_the_batch(prior, source) -> None:
     assert spread(1.0) > 1.2 * spread(0.0)
 
 
+def test_pairwise_sq_distances_match_the_direct_differences_with_finite_gradients() -> None:
+    points = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    points[3] = points[1]  # a duplicate pair: distance 0, where a square root's gradient would be NaN
+    points.requires_grad_(True)
+    distances = pairwise_sq_distances(points)
+    direct = (points[:, None, :] - points[None, :, :]).pow(2).sum(-1)
+    torch.testing.assert_close(distances, direct, rtol=1e-5, atol=1e-5)
+    assert distances.diagonal().eq(0).all() and distances[1, 3] >= 0
+    (gradient,) = torch.autograd.grad(repulsion_loss(points).sum(), points)
+    assert torch.isfinite(gradient).all()
+
+
 def test_repulsion_loss_descent_moves_points_apart() -> None:
     points = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)) * 0.1
     start = pairwise_sq_distances(points).sum()

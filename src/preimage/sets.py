@@ -21,6 +21,7 @@ from preimage.io import write_parquet, write_png
 from preimage.objectives import from_spec, function
 from preimage.priors.base import DiffusionPrior
 from preimage.samplers.base import ObjectiveLike, Sampler
+from preimage.samplers.diversity import pairwise_sq_distances
 from preimage.samplers.rejection import RejectionSampler
 from preimage.training.common import to_uint8
 from preimage.world.generator import stable_hash
@@ -54,7 +55,7 @@ def mean_pairwise(features: Tensor) -> float:
     """Mean distance over distinct pairs (squared Euclidean, which equals LPIPS for LPIPS embeddings)."""
     if len(features) < 2:
         return float("nan")
-    distances = torch.cdist(features, features).pow(2)
+    distances = pairwise_sq_distances(features)
     n = len(features)
     return float(distances.sum() / (n * (n - 1)))
 
