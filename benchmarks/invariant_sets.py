@@ -12,8 +12,9 @@ Figures (all on CPU unless a GPU is visible):
 Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 64] [--guidance-interval 0 1]
        [--repeats 2] [--pipeline]
 
-This machine's CPU time is shared, so one timing can be 30 % off the next; the speed comparison runs the two
-samplers alternately `--repeats` times and keeps each one's fastest run (as timeit does).
+This machine's CPU time is shared, so one timing can be 30 % off the next; the speed comparison therefore
+interleaves the two samplers source by source (each source's guided set, then its rejection set), so a slow
+minute slows both alike, and pools `--repeats` such rounds.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--repulsion-weight", type=float, default=2.0,
                         help="repulsion_weight of the diversity comparison (LPIPS space)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="alternating timing runs of the neuron comparison; the fastest of each counts")
+                        help="rounds of the interleaved neuron timing; their seconds are pooled")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
     args = parser.parse_args()
     config = load_config(args.config)
@@ -139,20 +140,26 @@ def main() -> None:
     floor = attribute_distances(reject_kept[halves], reject_kept[~halves], spec.shapes)
     print(f"    noise floor (all classes, halves of the reference): max {max(floor.values()):.3f}")
 
-    print("neuron objective", objectives["neuron"], f"(best of {args.repeats} alternating runs; seeds fixed, so "
-          "only the seconds differ between repeats)")
-    speed = {}
+    print("neuron objective", objectives["neuron"], f"({args.repeats} rounds; in each, every source's guided set is "
+          "followed by its rejection set, so both samplers share the machine's load)")
+    speed = {"guided": [], "rejection": []}
     for repeat in range(args.repeats):
-        for name, sampler_spec, n in (("guided", samplers["guided"], args.members),
-                                      ("rejection", rejection, args.rejection_members)):
-            row = describe(f"neuron / {name} #{repeat + 1}", run_sets(objectives["neuron"], sampler_spec, sources,
-                                                                      images, classifier, prior, perceptual, n)[2])
-            if name not in speed or row["accepted_per_s"] > speed[name]["accepted_per_s"]:
-                speed[name] = row
-    rows += [speed["guided"], speed["rejection"]]
-    ratio = speed["guided"]["accepted_per_s"] / max(speed["rejection"]["accepted_per_s"], 1e-12)
-    print(f"  guided / rejection accepted per second: {ratio:.1f}x "
-          f"({speed['guided']['accepted_per_s']:.2f} against {speed['rejection']['accepted_per_s']:.2f})")
+        for i in range(len(sources)):
+            for name, sampler_spec, n in (("guided", samplers["guided"], args.members),
+                                          ("rejection", rejection, args.rejection_members)):
+                speed[name].append(run_sets(objectives["neuron"], sampler_spec, sources.iloc[i : i + 1],
+                                            images[i : i + 1], classifier, prior, perceptual, n, seed=i)[2])
+    rounds = {name: [pd.concat(parts[r * len(sources) : (r + 1) * len(sources)])
+                     for r in range(args.repeats)] for name, parts in speed.items()}
+    for r in range(args.repeats):
+        ratio = (describe(f"neuron / guided, round {r + 1}", rounds["guided"][r])["accepted_per_s"]
+                 / describe(f"neuron / rejection, round {r + 1}", rounds["rejection"][r])["accepted_per_s"])
+        print(f"    round {r + 1}: guided / rejection accepted per second {ratio:.1f}x")
+    pooled = {name: describe(f"neuron / {name}, all rounds", pd.concat(parts)) for name, parts in speed.items()}
+    rows += [pooled["guided"], pooled["rejection"]]
+    ratio = pooled["guided"]["accepted_per_s"] / max(pooled["rejection"]["accepted_per_s"], 1e-12)
+    print(f"  guided / rejection accepted per second, all rounds: {ratio:.1f}x "
+          f"({pooled['guided']['accepted_per_s']:.2f} against {pooled['rejection']['accepted_per_s']:.2f})")
 
     print(f"diversity: repulsion (weight {args.repulsion_weight:g}) in LPIPS space vs none (label objective)")
     repelled = samplers["guided"] | {"repulsion_weight": args.repulsion_weight, "repulsion_space": "lpips"}
