@@ -142,20 +142,20 @@ def main() -> None:
 
     print("neuron objective", objectives["neuron"], f"({args.repeats} rounds; in each, every source's guided set is "
           "followed by its rejection set, so both samplers share the machine's load)")
-    speed = {"guided": [], "rejection": []}
-    for repeat in range(args.repeats):
-        for i in range(len(sources)):
-            for name, sampler_spec, n in (("guided", samplers["guided"], args.members),
-                                          ("rejection", rejection, args.rejection_members)):
-                speed[name].append(run_sets(objectives["neuron"], sampler_spec, sources.iloc[i : i + 1],
-                                            images[i : i + 1], classifier, prior, perceptual, n, seed=i)[2])
-    rounds = {name: [pd.concat(parts[r * len(sources) : (r + 1) * len(sources)])
-                     for r in range(args.repeats)] for name, parts in speed.items()}
+    contenders = {"guided": (samplers["guided"], args.members), "rejection": (rejection, args.rejection_members)}
+    rounds = {name: [] for name in contenders}
     for r in range(args.repeats):
-        ratio = (describe(f"neuron / guided, round {r + 1}", rounds["guided"][r])["accepted_per_s"]
-                 / describe(f"neuron / rejection, round {r + 1}", rounds["rejection"][r])["accepted_per_s"])
-        print(f"    round {r + 1}: guided / rejection accepted per second {ratio:.1f}x")
-    pooled = {name: describe(f"neuron / {name}, all rounds", pd.concat(parts)) for name, parts in speed.items()}
+        parts = {name: [] for name in contenders}
+        for i in range(len(sources)):
+            for name, (sampler_spec, n) in contenders.items():
+                parts[name].append(run_sets(objectives["neuron"], sampler_spec, sources.iloc[i : i + 1],
+                                            images[i : i + 1], classifier, prior, perceptual, n, seed=i)[2])
+        for name in contenders:
+            rounds[name].append(pd.concat(parts[name]))
+        row = {name: describe(f"neuron / {name}, round {r + 1}", rounds[name][-1]) for name in contenders}
+        print(f"    round {r + 1}: guided / rejection accepted per second "
+              f"{row['guided']['accepted_per_s'] / row['rejection']['accepted_per_s']:.1f}x")
+    pooled = {name: describe(f"neuron / {name}, all rounds", pd.concat(parts)) for name, parts in rounds.items()}
     rows += [pooled["guided"], pooled["rejection"]]
     ratio = pooled["guided"]["accepted_per_s"] / max(pooled["rejection"]["accepted_per_s"], 1e-12)
     print(f"  guided / rejection accepted per second, all rounds: {ratio:.1f}x "
