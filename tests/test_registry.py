@@ -32,6 +32,7 @@ from preimage.registry import (
     load_source_images,
     model_settings,
     path_safe_ids,
+    prior_dtype,
     resolve_classifier,
     resolve_clip,
     resolve_prior,
@@ -151,6 +152,19 @@ def test_world_models_and_sources_resolve_from_model_dir(config, world_root, mon
     assert images.shape == (len(selection), 3, prior.image_size, prior.image_size)
     assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
     assert class_text(classifier, "square") == "square"
+
+
+def test_auto_prior_dtype_is_bfloat16_only_where_the_device_has_it(config, world_root, monkeypatch) -> None:
+    monkeypatch.chdir(world_root)
+    auto = with_models(config, prior={"source": "world", "dtype": "auto"})
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert prior_dtype("auto", "cpu") == expected
+        assert resolve_prior(auto, "cpu").compute_dtype == expected
+    assert prior_dtype("float16", torch.device("cpu")) == torch.float16  # an explicit dtype is kept as given
+    with pytest.raises(ValueError, match="models.prior.dtype: 'half'; expected 'auto' or one of"):
+        prior_dtype("half", "cpu")
 
 
 def test_world_prior_refuses_settings_it_would_ignore(config) -> None:
