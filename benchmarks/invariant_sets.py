@@ -160,6 +160,9 @@ def main() -> None:
     ratio = pooled["guided"]["accepted_per_s"] / max(pooled["rejection"]["accepted_per_s"], 1e-12)
     print(f"  guided / rejection accepted per second, all rounds: {ratio:.1f}x "
           f"({pooled['guided']['accepted_per_s']:.2f} against {pooled['rejection']['accepted_per_s']:.2f})")
+    cost = {name: row["seconds"] / row["members"] for name, row in pooled.items()}
+    print(f"  a guided member costs {cost['guided'] / cost['rejection']:.2f} rejection draws "
+          f"({cost['guided'] * 1e3:.0f} ms against {cost['rejection'] * 1e3:.0f} ms)")
 
     print(f"diversity: repulsion (weight {args.repulsion_weight:g}) in LPIPS space vs none (label objective)")
     repelled = samplers["guided"] | {"repulsion_weight": args.repulsion_weight, "repulsion_space": "lpips"}

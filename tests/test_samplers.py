@@ -166,6 +166,23 @@ def test_the_final_step_is_a_plain_prior_step(prior, source) -> None:
     torch.testing.assert_close(result.images, unguided.images)
 
 
+def test_restarts_retry_only_the_failed_members(prior, source) -> None:
+    """Unguided, a restart below noise level 0.9 redraws most of a 6-step chain: a fresh chance to pass."""
+    plain = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, RedMean(0.5), source, n=16)
+    red = plain.images[:, 0].mean((1, 2))
+    objective = RedMean(float(red.median()), float((red - red.median()).abs().median()))  # about half pass
+    first = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, objective, source, n=16)
+    retried = GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4, restarts=4, restart_level=0.9)
+    result = draw(retried, prior, objective, source, n=16)
+    assert 0 < first.acceptance_rate < 1 and result.acceptance_rate > first.acceptance_rate
+    torch.testing.assert_close(result.images[first.accepted], first.images[first.accepted])  # passed: untouched
+    still_failing = ~result.accepted
+    torch.testing.assert_close(result.images[still_failing], first.images[still_failing])  # no try passed: kept
+    assert result.steps == first.steps
+    with pytest.raises(ValueError, match="restart_level 0.1 lies below every step"):
+        draw(GuidedSampler(num_steps=2, restarts=1, restart_level=0.1), prior, objective, source, n=1)
+
+
 def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
     sampler = NoiseOptSampler(num_steps=2, iterations=15, lr=0.1, noise_weight=0.1, batch_size=2)
     result = draw(sampler, prior, RedMean(0.9), source, n=2)
@@ -256,6 +273,10 @@ def test_parameters_are_validated(prior, source) -> None:
         GuidedSampler(guidance_interval=(0.0, 1.5))
     with pytest.raises(ValueError, match="pair"):
         GuidedSampler(guidance_interval=0.5)
+    with pytest.raises(ValueError, match="restarts must be an int >= 0"):
+        GuidedSampler(restarts=-1)
+    with pytest.raises(ValueError, match=r"restart_level must be in \(0.0, 1.0\]"):
+        GuidedSampler(restart_level=0.0)
     with pytest.raises(ValueError, match="repulsion_features"):
         NoiseOptSampler(repulsion_features="lpips")
     with pytest.raises(ValueError, match="lr"):
