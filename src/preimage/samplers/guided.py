@@ -177,8 +177,8 @@ class GuidedSampler(Sampler):
             with torch.no_grad():
                 restarted = prior.noise_to(z[members], tail[0], prior.sample_noise(len(own), own))
             tried = self._run_chain(prior, objective, source, restarted, tail, own)[0]
-            passed = self._accepts(prior, objective, tried)
-            kept = [member for member, ok in zip(members, passed.tolist()) if ok]
+            passed = [j for j, ok in enumerate(self._accepts(prior, objective, tried).tolist()) if ok]
+            kept = [members[j] for j in passed]
             z[kept] = tried[passed]
             failed[kept] = False
         return z
