@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import subprocess
 import tempfile
 import time
@@ -34,7 +35,7 @@ import preimage
 from preimage.config import load_config
 from preimage.data import load_images
 from preimage.models import load_lpips
-from preimage.registry import resolve_classifier, resolve_prior
+from preimage.registry import native_bfloat16, resolve_classifier, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
 from preimage.sets import objective_from_config
 from preimage.training.common import resolve_device
@@ -43,6 +44,18 @@ from preimage.world.generator import WorldSpec
 from preimage.world.oracle import head_layout, load_oracle, read_attributes
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or CPU's model name: the figures depend on it (bf16 arithmetic or not, cache sizes)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def total_variation(a: pd.Series, b: pd.Series, values: tuple[str, ...]) -> float:
@@ -110,8 +123,8 @@ def main() -> None:
     if args.guidance_interval is not None:
         samplers["guided"]["guidance_interval"] = args.guidance_interval
     rejection = samplers["rejection"]
-    print(f"device {device}; prior UNet in {prior.compute_dtype}; {len(sources)} sources; "
-          f"guided sampler {samplers['guided']}")
+    print(f"device {device} ({device_name(device)}, bf16 arithmetic: {native_bfloat16(device)}); prior UNet in "
+          f"{prior.compute_dtype}; {len(sources)} sources; guided sampler {samplers['guided']}")
 
     rows = []
     print("label objective")
