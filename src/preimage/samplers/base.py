@@ -48,8 +48,8 @@ class SampleResult:
     """(n,) wall seconds per member: its batch's time divided by the batch's size."""
     seeds: Tensor
     """(n,) int64: the seed of each member's generator."""
-    steps: int
-    """Denoiser evaluations per member, the cost unit that compares samplers."""
+    steps: Tensor
+    """(n,) int64: denoiser evaluations of each member, the cost unit that compares samplers."""
     trace: Tensor | None = None
     """(k, n) objective loss along the run (per step or per iteration), where the sampler computes it."""
 
@@ -173,11 +173,10 @@ class Sampler(ABC):
             z_source = prior.encode(source)
         parts: list[dict[str, Tensor | None]] = []
         accepted_so_far = 0
-        steps = 0
         for batch_seeds in seeds.split(self.batch_size):
             start = time.perf_counter()
             generators = member_generators(batch_seeds)
-            images, trace, steps = self._sample_batch(prior, objective, source, z_source, generators)
+            images, trace, calls = self._sample_batch(prior, objective, source, z_source, generators)
             with torch.no_grad():
                 loss = objective.loss(images).detach().float().cpu()
                 accepted = objective.accept(images).detach().bool().cpu()
@@ -190,21 +189,22 @@ class Sampler(ABC):
                     "loss": loss,
                     "seconds": torch.full((len(batch_seeds),), seconds),
                     "seeds": batch_seeds,
+                    "steps": torch.as_tensor(calls, dtype=torch.long).expand(len(batch_seeds)).clone(),
                     "trace": None if trace is None else trace.detach().float().cpu(),
                 }
             )
             accepted_so_far += int(accepted.sum())
             if self._enough(accepted_so_far):
                 break
-        return self._collect(parts, steps)
+        return self._collect(parts)
 
     @staticmethod
-    def _collect(parts: list[dict[str, Tensor | None]], steps: int) -> SampleResult:
-        keys = ("images", "accepted", "loss", "seconds", "seeds")
+    def _collect(parts: list[dict[str, Tensor | None]]) -> SampleResult:
+        keys = ("images", "accepted", "loss", "seconds", "seeds", "steps")
         joined = {key: torch.cat([part[key] for part in parts]) for key in keys}
         traces = [part["trace"] for part in parts]
         trace = None if traces[0] is None else torch.cat(traces, dim=1)
-        return SampleResult(**joined, steps=steps, trace=trace)
+        return SampleResult(**joined, trace=trace)
 
     def _enough(self, accepted: int) -> bool:
         """Whether to stop drawing batches early; by default every requested member is drawn."""
@@ -218,8 +218,9 @@ class Sampler(ABC):
         source: Tensor,
         z_source: Tensor,
         generators: list[torch.Generator],
-    ) -> tuple[Tensor, Tensor | None, int]:
-        """Images (b, 3, H, W) in [0, 1], the (k, b) loss trace or None, and denoiser calls per member."""
+    ) -> tuple[Tensor, Tensor | None, int | Tensor]:
+        """Images (b, 3, H, W) in [0, 1], the (k, b) loss trace or None, and the denoiser calls of every member
+        (an int) or of each one (a (b,) tensor)."""
 
     def describe(self) -> dict:
         """The sampler's name and parameters, for provenance records."""

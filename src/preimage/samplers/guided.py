@@ -37,7 +37,7 @@ score moves the DDIM update:
   2023, for the members that need it). The first try whose image passes replaces the member; a member whose
   tries all fail keeps its first image. Such failures are mostly a sensitive objective drifting in the last
   steps, after the guidance has faded, which a few more guided steps correct at a fraction of a new member's
-  cost. Only the first pass is in the loss trace and in `steps`; the members' seconds include the tries.
+  cost. Only the first pass is in the loss trace; a member's steps and seconds include its tries.
 """
 
 from __future__ import annotations
@@ -109,13 +109,14 @@ class GuidedSampler(Sampler):
         source: Tensor,
         z_source: Tensor,
         generators: list[torch.Generator],
-    ) -> tuple[Tensor, Tensor | None, int]:
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         timesteps = prior.timesteps(self.num_steps, self.strength)
         noise = prior.sample_noise(len(generators), generators)
         z = start_latents(prior, z_source, timesteps[0], self.strength, noise)
-        z, trace, calls = self._run_chain(prior, objective, source, z, timesteps, generators)
+        z, trace, chain_calls = self._run_chain(prior, objective, source, z, timesteps, generators)
+        calls = torch.full((len(generators),), chain_calls, dtype=torch.long)
         if self.restarts:
-            z = self._restart_failures(prior, objective, source, z, timesteps, generators)
+            z = self._restart_failures(prior, objective, source, z, timesteps, generators, calls)
         with torch.no_grad():
             images = prior.decode(z)
         return images, torch.stack(trace) if trace else None, calls
@@ -159,9 +160,11 @@ class GuidedSampler(Sampler):
         z: Tensor,
         timesteps: Tensor,
         generators: list[torch.Generator],
+        calls: Tensor,
     ) -> Tensor:
         """Give each member whose final image fails up to `restarts` tries of the chain's tail below
-        `restart_level`, each from its first-pass z; the first try that passes replaces it."""
+        `restart_level`, each from its first-pass z; the first try that passes replaces it. Each try's
+        denoiser calls are added to the member's `calls`."""
         total = prior.scheduler.config.num_train_timesteps
         tail = timesteps[timesteps / total <= self.restart_level]
         if len(tail) == 0:
@@ -176,7 +179,8 @@ class GuidedSampler(Sampler):
             own = [generators[i] for i in members]
             with torch.no_grad():
                 restarted = prior.noise_to(z[members], tail[0], prior.sample_noise(len(own), own))
-            tried = self._run_chain(prior, objective, source, restarted, tail, own)[0]
+            tried, _, tail_calls = self._run_chain(prior, objective, source, restarted, tail, own)
+            calls[members] += tail_calls
             passed = [j for j, ok in enumerate(self._accepts(prior, objective, tried).tolist()) if ok]
             kept = [members[j] for j in passed]
             z[kept] = tried[passed]
