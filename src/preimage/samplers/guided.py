@@ -36,8 +36,10 @@ score moves the DDIM update:
   noise level `restart_level`, and the chain's tail is run again, guided as before (restart sampling, Xu et al.
   2023, for the members that need it). The first try whose image passes replaces the member; a member whose
   tries all fail keeps its first image. Such failures are mostly a sensitive objective drifting in the last
-  steps, after the guidance has faded, which a few more guided steps correct at a fraction of a new member's
-  cost. Only the first pass is in the loss trace; a member's steps and seconds include its tries.
+  steps, after the guidance has faded, which a few more guided steps often correct: on the shortcut world two
+  tries below 0.3 raised a neuron's acceptance from 93 to 97 % at about the same accepted members per second (a
+  try runs a batch's failures as a small batch, which costs more per member). Only the first pass is in the loss
+  trace; a member's steps and seconds include its tries.
 """
 
 from __future__ import annotations
