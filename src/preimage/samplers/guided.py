@@ -118,7 +118,8 @@ class GuidedSampler(Sampler):
         z, trace, chain_calls = self._run_chain(prior, objective, source, z, timesteps, generators)
         calls = torch.full((len(generators),), chain_calls, dtype=torch.long)
         if self.restarts:
-            z = self._restart_failures(prior, objective, source, z, timesteps, generators, calls)
+            z, tries_calls = self._restart_failures(prior, objective, source, z, timesteps, generators)
+            calls += tries_calls
         with torch.no_grad():
             images = prior.decode(z)
         return images, torch.stack(trace) if trace else None, calls
@@ -162,17 +163,17 @@ class GuidedSampler(Sampler):
         z: Tensor,
         timesteps: Tensor,
         generators: list[torch.Generator],
-        calls: Tensor,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
         """Give each member whose final image fails up to `restarts` tries of the chain's tail below
-        `restart_level`, each from its first-pass z; the first try that passes replaces it. Each try's
-        denoiser calls are added to the member's `calls`."""
+        `restart_level`, each from its first-pass z; the first try that passes replaces it. Also returns each
+        member's denoiser calls in its tries."""
         total = prior.scheduler.config.num_train_timesteps
         tail = timesteps[timesteps / total <= self.restart_level]
         if len(tail) == 0:
             raise ValueError(f"restart_level {self.restart_level} lies below every step of this chain (lowest noise "
                              f"level {int(timesteps[-1]) / total:.3f}); raise it or use more steps")
         z = z.clone()
+        calls = torch.zeros(len(z), dtype=torch.long)
         failed = ~self._accepts(prior, objective, z)
         for _ in range(self.restarts):
             members = failed.nonzero().flatten().tolist()
@@ -187,7 +188,7 @@ class GuidedSampler(Sampler):
             kept = [members[j] for j in passed]
             z[kept] = tried[passed]
             failed[kept] = False
-        return z
+        return z, calls
 
     @staticmethod
     def _accepts(prior: DiffusionPrior, objective: ObjectiveLike, z: Tensor) -> Tensor:
