@@ -3,8 +3,7 @@
 
 from snakemake.utils import min_version
 
-from preimage.config import validate_config
-from preimage.training.prior import first_stage
+from preimage.config import prior_first_stage, validate_config
 from preimage.workflow import base_prior_dir, model_dir
 
 min_version("8.0")

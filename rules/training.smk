@@ -19,7 +19,7 @@ rule train_prior:
         metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
         world=config["world"],
-        training=first_stage(config["training"]["prior"]),
+        training=prior_first_stage(config["training"]["prior"]),
         device=config["device"],
     threads: workflow.cores
     resources:

@@ -1,17 +1,12 @@
 """preimage: explain vision models by sampling their invariant sets with a diffusion prior.
 
 `preimage.sample(objective, source, prior, sampler, n)` samples one set; see `preimage.sets`.
+
+Packages load their submodules on first use (lazy_loader), so `from preimage.models import load_clip` does not
+import timm and lpips as well: every Snakemake job is a new process, and each of diffusers, timm, open_clip,
+lpips and scikit-learn costs it a second or more to import.
 """
 
-from typing import Any
+import lazy_loader
 
-__all__ = ["sample"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import the sampling API lazily, so light modules (config, world) load without torch's weight."""
-    if name == "sample":
-        from preimage.sets import sample
-
-        return sample
-    raise AttributeError(f"module 'preimage' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={"sets": ["sample"]})

@@ -52,3 +52,8 @@ def load_config(path: str | Path) -> dict:
     """Read and validate a YAML configuration file, for use outside Snakemake (e.g. in a notebook)."""
     with open(path) as handle:
         return validate_config(yaml.safe_load(handle), source=str(path))
+
+
+def prior_first_stage(prior: dict) -> dict:
+    """The prior's training settings without its `refine` stage: what the first stage trains (and is named) by."""
+    return {key: value for key, value in prior.items() if key != "refine"}

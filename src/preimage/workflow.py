@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from preimage.config import prior_first_stage
 from preimage.registry import select_sources_from_config
-from preimage.training.prior import first_stage
 from preimage.world.generator import WorldSpec, stable_hash
 
 WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
@@ -33,7 +33,7 @@ def model_dir(config: dict, model: str) -> str:
 def base_prior_dir(config: dict) -> str:
     """Where the first stage of a prior with a `refine` stage lives: the directory the same settings without
     `refine` train into, so adding a refine stage reuses an already trained prior."""
-    stage_one = first_stage(config["training"]["prior"])
+    stage_one = prior_first_stage(config["training"]["prior"])
     return model_dir({**config, "training": {**config["training"], "prior": stage_one}}, "prior")
 
 

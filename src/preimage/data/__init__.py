@@ -1,21 +1,11 @@
 """Selecting the source images to explain, from an image folder, a manifest or the shortcut world."""
 
-from preimage.data.selection import (
-    MANIFEST_SCHEMA,
-    SELECTION_SCHEMA,
-    load_images,
-    select_from_folder,
-    select_from_manifest,
-    select_from_world,
-    validate_selection,
-)
+import lazy_loader
 
-__all__ = [
-    "MANIFEST_SCHEMA",
-    "SELECTION_SCHEMA",
-    "load_images",
-    "select_from_folder",
-    "select_from_manifest",
-    "select_from_world",
-    "validate_selection",
-]
+# Submodules load on first use: see preimage/__init__.py.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "selection": ["MANIFEST_SCHEMA", "SELECTION_SCHEMA", "load_images", "select_from_folder", "select_from_manifest", "select_from_world", "validate_selection"],
+    },
+)

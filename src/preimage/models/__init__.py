@@ -1,8 +1,14 @@
 """Loaders for the models preimage explains or measures with, from local files or the Hugging Face cache."""
 
-from preimage.models.classifier import load_classifier
-from preimage.models.clip import ClipModel, load_clip
-from preimage.models.errors import MissingWeightsError
-from preimage.models.perceptual import Lpips, load_lpips
+import lazy_loader
 
-__all__ = ["ClipModel", "Lpips", "MissingWeightsError", "load_classifier", "load_clip", "load_lpips"]
+# Submodules load on first use: see preimage/__init__.py.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "classifier": ["load_classifier"],
+        "clip": ["ClipModel", "load_clip"],
+        "errors": ["MissingWeightsError"],
+        "perceptual": ["Lpips", "load_lpips"],
+    },
+)

@@ -1,8 +1,14 @@
 """Diffusion priors: one interface over pixel-space and latent (Stable-Diffusion-class, SDXL-class) models."""
 
-from preimage.priors.base import DiffusionPrior
-from preimage.priors.latent import LatentDiffusionPrior
-from preimage.priors.pixel import PixelDiffusionPrior
-from preimage.priors.sdxl import SdxlDiffusionPrior
+import lazy_loader
 
-__all__ = ["DiffusionPrior", "LatentDiffusionPrior", "PixelDiffusionPrior", "SdxlDiffusionPrior"]
+# Submodules load on first use: see preimage/__init__.py.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "base": ["DiffusionPrior"],
+        "latent": ["LatentDiffusionPrior"],
+        "pixel": ["PixelDiffusionPrior"],
+        "sdxl": ["SdxlDiffusionPrior"],
+    },
+)

@@ -1,9 +1,14 @@
 """Reports of a run from cached artifacts: ground-truth evaluation, figures (PNG + PDF), tables and a
 self-contained HTML page with a Markdown summary."""
 
-from preimage.report.build import FigureSettings, build_report
-from preimage.report.document import GroupSection, Report, render_html, render_markdown, write_report
-from preimage.report.evaluation import evaluate, planted_pairs, winner
+import lazy_loader
 
-__all__ = ["FigureSettings", "GroupSection", "Report", "build_report", "evaluate", "planted_pairs", "render_html",
-           "render_markdown", "winner", "write_report"]
+# Submodules load on first use: see preimage/__init__.py.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "build": ["FigureSettings", "build_report"],
+        "document": ["GroupSection", "Report", "render_html", "render_markdown", "write_report"],
+        "evaluation": ["evaluate", "planted_pairs", "winner"],
+    },
+)

@@ -17,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm import tqdm
 
+from preimage.config import prior_first_stage
 from preimage.priors.base import offset_noise
 from preimage.priors.pixel import PixelDiffusionPrior
 from preimage.registry import DTYPES
@@ -70,7 +71,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     generator = seed_everything(cfg["seed"])
     device = resolve_device(device_name)
     unet = build_unet(images.shape[1], cfg).to(device)
-    return fit_prior(unet, images, first_stage(cfg), device, generator, out_dir, "train prior")
+    return fit_prior(unet, images, prior_first_stage(cfg), device, generator, out_dir, "train prior")
 
 
 def refine_prior(images: np.ndarray, base_dir: str | Path, cfg: dict, device_name: str, out_dir: str | Path) -> dict:
@@ -80,16 +81,11 @@ def refine_prior(images: np.ndarray, base_dir: str | Path, cfg: dict, device_nam
     already draws them, it only has to learn where the mean colour comes from (offset noise itself was
     introduced as a fine-tune of Stable Diffusion). Batch size, EMA, loss weighting and dtype are stage 1's.
     """
-    stage = {**first_stage(cfg), **cfg["refine"]}
+    stage = {**prior_first_stage(cfg), **cfg["refine"]}
     generator = seed_everything(stage["seed"])
     device = resolve_device(device_name)
     unet = UNet2DModel.from_pretrained(Path(base_dir) / "unet", low_cpu_mem_usage=False).to(device)
     return {"base": Path(base_dir).name, **fit_prior(unet, images, stage, device, generator, out_dir, "refine prior")}
-
-
-def first_stage(cfg: dict) -> dict:
-    """The prior's training settings without its `refine` stage: what the first stage trains (and is named) by."""
-    return {key: value for key, value in cfg.items() if key != "refine"}
 
 
 def fit_prior(unet: UNet2DModel, images: np.ndarray, stage: dict, device: torch.device, generator: torch.Generator,
