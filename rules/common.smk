@@ -32,11 +32,11 @@ def figure_pair(name, stem, caption, category, subcategory=None):
 
 def group_figures(group):
     """A group's enrichment bars, cluster montage, embedding map and folder of set grids, as outputs named
-    `group`_<figure>."""
+    <figure> (and <figure>_pdf) and `sets`; `group` may be the wildcard "{group}"."""
     stem = f"{FIGURES}/groups/{group}"
     figures = {}
     for name in GROUP_FIGURES:
-        figures.update(figure_pair(f"{group}_{name}", f"{stem}/{name}", name, "Concepts", group))
-    figures[f"{group}_sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"],
-                                      caption="../report/set_grid.rst", category="Invariant sets", subcategory=group)
+        figures.update(figure_pair(name, f"{stem}/{name}", name, "Concepts", group))
+    figures["sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"], caption="../report/set_grid.rst",
+                             category="Invariant sets", subcategory=group)
     return figures

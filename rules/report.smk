@@ -3,7 +3,6 @@
 # Needs rules/concepts.smk (GROUPS, SET_IDS, rule concepts_group).
 
 import os
-from pathlib import Path
 
 REPORT = config["report"]
 FIGURES = "results/figures"
@@ -24,19 +23,36 @@ rule report_evaluation:
         "../scripts/report_evaluation.py"
 
 
-rule figures:
-    """Every figure, redrawn in one job (imports paid once) from cached Parquet and PNG artifacts: each
-    group's enrichment bars, cluster montage, embedding map and set grids, the sampler and guidance
-    figures, and (report.evaluate) both methods' scores against the planted shortcuts."""
+rule figures_group:
+    """One group's figures from its cached concept tables and sets: enrichment bars, cluster montage and
+    embedding map (PNG + PDF), and a PNG grid of each of its sets. One job per group, so they draw in parallel
+    and as soon as the group's concepts are done."""
     input:
-        scores=expand(rules.concepts_group.output.spurious, group=GROUPS),
-        clusters=expand(rules.concepts_group.output.clusters, group=GROUPS),
-        maps=expand(rules.concepts_group.output.map, group=GROUPS),
-        members=expand("results/sets/{set_id}/members.parquet", set_id=SET_IDS),
+        scores=rules.concepts_group.output.spurious,
+        clusters=rules.concepts_group.output.clusters,
+        map=rules.concepts_group.output.map,
+        members=group_members,
+    output:
+        **group_figures("{group}"),
+    params:
+        group=lambda wildcards: GROUPS[wildcards.group],
+        set_dirs=group_set_dirs,
+        settings=REPORT,
+    wildcard_constraints:
+        group="[^/]+",
+    log:
+        "logs/figures/{group}.log",
+    script:
+        "../scripts/figures_group.py"
+
+
+rule figures_run:
+    """The run's figures from the set summaries: sampler comparison (also as LaTeX and Markdown), guidance,
+    and (report.evaluate) both methods' scores against the planted shortcuts."""
+    input:
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         **({"evaluation": rules.report_evaluation.output.summary} if REPORT["evaluate"] else {}),
     output:
-        **{name: path for group in GROUPS for name, path in group_figures(group).items()},
         **figure_pair("samplers", f"{FIGURES}/samplers", "samplers", "Samplers"),
         latex=f"{FIGURES}/samplers.tex",
         markdown=f"{FIGURES}/samplers.md",
@@ -44,20 +60,24 @@ rule figures:
         **(figure_pair("evaluation", f"{FIGURES}/evaluation", "evaluation", "Evaluation")
            if REPORT["evaluate"] else {}),
     params:
-        groups=GROUPS,
-        set_dirs=lambda wildcards, input: [Path(members).parent for members in input.members],
         figures=lambda wildcards, output: os.path.commonpath(output),
-        settings=REPORT,
     log:
-        "logs/figures.log",
+        "logs/figures/run.log",
     script:
         "../scripts/figures.py"
+
+
+rule figures:
+    """Every figure of the run."""
+    input:
+        expand(rules.figures_group.output, group=GROUPS),
+        rules.figures_run.output,
 
 
 rule report_html:
     """One self-contained HTML page and a Markdown summary of the run."""
     input:
-        figures=list(rules.figures.output),
+        figures=rules.figures.input,
         spurious="results/concepts/spurious.parquet",
         clusters=expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),

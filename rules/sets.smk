@@ -51,6 +51,8 @@ rule reference_samples:
     params:
         config=config,
     threads: workflow.cores
+    # every concept group waits for the reference: draw it first rather than after the last set
+    priority: 1
     resources:
         gpu=GEN_GPUS,
     log:

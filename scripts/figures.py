@@ -1,11 +1,7 @@
-"""Snakemake script: every figure of the run (PNG + PDF) in one process."""
+"""Snakemake script: the run's figures (samplers, guidance, evaluation) from the set summaries."""
 
-from preimage.report.build import FigureSettings, write_figures
+from preimage.report.build import write_run_figures
 from preimage.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    inputs, params = snakemake.input, snakemake.params
-    groups = params.groups
-    write_figures(groups, dict(zip(groups, inputs.scores)), dict(zip(groups, inputs.clusters)),
-                  dict(zip(groups, inputs.maps)), params.set_dirs, inputs.summaries, params.figures,
-                  FigureSettings.from_config(params.settings), inputs.get("evaluation"))
+    write_run_figures(snakemake.input.summaries, snakemake.params.figures, snakemake.input.get("evaluation"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from preimage.concepts.layout import Group
 from preimage.concepts.maps import group_map
 from preimage.concepts.spurious import SpuriousSettings, score_group
 from preimage.io import write_parquet, write_png
-from preimage.report.build import FigureSettings, build_report, write_figures
+from preimage.report.build import FigureSettings, build_report, write_group_figures, write_run_figures
 from preimage.report.evaluation import evaluate, planted_pairs, winner
 from preimage.report.tables import sampler_table, to_latex, to_markdown
 
@@ -129,26 +130,31 @@ def test_the_synthetic_run_flags_the_tag(run):
     assert len(scores.loc["a tag", "evidence"]) == 6
 
 
-def _write_figures(root, group: Group, paths: dict) -> list:
-    """Every figure of the synthetic run; returns their stems."""
+def _write_figures(root, group: Group, paths: dict) -> tuple[list, list]:
+    """Every figure of the synthetic run; returns the stems drawn as PNG + PDF and the PNG-only set grids."""
     figures = root / "figures"
     summary, pairs = evaluate({"invariant sets": pd.read_parquet(paths["spurious"])}, TRUTH)
     write_parquet(summary, root / "evaluation.parquet")
     write_parquet(pairs, root / "pairs.parquet")
     set_dirs = [root / "sets" / s for s in group.set_ids]
-    write_figures({"square": group}, {"square": paths["spurious"]}, {"square": paths["clusters"]},
-                  {"square": paths["map"]}, set_dirs, [d / "summary.parquet" for d in set_dirs], figures,
-                  FigureSettings(grid_members=8), root / "evaluation.parquet")
-    return [*(figures / "groups" / "square" / name for name in ("enrichment", "clusters", "embedding")),
-            figures / "samplers", figures / "guidance", figures / "evaluation",
-            *(figures / "groups" / "square" / "sets" / s for s in group.set_ids)]
+    out = figures / "groups" / "square"
+    write_group_figures(paths["spurious"], paths["clusters"], paths["map"], set_dirs, group,
+                        {name: out / name for name in ("enrichment", "clusters", "embedding")}, out / "sets",
+                        FigureSettings(grid_members=8))
+    write_run_figures([d / "summary.parquet" for d in set_dirs], figures, root / "evaluation.parquet")
+    return ([*(out / name for name in ("enrichment", "clusters", "embedding")),
+             figures / "samplers", figures / "guidance", figures / "evaluation"],
+            [out / "sets" / s for s in group.set_ids])
 
 
-def test_figures_are_written_as_png_and_pdf(run):
+def test_figures_are_written_as_png_and_pdf_and_set_grids_as_png(run):
     root, group, paths = run
-    for stem in _write_figures(root, group, paths):
+    figures, grids = _write_figures(root, group, paths)
+    for stem in figures + grids:
         assert Image.open(f"{stem}.png").size[0] > 100
+    for stem in figures:
         assert open(f"{stem}.pdf", "rb").read(4) == b"%PDF"
+    assert not any(Path(f"{stem}.pdf").exists() for stem in grids)
     markdown, latex = (root / "figures" / "samplers.md").read_text(), (root / "figures" / "samplers.tex").read_text()
     assert "rejection" in markdown and "\\toprule" in latex
 

@@ -33,14 +33,16 @@ from preimage.report.tables import sampler_table, to_latex, to_markdown
 
 
 def write_set_figure(set_dir: str | Path, stem: str | Path, shown: int, columns: int) -> None:
-    """Grid of a set's first `shown` accepted members beside its source."""
+    """Grid of a set's first `shown` accepted members beside its source, as PNG only: the grid is a raster
+    montage, which a PDF would only wrap, and embedding the PDF's title font took 0.5 s a grid (40 of the
+    world run's 70 s of figures)."""
     set_dir = Path(set_dir)
     members = pd.read_parquet(set_dir / MEMBERS_FILE)
     accepted = members[members["accepted"]].head(shown)
     source = read_png(set_dir / SOURCE_IMAGE) if (set_dir / SOURCE_IMAGE).is_file() else None
     title = f"{members['set_id'].iloc[0]}: {len(accepted)} of {int(members['accepted'].sum())} accepted members"
     images = read_pngs([set_dir / p for p in accepted["image"]])[: len(accepted)]
-    save_figure(set_grid_figure(source, images, title, columns), stem)
+    save_figure(set_grid_figure(source, images, title, columns), stem, formats=("png",))
 
 
 GROUP_FIGURES = ("enrichment", "clusters", "embedding")
@@ -99,21 +101,12 @@ def write_evaluation_figure(evaluation: str | Path, stem: str | Path) -> None:
     save_figure(evaluation_figure(pd.read_parquet(evaluation)), stem)
 
 
-def write_figures(groups: Mapping[str, Group], scores: Mapping[str, str | Path], clusters: Mapping[str, str | Path],
-                  maps: Mapping[str, str | Path], set_dirs: Sequence[str | Path], summaries: Sequence[str | Path],
-                  figure_dir: str | Path, settings: FigureSettings = FigureSettings(),
-                  evaluation: str | Path | None = None) -> None:
-    """Every figure of a run in one call, so one process pays the imports once, in the layout
-    `build_report` reads under `figure_dir`: each group's (by slug, from its concept `scores`, `clusters`
-    and embedding map in `maps`, with a grid of each of its sets, found among `set_dirs` by set id), the
-    sampler comparison and guidance figures from the set `summaries`, and the evaluation figure when
-    `evaluation` (the Parquet summary of `preimage.report.evaluation.evaluate`) is given."""
+def write_run_figures(summaries: Sequence[str | Path], figure_dir: str | Path,
+                      evaluation: str | Path | None = None) -> None:
+    """The run's figures beside the groups' in the layout `build_report` reads under `figure_dir`: the sampler
+    comparison (also as LaTeX and Markdown) and guidance figures from the set `summaries`, and the evaluation
+    figure when `evaluation` (the Parquet summary of `preimage.report.evaluation.evaluate`) is given."""
     figure_dir = Path(figure_dir)
-    by_id = {Path(d).name: Path(d) for d in set_dirs}
-    for slug, group in groups.items():
-        out = figure_dir / "groups" / slug
-        write_group_figures(scores[slug], clusters[slug], maps[slug], [by_id[s] for s in group.set_ids], group,
-                            {name: out / name for name in GROUP_FIGURES}, out / "sets", settings)
     write_sampler_outputs(read_summaries(summaries), figure_dir / "samplers", figure_dir / "samplers.tex",
                           figure_dir / "samplers.md", figure_dir / "guidance")
     if evaluation is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -28,13 +29,14 @@ def apply_style() -> None:
                          "pdf.fonttype": 42, "svg.fonttype": "none"})
 
 
-def save_figure(figure: plt.Figure, stem: str | Path) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf (the stem may end in either suffix), then close the figure."""
+def save_figure(figure: plt.Figure, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf, or the given `formats` (the stem may end in either suffix), then close
+    the figure."""
     stem = Path(stem)
     stem = stem.with_suffix("") if stem.suffix in {f".{f}" for f in FORMATS} else stem
     paths = []
     try:
-        for fmt in FORMATS:
+        for fmt in formats:
             path = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_path(path) as tmp:
                 figure.savefig(tmp, format=fmt, dpi=DPI)
