@@ -50,8 +50,9 @@ rule reference_samples:
         summary="results/reference/summary.parquet",
     params:
         config=config,
-    threads: workflow.cores
-    # every concept group waits for the reference: draw it first rather than after the last set
+    # one thread and first: every concept group waits for the reference, and a job of all cores would only
+    # start once both were free at once, which a stream of one-thread set jobs never leaves them
+    threads: 1
     priority: 1
     resources:
         gpu=GEN_GPUS,
