@@ -1,0 +1,35 @@
+"""The package's lazy imports: every listed name resolves, and light modules stay light."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ("preimage", "preimage.concepts", "preimage.data", "preimage.models", "preimage.objectives",
+            "preimage.priors", "preimage.report", "preimage.samplers")
+HEAVY = ("diffusers", "timm", "open_clip", "lpips", "sklearn", "matplotlib")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_name_a_package_lists_resolves(package):
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+    assert not missing, f"{package} lists {missing} but they do not import"
+
+
+def imported_heavy_libraries(statement: str) -> list[str]:
+    """Which heavy libraries a fresh interpreter has loaded after `statement`."""
+    code = f"{statement}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+def test_workflow_glue_and_a_single_loader_import_only_what_they_need():
+    # every Snakemake job imports preimage.workflow; each library here costs a job a second or more
+    assert imported_heavy_libraries("import preimage.workflow") == []
+    clip = set(imported_heavy_libraries("from preimage.models import load_clip"))  # open_clip imports timm itself
+    assert "open_clip" in clip and not clip & {"diffusers", "lpips", "sklearn", "matplotlib"}
