@@ -6,6 +6,14 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "selection": ["MANIFEST_SCHEMA", "SELECTION_SCHEMA", "load_images", "select_from_folder", "select_from_manifest", "select_from_world", "validate_selection"],
+        "selection": [
+            "MANIFEST_SCHEMA",
+            "SELECTION_SCHEMA",
+            "load_images",
+            "select_from_folder",
+            "select_from_manifest",
+            "select_from_world",
+            "validate_selection",
+        ],
     },
 )
