@@ -35,7 +35,8 @@ import preimage
 from preimage.config import load_config
 from preimage.data import load_images
 from preimage.models import load_lpips
-from preimage.registry import native_bfloat16, resolve_classifier, resolve_prior
+from preimage.precision import native_bfloat16
+from preimage.registry import resolve_classifier, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
 from preimage.sets import objective_from_config
 from preimage.training.common import resolve_device

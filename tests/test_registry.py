@@ -25,6 +25,7 @@ from timm.data import ImageNetInfo
 
 from preimage.config import validate_config
 from preimage.models import ClipModel, MissingWeightsError
+from preimage.precision import resolve_dtype
 from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior, SdxlDiffusionPrior
 from preimage.registry import (
     class_text,
@@ -32,7 +33,6 @@ from preimage.registry import (
     load_source_images,
     model_settings,
     path_safe_ids,
-    prior_dtype,
     resolve_classifier,
     resolve_clip,
     resolve_prior,
@@ -160,11 +160,11 @@ def test_auto_prior_dtype_is_bfloat16_only_where_the_device_has_it(config, world
     for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        assert prior_dtype("auto", "cpu") == expected
+        assert resolve_dtype("models.prior.dtype", "auto", "cpu") == expected
         assert resolve_prior(auto, "cpu").compute_dtype == expected
-    assert prior_dtype("float16", torch.device("cpu")) == torch.float16  # an explicit dtype is kept as given
+    assert resolve_dtype("models.prior.dtype", "float16", torch.device("cpu")) == torch.float16  # kept as given
     with pytest.raises(ValueError, match="models.prior.dtype: 'half'; expected 'auto' or one of"):
-        prior_dtype("half", "cpu")
+        resolve_prior(with_models(config, prior={"source": "world", "dtype": "half"}), "cpu")
 
 
 def test_world_prior_refuses_settings_it_would_ignore(config) -> None:

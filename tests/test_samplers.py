@@ -157,6 +157,42 @@ def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> Non
     assert GuidedSampler(guidance_interval=[0.0, 0.85]).describe()["guidance_interval"] == [0.0, 0.85]
 
 
+class AutocastSpy(RedMean):
+    """RedMean that records whether CPU autocast was on, and in which dtype, when each method ran."""
+
+    def __init__(self, target: float) -> None:
+        super().__init__(target)
+        self.seen: dict[str, set] = {"loss": set(), "accept": set()}
+
+    def _record(self, method: str) -> None:
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen[method].add(torch.get_autocast_dtype("cpu") if enabled else torch.float32)
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        self._record("loss")
+        return super().loss(images)
+
+    def accept(self, images: torch.Tensor) -> torch.Tensor:
+        self._record("accept")
+        return super().accept(images)
+
+
+def test_gradient_dtype_autocasts_only_the_guidance_gradient(prior, source, monkeypatch) -> None:
+    unguided = draw(GuidedSampler(num_steps=6, guidance_scale=0.0, batch_size=4), prior, RedMean(0.9), source, n=4)
+    spy = AutocastSpy(0.9)
+    sampler = GuidedSampler(num_steps=6, guidance_scale=0.3, batch_size=4, restarts=1, gradient_dtype="bfloat16")
+    guided = draw(sampler, prior, spy, source, n=4)
+    assert guided.loss.mean() < 0.1 * unguided.loss.mean() and guided.trace.dtype == torch.float32
+    assert spy.seen == {"loss": {torch.bfloat16, torch.float32}, "accept": {torch.float32}}  # final checks: fp32
+    for native in (True, False):  # auto: bfloat16 only where the device computes it natively
+        monkeypatch.setattr("preimage.precision.native_bfloat16", lambda device, native=native: native)
+        spy = AutocastSpy(0.9)
+        draw(GuidedSampler(num_steps=3, guidance_scale=0.3, batch_size=4, gradient_dtype="auto"), prior, spy, source, n=2)
+        assert (torch.bfloat16 in spy.seen["loss"]) is native and spy.seen["accept"] == {torch.float32}
+    with pytest.raises(ValueError, match="gradient_dtype: 'half'; expected 'auto' or one of"):
+        GuidedSampler(gradient_dtype="half")
+
+
 def test_the_final_step_is_a_plain_prior_step(prior, source) -> None:
     """A one-step chain is only its final step: no objective, distance or repulsion may move its output."""
     unguided = draw(GuidedSampler(num_steps=1, guidance_scale=0.0, batch_size=4), prior, RedMean(0.9), source, n=4)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from preimage.data import load_images, select_from_folder, select_from_manifest, select_from_world
+from preimage.precision import resolve_dtype
 from preimage.world.generator import WorldSpec
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 SOURCE_KINDS = ("world", "folder", "manifest")
 SOURCE_DEFAULTS: dict[str, Any] = {"kind": WORLD, "split": None, "path": None, "classes": None}
 SOURCE_REQUIRED = ("per_class", "seed")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-AUTO_DTYPE = "auto"  # models.prior.dtype: bfloat16 where the device computes it natively, else float32
 
 # model_index.json `_class_name` -> the `preimage.priors` class that loads that pipeline's folder
 PIPELINES = {
@@ -149,7 +148,7 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
     from preimage import priors
 
     settings = model_settings(config, "prior")
-    dtype = prior_dtype(settings["dtype"], device)
+    dtype = resolve_dtype("models.prior.dtype", settings["dtype"], device)
     if settings["source"] == WORLD:
         folder, prior_class = Path(world_model_dir(config, "prior")), PIXEL_PRIOR
     else:
@@ -167,28 +166,6 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
         torch_dtype=dtype,
     )
     return prior.to(device)
-
-
-def prior_dtype(name: str, device: str | torch.device) -> torch.dtype:
-    """`models.prior.dtype` as a torch dtype; "auto" is bfloat16 where `device` computes it natively, else float32."""
-    if name == AUTO_DTYPE:
-        return torch.bfloat16 if native_bfloat16(device) else torch.float32
-    if name not in DTYPES:
-        raise ValueError(f"models.prior.dtype: {name!r}; expected {AUTO_DTYPE!r} or one of {list(DTYPES)}")
-    return DTYPES[name]
-
-
-def native_bfloat16(device: str | torch.device) -> bool:
-    """Whether `device` has bfloat16 arithmetic in hardware: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX. Elsewhere bfloat16 is emulated and slower than float32: the world's UNet took 2.4x as
-    long per step under bfloat16 autocast on an AVX-512 Xeon without either."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # torch.cpu's capability probes are private but have been there since torch 2.1
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return False
 
 
 def _check_unconditional(settings: dict) -> None:

@@ -9,6 +9,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from torch import Tensor
 
+from preimage.precision import autocast
 from preimage.priors.base import DiffusionPrior, ddim_from_config, noise_offset_from_config
 
 
@@ -83,8 +84,7 @@ class PixelDiffusionPrior(DiffusionPrior):
     def predict(self, z_t: Tensor, t: int | Tensor, condition: Tensor | None = None) -> Tensor:
         if condition is not None:
             raise ValueError("PixelDiffusionPrior is unconditional; condition must be None")
-        mixed = self.compute_dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=mixed):
+        with autocast(self.device, self.compute_dtype):
             return self.unet(z_t, int(t)).sample.to(z_t.dtype)
 
     def to(self, device: str | torch.device) -> PixelDiffusionPrior:

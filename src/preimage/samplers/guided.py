@@ -40,6 +40,11 @@ score moves the DDIM update:
   tries below 0.3 raised a neuron's acceptance from 93 to 97 % at about the same accepted members per second (a
   try runs a batch's failures as a small batch, which costs more per member). Only the first pass is in the loss
   trace; a member's steps and seconds include its tries.
+- `gradient_dtype` runs the decode, the objective and the regularisers of the guidance gradient under autocast
+  ("auto": bfloat16 where the device computes it natively, see `preimage.precision`). The gradient only sets
+  a direction, normalised per member, so bfloat16 rounding barely moves it; every acceptance test (restarts,
+  final images) still runs in full precision. On a CPU with AVX512-BF16 it nearly halved the classifier's
+  forward and backward pass (19 -> 11 ms for 64 members of the shortcut world).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from preimage.precision import autocast, check_dtype_name, resolve_dtype
 from preimage.priors.base import DiffusionPrior
 from preimage.samplers.base import (
     ObjectiveLike,
@@ -80,10 +86,12 @@ class GuidedSampler(Sampler):
         guidance_interval: tuple[float, float] | list[float] = (0.0, 1.0),
         restarts: int = 0,
         restart_level: float = 0.3,
+        gradient_dtype: str = "float32",
     ) -> None:
         """`repulsion_features` maps images to (B, D) features, e.g. `preimage.models.load_lpips(...).embed` for
         LPIPS; None means pixels pooled to 16 x 16. The loss trace has one row per guided step (the final step
-        is never guided)."""
+        is never guided). `gradient_dtype` ("auto", "float32", "bfloat16", "float16") is the autocast dtype of
+        the guidance gradient only; "auto" is bfloat16 where the device computes it natively."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.guidance_scale = check_float("guidance_scale", guidance_scale, 0.0)
         self.strength = check_float("strength", strength, 0.0, 1.0, low_open=True)
@@ -99,6 +107,7 @@ class GuidedSampler(Sampler):
         self.guidance_interval = check_interval("guidance_interval", guidance_interval)
         self.restarts = check_int("restarts", restarts, 0)
         self.restart_level = check_float("restart_level", restart_level, 0.0, 1.0, low_open=True)
+        self.gradient_dtype = check_dtype_name("gradient_dtype", gradient_dtype)
 
     @property
     def _regularised(self) -> bool:
@@ -217,12 +226,13 @@ class GuidedSampler(Sampler):
             output = prior.predict(z_t, t)
             z0 = prior.tweedie(z_t, t, output)
         leaf = z_t if self.through_denoiser else z0.detach().requires_grad_(True)
-        with torch.enable_grad():
+        dtype = resolve_dtype("gradient_dtype", self.gradient_dtype, prior.device)
+        with torch.enable_grad(), autocast(prior.device, dtype):
             images = prior.decode(z0 if self.through_denoiser else leaf)
             total = regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
             objective_loss = None
             if objective is not None:
-                objective_loss = objective.loss(images)
+                objective_loss = objective.loss(images).float()
                 total = total + objective_loss
             (gradient,) = torch.autograd.grad(total.sum(), leaf)
         with torch.no_grad():

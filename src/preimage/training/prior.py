@@ -18,9 +18,9 @@ from diffusers.training_utils import EMAModel, compute_snr
 from tqdm import tqdm
 
 from preimage.config import prior_first_stage
+from preimage.precision import DTYPES, autocast
 from preimage.priors.base import offset_noise
 from preimage.priors.pixel import PixelDiffusionPrior
-from preimage.registry import DTYPES
 from preimage.sets import reference_set
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
@@ -111,7 +111,7 @@ def fit_prior(unet: UNet2DModel, images: np.ndarray, stage: dict, device: torch.
         clean = data[index].to(device)
         noise = offset_noise(clean.shape, noise_offset, generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator).to(device)
-        with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+        with autocast(device, compute_dtype):
             prediction = unet(scheduler.add_noise(clean, noise, t), t).sample
         error = F.mse_loss(prediction.float(), scheduler.get_velocity(clean, noise, t), reduction="none").mean((1, 2, 3))
         loss = (error * min_snr_weights(scheduler, t, gamma) if gamma else error).mean()
