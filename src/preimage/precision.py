@@ -1,7 +1,8 @@
 """Compute dtypes by name, and "auto": bfloat16 only where the device computes it in hardware.
 
 Both the prior's UNet (`models.prior.dtype`) and the guided sampler's gradient (`gradient_dtype`) take these
-names. Full precision stays wherever a result is judged: acceptance tests always run in float32.
+names. The sampler's autocast covers only the gradient that steers it: every acceptance test runs in the
+models' own precision.
 """
 
 from __future__ import annotations
