@@ -8,6 +8,7 @@ a summary on disk means the set is complete.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,19 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from preimage.data.images import read_rgb
 from preimage.io import write_parquet, write_png
-from preimage.objectives import from_spec, function
+from preimage.objectives import function
 from preimage.priors.base import DiffusionPrior
 from preimage.samplers.base import ObjectiveLike, Sampler
 from preimage.samplers.diversity import pairwise_sq_distances
 from preimage.samplers.rejection import RejectionSampler
-from preimage.training.common import to_uint8
+from preimage.training.common import to_tensor, to_uint8
 from preimage.world.generator import stable_hash
 
 SUMMARY = "summary.parquet"
 MEMBERS = "members.parquet"
+SOURCE = "source.png"
 
 
 @dataclass
@@ -62,8 +65,9 @@ def mean_pairwise(features: Tensor) -> float:
 
 @torch.no_grad()
 def _distances(images: Tensor, source: Tensor, perceptual: torch.nn.Module | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member L2 (root mean square over pixels) and LPIPS distance to the source."""
-    l2 = (images - source).flatten(1).pow(2).mean(1).sqrt().numpy()
+    """Per-member L2 (root mean square over pixels) and LPIPS distance to the source, computed on the images'
+    device."""
+    l2 = (images - source).flatten(1).pow(2).mean(1).sqrt().cpu().numpy()
     if perceptual is None:
         return l2, np.full(len(images), np.nan)
     return l2, perceptual(images, source.expand_as(images)).cpu().numpy()
@@ -86,14 +90,18 @@ def sample(
 
     `objective` may be unbound: its source-relative targets are bound to `source` here. `perceptual`
     is an LPIPS module (`preimage.models.load_lpips`): with it, distances and diversity are in LPIPS.
+    The objective, LPIPS and the re-check run on the prior's device; the returned set is on the CPU.
     """
+    source = source.to(prior.device)
+    if perceptual is not None:
+        perceptual.to(prior.device)
     bound = objective.bind(source)
     result = sampler.sample(prior, bound, source, n, torch.Generator().manual_seed(seed))
     images = result.images
     with torch.no_grad():
         achieved = bound.value(images)
         accepted = bound.accept(images).cpu().numpy().astype(bool)
-    l2, lpips = _distances(images, source.cpu(), perceptual)
+    l2, lpips = _distances(images, source, perceptual)
     description = bound.describe()
     members = pd.DataFrame(
         {
@@ -117,14 +125,16 @@ def sample(
             "image": [f"members/{i:03d}.png" for i in range(len(images))],
         }
     )
-    return InvariantSet(members, images, source.cpu(), summarise(members, images, perceptual))
+    summary = summarise(members, images, perceptual)
+    return InvariantSet(members, images.cpu(), source.cpu(), summary)
 
 
 def summarise(members: pd.DataFrame, images: Tensor, perceptual: torch.nn.Module | None) -> dict[str, Any]:
-    """Acceptance, speed, diversity and closeness of a set, over its accepted members."""
+    """Acceptance, speed, diversity and closeness of a set, over its accepted members (diversity is computed
+    on the images' device)."""
     accepted = members["accepted"].to_numpy()
     seconds = float(members["seconds"].sum())
-    kept = images[torch.tensor(accepted)]
+    kept = images[torch.tensor(accepted, device=images.device)]
     with torch.no_grad():
         features = perceptual.embed(kept) if perceptual is not None and len(kept) else kept.flatten(1)
     first = members.iloc[0]
@@ -153,7 +163,7 @@ def write_set(invariant_set: InvariantSet, out_dir: str | Path, extra: dict[str,
     `extra` adds columns to the summary (e.g. the objective's and sampler's names from the config).
     """
     out = Path(out_dir)
-    write_png(to_uint8(invariant_set.source)[0], out / "source.png")
+    write_png(to_uint8(invariant_set.source)[0], out / SOURCE)
     for image, name in zip(to_uint8(invariant_set.images), invariant_set.members["image"]):
         write_png(image, out / name)
     write_parquet(invariant_set.members, out / MEMBERS)
@@ -165,14 +175,18 @@ def is_complete(out_dir: str | Path) -> bool:
     return (Path(out_dir) / SUMMARY).is_file()
 
 
-def objective_from_config(spec: dict, model: torch.nn.Module, label_names: list[str] | None) -> ObjectiveLike:
-    """`objectives.from_spec`, with label targets also given by class name ("square")."""
-    target = spec.get("target")
-    if spec.get("kind") == "label" and isinstance(target, str) and target != "source":
-        if not label_names or target not in label_names:
-            raise ValueError(f"objective target {target!r}: not a class of the model; classes are {label_names}")
-        spec = spec | {"target": label_names.index(target)}
-    return from_spec(spec, model)
+def read_set(out_dir: str | Path) -> InvariantSet:
+    """A set `write_set` stored, back in memory: members table, member images and source (from their 8-bit
+    PNGs), and the summary with `write_set`'s extra columns."""
+    folder = Path(out_dir)
+    if not is_complete(folder):
+        raise FileNotFoundError(f"invariant set folder {str(folder)!r} is not a complete set: it has no {SUMMARY}, "
+                                "which write_set writes last")
+    members = pd.read_parquet(folder / MEMBERS)
+    images = to_tensor(np.stack([np.array(read_rgb(folder / name)) for name in members["image"]]))
+    source = to_tensor(np.array(read_rgb(folder / SOURCE))[None])
+    summary = pd.read_parquet(folder / SUMMARY).to_dict("records")[0]
+    return InvariantSet(members, images, source, summary)
 
 
 def unconstrained() -> ObjectiveLike:
@@ -180,19 +194,24 @@ def unconstrained() -> ObjectiveLike:
     return function(lambda images: images.new_zeros(len(images)), tolerance=1.0, name="none")
 
 
-def reference_set(priors: dict[str, DiffusionPrior], members: int, seed: int, num_steps: int) -> InvariantSet:
+def reference_set(prior: DiffusionPrior, members: int, seed: int, num_steps: int,
+                  prompts: Mapping[str, tuple[str, str]] | None = None) -> InvariantSet:
     """Unconstrained prior samples: the matched reference that concept enrichment compares sets with.
 
-    `priors` maps a class name to its prior ("" for one prior of all classes). A latent prior with a
-    class-templated prompt gets one prior per class, so the reference shares each set's prompt and
-    enrichment does not merely detect the prompt. Members are split evenly over the priors.
+    `prompts` maps a class name to the (prompt, negative prompt) of that class's sets, for a latent prior whose
+    prompt names the class: the one prior is re-prompted per class (`set_prompt`), so the reference shares each
+    set's prompt and enrichment does not merely detect the prompt. Members are split evenly over the classes;
+    without `prompts` every member is drawn with the prior as it is (source_class "").
     """
     sampler = RejectionSampler(num_steps=num_steps, batch_size=32)
-    per_prior = -(-members // len(priors))
+    classes = dict(prompts) if prompts else {"": None}
+    per_class = -(-members // len(classes))
+    blank = torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)
     parts = []
-    for i, (class_name, prior) in enumerate(priors.items()):
-        blank = torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)
-        parts.append(sample(unconstrained(), blank, prior, sampler, per_prior, seed=seed + i, set_id="reference",
+    for i, (class_name, prompt) in enumerate(classes.items()):
+        if prompt is not None:
+            prior.set_prompt(*prompt)
+        parts.append(sample(unconstrained(), blank, prior, sampler, per_class, seed=seed + i, set_id="reference",
                             source_id="none", source_class=class_name))
     table = pd.concat([part.members for part in parts], ignore_index=True)
     table["image"] = [f"members/{i:03d}.png" for i in range(len(table))]

@@ -36,10 +36,12 @@ class ObjectiveLike(Protocol):
 
 @dataclass
 class SampleResult:
-    """Everything drawn by one `sample` call, on the CPU; rows are members in draw order."""
+    """Everything drawn by one `sample` call; rows are members in draw order. The images stay on the prior's
+    device, so the caller's objective and metrics run where the models are; the per-member records are on the
+    CPU."""
 
     images: Tensor
-    """(n, 3, H, W) in [0, 1]."""
+    """(n, 3, H, W) in [0, 1], float32, on the prior's device."""
     accepted: Tensor
     """(n,) bool: objective.accept on the final images."""
     loss: Tensor
@@ -180,7 +182,7 @@ class Sampler(ABC):
             with torch.no_grad():
                 loss = objective.loss(images).detach().float().cpu()
                 accepted = objective.accept(images).detach().bool().cpu()
-            images = images.detach().float().cpu()
+            images = images.detach().float()
             seconds = (time.perf_counter() - start) / len(batch_seeds)
             parts.append(
                 {

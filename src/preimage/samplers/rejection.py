@@ -22,9 +22,9 @@ class RejectionSampler(Sampler):
 
     def __init__(
         self,
-        num_steps: int = 50,
+        num_steps: int = 25,
         strength: float = 1.0,
-        batch_size: int = 16,
+        batch_size: int = 64,
         eta: float = 0.0,
         stop_after_accepted: int | None = None,
     ) -> None:

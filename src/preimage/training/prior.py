@@ -144,7 +144,7 @@ def sample_prior(prior_dir: str | Path, n: int, num_steps: int, seed: int, devic
     """Unconditional samples from a saved prior, (n, H, W, 3) uint8, drawn the way the pipeline draws its
     reference set (same prior class, DDIM schedule and sampler), so the evaluation scores what the sets see."""
     prior = PixelDiffusionPrior.from_pretrained(prior_dir).to(resolve_device(device_name))
-    return to_uint8(reference_set({"": prior}, n, seed, num_steps).images)
+    return to_uint8(reference_set(prior, n, seed, num_steps).images)
 
 
 def evaluate_prior(prior_dir: str | Path, oracle_dir: str | Path, spec: WorldSpec, n: int, num_steps: int,
