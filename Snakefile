@@ -3,8 +3,8 @@
 
 from snakemake.utils import min_version
 
-from preimage.config import prior_first_stage, validate_config
-from preimage.workflow import base_prior_dir, model_dir
+from preimage.config import prior_first_stage, validate_config, world_models, world_uses
+from preimage.workflow import base_prior_dir, config_source, model_dir
 
 min_version("8.0")
 
@@ -12,12 +12,22 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
-validate_config(config, source="config.yaml with --config overrides")
+validate_config(config, source=config_source(workflow.overwrite_configfiles))
 
 
 include: "rules/common.smk"
-include: "rules/world.smk"
-include: "rules/training.smk"
+
+
+if world_uses(config):
+
+    include: "rules/world.smk"
+
+
+if world_models(config):
+
+    include: "rules/training.smk"
+
+
 include: "rules/sets.smk"
 include: "rules/concepts.smk"
 include: "rules/report.smk"

@@ -35,10 +35,10 @@ import preimage
 from preimage.config import load_config
 from preimage.data import load_images
 from preimage.models import load_lpips
+from preimage.objectives import from_spec as objective_from_spec
 from preimage.precision import native_bfloat16
 from preimage.registry import resolve_classifier, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.sets import objective_from_config
 from preimage.training.common import resolve_device
 from preimage.workflow import model_dir, select_sources
 from preimage.world.generator import WorldSpec
@@ -76,7 +76,7 @@ def run_sets(objective_spec, sampler_spec, sources, images, classifier, prior, p
     sampler = sampler_from_spec(sampler_spec, perceptual)
     members, kept, summaries = [], [], []
     for i, row in enumerate(sources.itertuples()):
-        objective = objective_from_config(objective_spec, classifier, classifier.label_names)
+        objective = objective_from_spec(objective_spec, classifier)
         result = preimage.sample(objective, images[i : i + 1], prior, sampler, n, seed=seed + i, perceptual=perceptual,
                                  set_id=row.image_id, source_id=row.image_id, source_class=row.class_name)
         members.append(result.members)

@@ -1,19 +1,29 @@
-# Input and output helpers shared by the rule files, kept apart from the rules (snakemake --lint) so that
+# Input, output and params helpers shared by the rule files, kept apart from the rules (snakemake --lint) so that
 # each rule file reads as its steps. They look globals up when called. GROUPS and FIGURES come from
 # rules/concepts.smk and rules/report.smk, the training outputs from rules/training.smk.
 
-from preimage.registry import model_settings
+from preimage.config import SOURCES, world_models
 from preimage.report.build import GROUP_FIGURES
+from preimage.workflow import canonical, model_config, real_model_files, resolved_device, source_files
+
+SETS = config["sets"]
+SOURCE_FILES = source_files(config)
 
 
-def world_models(*kinds):
-    """Training outputs of the world models a rule loads; none for real models, which are read as they are."""
-    outputs = {
-        "classifier": rules.train_classifier.output.weights,
-        "prior": PRIOR_UNET,
-        "clip": rules.train_clip.output.weights,
-    }
-    return {kind: outputs[kind] for kind in kinds if model_settings(config, kind)["source"] == "world"}
+def model_inputs(*kinds):
+    """The files of the models a job loads (a world model's training output, a real model's files)."""
+    trained = {}
+    if world_models(config):
+        trained = {"classifier": rules.train_classifier.output.weights, "prior": PRIOR_UNET,
+                   "clip": rules.train_clip.output.weights}
+    inputs = {kind: trained[kind] for kind in kinds if kind in world_models(config)}
+    real = real_model_files(config, *kinds)
+    return inputs | ({"model_files": real} if real else {})
+
+
+def gpus(config):
+    """GPUs a generation or embedding job asks for: one when the run's device resolves to CUDA."""
+    return 1 if resolved_device(config["device"]) == "cuda" else 0
 
 
 def group_set_dirs(wildcards):
@@ -40,3 +50,25 @@ def group_figures(group):
     figures["sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"], caption="../report/set_grid.rst",
                              category="Invariant sets", subcategory=group)
     return figures
+
+
+def source_inputs():
+    """The source images read from files (their manifest too): rerun when one is replaced."""
+    sources = config["sets"]["sources"]
+    return (list(SOURCE_FILES.values()) + ([sources["path"]] if sources["kind"] == "manifest" else []))
+
+
+def job_settings(wildcards):
+    """What one (source, objective) job reads of the config: models, its objective, the samplers, LPIPS."""
+    objective = wildcards.job.rsplit("__", 1)[1]
+    sets = {"members": SETS["members"], "seed": SETS["seed"], "samplers": SETS["samplers"],
+            "objectives": {objective: SETS["objectives"][objective]}}
+    world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
+    return canonical(model_config(config, "classifier", "prior") | world
+                     | {"sets": sets, "perceptual": config["perceptual"]})
+
+
+def real_images(wildcards):
+    """A real-image split's table and uint8 pixels: the world's, or those of the run's sources."""
+    folder = "results/real" if wildcards.split == SOURCES else "results/world"
+    return {"table": f"{folder}/{wildcards.split}.parquet", "images": f"{folder}/{wildcards.split}.npy"}

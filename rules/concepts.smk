@@ -1,28 +1,36 @@
 # Concepts in invariant sets: CLIP embeddings, named clusters, spurious-feature scores and the data-only
-# baseline. Explanation rules never take results/world/ground_truth.parquet as input.
+# baseline. Explanation rules never take results/world/ground_truth.parquet as input. Real images (the baseline's
+# labelled test images, the real points of embedding maps) are a world split or, with `sources`, the images of
+# the run's own folder or manifest.
 
-from preimage.concepts.layout import concept_groups, model_config
+from pathlib import Path
+
+from preimage.concepts.layout import concept_groups
+from preimage.config import SOURCES
+from preimage.world.generator import SPLIT_KINDS
 from preimage.workflow import set_class, set_ids
 
 CONCEPTS = config["concepts"]
-CONCEPT_GPUS = 1 if config["device"] == "cuda" else 0
-MODEL_CONFIG = model_config(config)
+CONCEPT_GPUS = gpus(config)
 SET_IDS = set_ids(config)
 _SOURCE_CLASS = {set_id: set_class(config, set_id) for set_id in SET_IDS}
 GROUPS = concept_groups(SET_IDS, _SOURCE_CLASS.__getitem__, config["sets"]["objectives"])
 CLASS_CORES = sorted({group.core for group in GROUPS.values() if group.kind == "class"})
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
 REAL_SPLIT = CONCEPTS["real_split"]
+VOCABULARY_FILE = [CONCEPTS["vocabulary"]] if Path(CONCEPTS["vocabulary"]).is_file() else []
 
 
 wildcard_constraints:
     group="[^/]+",
+    split="|".join([*SPLIT_KINDS, SOURCES]),
 
 
 rule concepts_vocabulary:
     """Text embeddings of the concept vocabulary and of one prompt per class of the classifier."""
     input:
-        **world_models("clip", "classifier"),
+        **model_inputs("clip", "classifier"),
+        vocabulary_file=VOCABULARY_FILE,
     output:
         table="results/concepts/vocabulary.parquet",
         text="results/concepts/vocabulary.txt",
@@ -30,7 +38,8 @@ rule concepts_vocabulary:
         vocabulary=CONCEPTS["vocabulary"],
         prompt_template=CONCEPTS["prompt_template"],
         class_template=CONCEPTS["class_template"],
-        config=MODEL_CONFIG,
+        shapes=config["world"]["shapes"] if CONCEPTS["vocabulary"] == "world" else None,
+        config=model_config(config, "clip", "classifier"),
         device=config["device"],
     resources:
         gpu=CONCEPT_GPUS,
@@ -44,13 +53,13 @@ rule concepts_embed_group:
     """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so the
     model loads once per group rather than once per set)."""
     input:
-        **world_models("clip"),
+        **model_inputs("clip"),
         members=group_members,
     output:
         "results/concepts/embeddings/groups/{group}.parquet",
     params:
         set_dirs=group_set_dirs,
-        config=MODEL_CONFIG,
+        config=model_config(config, "clip"),
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
@@ -63,68 +72,84 @@ rule concepts_embed_group:
 
 use rule concepts_embed_group as concepts_embed_reference with:
     input:
-        **world_models("clip"),
+        **model_inputs("clip"),
         members="results/reference/members.parquet",
     output:
         "results/concepts/embeddings/reference.parquet",
     params:
         set_dirs=["results/reference"],
-        config=MODEL_CONFIG,
+        config=model_config(config, "clip"),
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     log:
         "logs/concepts/embed_reference.log",
 
 
-rule concepts_embed_world:
-    """CLIP embeddings of every real image of a world split (the baseline's test images, the real images
-    drawn on embedding maps)."""
+rule real_sources:
+    """The run's own real images for the concept step: every image of sets.sources' folder or manifest (of its
+    classes), at most concepts.real_images drawn evenly over the classes, with their labels and pixels."""
     input:
-        **world_models("clip"),
-        table="results/world/{split}.parquet",
-        images="results/world/{split}.npy",
+        source_inputs(),
+        **model_inputs("classifier"),
     output:
-        "results/concepts/embeddings/world/{split}.parquet",
+        table="results/real/sources.parquet",
+        images="results/real/sources.npy",
     params:
-        config=MODEL_CONFIG,
+        config=canonical({"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]},
+                          "concepts": {"real_images": CONCEPTS["real_images"]}}),
+    log:
+        "logs/real_sources.log",
+    script:
+        "../scripts/real_sources.py"
+
+
+rule concepts_embed_real:
+    """CLIP embeddings of every real image of a split (the baseline's test images, the real images drawn on
+    embedding maps)."""
+    input:
+        unpack(real_images),
+        **model_inputs("clip"),
+    output:
+        "results/concepts/embeddings/real/{split}.parquet",
+    params:
+        config=model_config(config, "clip"),
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
         gpu=CONCEPT_GPUS,
     log:
-        "logs/concepts/embed_world/{split}.log",
+        "logs/concepts/embed_real/{split}.log",
     script:
-        "../scripts/concepts_embed_world.py"
+        "../scripts/concepts_embed_real.py"
 
 
-rule concepts_predict_world:
-    """The explained classifier's predictions on a world split."""
+rule concepts_predict_real:
+    """The explained classifier's predictions on a real-image split."""
     input:
-        **world_models("classifier"),
-        table="results/world/{split}.parquet",
-        images="results/world/{split}.npy",
+        unpack(real_images),
+        **model_inputs("classifier"),
     output:
         "results/concepts/predictions/{split}.parquet",
     params:
-        config=MODEL_CONFIG,
+        config=model_config(config, "classifier"),
         device=config["device"],
     resources:
         gpu=CONCEPT_GPUS,
     log:
-        "logs/concepts/predict_world/{split}.log",
+        "logs/concepts/predict_real/{split}.log",
     script:
-        "../scripts/concepts_predict_world.py"
+        "../scripts/concepts_predict_real.py"
 
 
 rule concepts_predict_reference:
     """The explained classifier's predicted class for every reference image (the decision effect)."""
     input:
-        **world_models("classifier"),
+        **model_inputs("classifier"),
         members="results/reference/members.parquet",
     output:
         "results/concepts/reference_predictions.parquet",
     params:
-        config=MODEL_CONFIG,
+        config=model_config(config, "classifier"),
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
@@ -145,7 +170,7 @@ rule concepts_group:
         embeddings=rules.concepts_embed_group.output[0],
         reference=rules.concepts_embed_reference.output[0],
         reference_predictions=rules.concepts_predict_reference.output[0],
-        **({"real": f"results/concepts/embeddings/world/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
+        **({"real": f"results/concepts/embeddings/real/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
     output:
         assignments="results/concepts/clusters/{group}/assignments.parquet",
         clusters="results/concepts/clusters/{group}/clusters.parquet",
@@ -153,9 +178,9 @@ rule concepts_group:
         map="results/concepts/maps/{group}.parquet",
     params:
         group=lambda wildcards: GROUPS[wildcards.group],
-        synonyms=CONCEPTS["synonyms"],
-        clusters=CONCEPTS["clusters"],
-        spurious=CONCEPTS["spurious"],
+        synonyms=canonical(CONCEPTS["synonyms"]),
+        clusters=canonical(CONCEPTS["clusters"]),
+        spurious=canonical(CONCEPTS["spurious"]),
         map_points=CONCEPTS["map_points"],
     log:
         "logs/concepts/group/{group}.log",
@@ -175,27 +200,29 @@ rule concepts_spurious_table:
         "../scripts/concepts_collect.py"
 
 
-rule concepts_baseline:
-    """Data-only baseline: concepts of real test images the classifier gets wrong, scored like the sets."""
-    input:
-        vocabulary=rules.concepts_vocabulary.output.table,
-        embeddings=f"results/concepts/embeddings/world/{BASELINE_SPLIT}.parquet",
-        predictions=f"results/concepts/predictions/{BASELINE_SPLIT}.parquet",
-    output:
-        "results/concepts/baseline.parquet",
-    params:
-        classes=CLASS_CORES,
-        synonyms=CONCEPTS["synonyms"],
-        settings=CONCEPTS["spurious"],
-    log:
-        "logs/concepts/baseline.log",
-    script:
-        "../scripts/concepts_baseline.py"
+if BASELINE_SPLIT:
+
+    rule concepts_baseline:
+        """Data-only baseline: concepts of real test images the classifier gets wrong, scored like the sets."""
+        input:
+            vocabulary=rules.concepts_vocabulary.output.table,
+            embeddings=f"results/concepts/embeddings/real/{BASELINE_SPLIT}.parquet",
+            predictions=f"results/concepts/predictions/{BASELINE_SPLIT}.parquet",
+        output:
+            "results/concepts/baseline.parquet",
+        params:
+            classes=CLASS_CORES,
+            synonyms=canonical(CONCEPTS["synonyms"]),
+            settings=canonical(CONCEPTS["spurious"]),
+        log:
+            "logs/concepts/baseline.log",
+        script:
+            "../scripts/concepts_baseline.py"
 
 
 rule concepts:
-    """Every concept artifact: scores, clusters and (for the world) the baseline."""
+    """Every concept artifact: scores, clusters and (with concepts.baseline_split) the baseline."""
     input:
         rules.concepts_spurious_table.output,
         expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
-        rules.concepts_baseline.output if config["report"]["evaluate"] else [],
+        rules.concepts_baseline.output if BASELINE_SPLIT else [],

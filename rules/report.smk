@@ -12,8 +12,8 @@ rule report_evaluation:
     """Flags of the invariant-set method and of the data-only baseline against the planted shortcuts."""
     input:
         spurious="results/concepts/spurious.parquet",
-        baseline="results/concepts/baseline.parquet",
         ground_truth="results/world/ground_truth.parquet",
+        **({"baseline": "results/concepts/baseline.parquet"} if BASELINE_SPLIT else {}),
     output:
         summary="results/report/evaluation.parquet",
         pairs="results/report/evaluation_pairs.parquet",
@@ -37,7 +37,7 @@ rule figures_group:
     params:
         group=lambda wildcards: GROUPS[wildcards.group],
         set_dirs=group_set_dirs,
-        settings=REPORT,
+        settings=canonical({key: REPORT[key] for key in ("top_concepts", "grid_members", "grid_columns")}),
     wildcard_constraints:
         group="[^/]+",
     log:

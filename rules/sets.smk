@@ -1,18 +1,23 @@
 # Invariant-set generation: source selection, one job per (source image, objective), and the
-# unconstrained reference sample of the prior.
+# unconstrained reference sample of the prior. Each rule's params are the config sections it reads (canonical:
+# sorted keys), so editing the concept or report settings reruns no set.
 
 from preimage.workflow import set_jobs
 
-GEN_GPUS = 1 if config["device"] == "cuda" else 0
+GEN_GPUS = gpus(config)
 SAMPLERS = list(config["sets"]["samplers"])
 
 
 rule select_sources:
     """The source images: a seeded per-class pick from a world split, an image folder or a manifest."""
+    input:
+        source_inputs(),
+        **model_inputs("classifier"),
     output:
         "results/sources.parquet",
     params:
-        config=config,
+        config=canonical({key: config[key] for key in ("world",) if key in config}
+                         | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]}}),
     log:
         "logs/select_sources.log",
     script:
@@ -22,15 +27,16 @@ rule select_sources:
 rule invariant_sets:
     """Every sampler's set for one source image and one objective (members batched, GPU when present)."""
     input:
-        unpack(lambda wildcards: world_models("classifier", "prior")),
+        unpack(lambda wildcards: model_inputs("classifier", "prior")),
         sources="results/sources.parquet",
+        image=lambda wildcards: SOURCE_FILES.get(wildcards.job.rsplit("__", 1)[0], []),
     output:
         summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),
         members=expand("results/sets/{{job}}__{sampler}/members.parquet", sampler=SAMPLERS),
     wildcard_constraints:
         job="[^/]+__[A-Za-z0-9_-]+",
     params:
-        config=config,
+        config=job_settings,
     threads: 1
     resources:
         gpu=GEN_GPUS,
@@ -43,13 +49,13 @@ rule invariant_sets:
 rule reference_samples:
     """Plain prior samples, the matched reference for concept enrichment."""
     input:
-        unpack(lambda wildcards: world_models("prior")),
+        unpack(lambda wildcards: model_inputs("classifier", "prior")),
         sources="results/sources.parquet",
     output:
         members="results/reference/members.parquet",
         summary="results/reference/summary.parquet",
     params:
-        config=config,
+        config=canonical(model_config(config, "classifier", "prior") | {"reference": config["reference"]}),
     # one thread and first: every concept group waits for the reference, and a job of all cores would only
     # start once both were free at once, which a stream of one-thread set jobs never leaves them
     threads: 1

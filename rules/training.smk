@@ -2,7 +2,7 @@
 # Training scripts regenerate their (deterministic) data in-process rather than reading results/world,
 # so committed weights stay up to date in a fresh clone; `snakemake --forceall train_world` retrains.
 
-TRAIN_GPUS = 1 if config["device"] == "cuda" else 0
+TRAIN_GPUS = gpus(config)
 CLASSIFIER_DIR = model_dir(config, "classifier")
 PRIOR_DIR = model_dir(config, "prior")  # the prior every later rule samples from
 PRIOR_BASE_DIR = base_prior_dir(config)  # its first stage; the same directory unless training.prior has `refine`
@@ -18,8 +18,8 @@ rule train_prior:
         scheduler=f"{PRIOR_BASE_DIR}/scheduler/scheduler_config.json",
         metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
-        world=config["world"],
-        training=prior_first_stage(config["training"]["prior"]),
+        world=canonical(config["world"]),
+        training=canonical(prior_first_stage(config["training"]["prior"])),
         device=config["device"],
     threads: workflow.cores
     resources:
@@ -37,8 +37,8 @@ rule train_classifier:
         config=f"{CLASSIFIER_DIR}/config.json",
         metrics=f"{CLASSIFIER_DIR}/metrics.json",
     params:
-        world=config["world"],
-        training=config["training"]["classifier"],
+        world=canonical(config["world"]),
+        training=canonical(config["training"]["classifier"]),
         device=config["device"],
     threads: workflow.cores
     resources:
@@ -55,8 +55,8 @@ use rule train_classifier as train_oracle with:
         config=f"{ORACLE_DIR}/config.json",
         metrics=f"{ORACLE_DIR}/metrics.json",
     params:
-        world=config["world"],
-        training=config["training"]["oracle"],
+        world=canonical(config["world"]),
+        training=canonical(config["training"]["oracle"]),
         device=config["device"],
     log:
         "logs/train_oracle.log",
@@ -68,8 +68,8 @@ use rule train_classifier as train_clip with:
         config=f"{CLIP_DIR}/open_clip_config.json",
         metrics=f"{CLIP_DIR}/metrics.json",
     params:
-        world=config["world"],
-        training=config["training"]["clip"],
+        world=canonical(config["world"]),
+        training=canonical(config["training"]["clip"]),
         device=config["device"],
     log:
         "logs/train_clip.log",
@@ -86,8 +86,8 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
             scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
             metrics=f"{PRIOR_DIR}/metrics.json",
         params:
-            world=config["world"],
-            training=config["training"]["prior"],
+            world=canonical(config["world"]),
+            training=canonical(config["training"]["prior"]),
             device=config["device"],
         threads: workflow.cores
         resources:
@@ -109,8 +109,8 @@ rule evaluate_prior:
     wildcard_constraints:
         prior=r"models/[^/]+/prior-[0-9a-f]+",
     params:
-        world=config["world"],
-        evaluation=config["evaluation"],
+        world=canonical(config["world"]),
+        evaluation=canonical(config["evaluation"]),
         device=config["device"],
     threads: workflow.cores
     resources:

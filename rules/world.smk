@@ -12,7 +12,7 @@ rule world_data:
     wildcard_constraints:
         split="|".join(SPLIT_KINDS),
     params:
-        world=config["world"],
+        world=canonical(config["world"]),
     log:
         "logs/world_data/{split}.log",
     script:
@@ -24,7 +24,7 @@ rule world_ground_truth:
     output:
         "results/world/ground_truth.parquet",
     params:
-        world=config["world"],
+        world=canonical(config["world"]),
     log:
         "logs/world_ground_truth.log",
     script:

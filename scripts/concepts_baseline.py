@@ -13,7 +13,7 @@ with redirect_output(snakemake.log[0]):
     vocabulary = EmbeddedVocabulary.from_table(pd.read_parquet(snakemake.input.vocabulary))
     images = pd.read_parquet(snakemake.input.embeddings).merge(
         pd.read_parquet(snakemake.input.predictions)[["image_id", "prediction"]], on="image_id", validate="1:1")
-    table = baseline_scores(embedding_matrix(images), images["shape"], images["prediction"], images["image_id"],
+    table = baseline_scores(embedding_matrix(images), images["class_name"], images["prediction"], images["image_id"],
                             vocabulary, snakemake.params.classes, snakemake.params.synonyms,
                             settings_from_config(SpuriousSettings, snakemake.params.settings, "concepts.spurious"))
     write_parquet(table, snakemake.output[0])

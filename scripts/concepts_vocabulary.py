@@ -17,7 +17,7 @@ with redirect_output(snakemake.log[0]):
     classifier = resolve_classifier(config, device)
     if not classifier.label_names:
         raise ValueError("models.classifier: the classifier has no label names, so its classes cannot be prompted")
-    concepts = load_vocabulary(params.vocabulary, params.prompt_template, config["world"]["shapes"])
+    concepts = load_vocabulary(params.vocabulary, params.prompt_template, params.shapes)
     texts = [class_text(classifier, name) for name in classifier.label_names]
     table = vocabulary_table(resolve_clip(config, device), concepts, classifier.label_names, texts,
                              params.class_template, model_identity(config, "clip"))

@@ -7,7 +7,8 @@ import torch
 
 from preimage.registry import class_text, load_source_images, resolve_classifier, resolve_perceptual, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.sets import generate_sets, objective_from_config
+from preimage.objectives import from_spec as objective_from_spec
+from preimage.sets import generate_sets
 from preimage.training.common import resolve_device
 from preimage.workflow import redirect_output
 
@@ -23,7 +24,7 @@ with redirect_output(snakemake.log[0]):
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size)
     perceptual = resolve_perceptual(config, device)
-    objective = objective_from_config(sets["objectives"][objective_name], classifier, classifier.label_names)
+    objective = objective_from_spec(sets["objectives"][objective_name], classifier)
     samplers = {name: sampler_from_spec(spec, perceptual) for name, spec in sets["samplers"].items()}
     out_root = Path(snakemake.output.summaries[0]).parent.parent
     generate_sets(source.to(device), row.iloc[0].to_dict(), objective_name, objective, samplers, prior,

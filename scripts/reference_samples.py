@@ -1,6 +1,7 @@
 """Snakemake script: draw the unconstrained reference sample of the prior.
 
-With a class-templated prompt (latent priors), the reference is drawn per class (see `reference_set`).
+With a class-templated prompt (latent priors), the one prior is re-prompted for each class of the sources
+(see `reference_set`).
 """
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from preimage.registry import class_text, model_settings, resolve_classifier, resolve_prior
+from preimage.registry import CLASS_NAME, class_text, fill_prompt, model_settings, resolve_classifier, resolve_prior
 from preimage.sets import reference_set, write_set
 from preimage.training.common import resolve_device
 from preimage.workflow import redirect_output
@@ -17,11 +18,15 @@ with redirect_output(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     config = snakemake.params.config
     reference, device = config["reference"], resolve_device(config["device"])
-    if "{class_name}" in model_settings(config, "prior")["prompt"]:
+    settings = model_settings(config, "prior")
+    prompts = None
+    if CLASS_NAME in settings["prompt"] + settings["negative_prompt"]:
         classifier = resolve_classifier(config, device)
         classes = sorted(pd.read_parquet(snakemake.input.sources)["class_name"].unique())
-        priors = {name: resolve_prior(config, device, class_name=class_text(classifier, name)) for name in classes}
-    else:
-        priors = {"": resolve_prior(config, device)}
-    result = reference_set(priors, reference["members"], reference["seed"], reference["num_steps"])
+        texts = {name: class_text(classifier, name) for name in classes}
+        prompts = {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text))
+                   for name, text in texts.items()}
+    first = next(iter(prompts)) if prompts else None
+    prior = resolve_prior(config, device, class_name=texts[first] if prompts else None)
+    result = reference_set(prior, reference["members"], reference["seed"], reference["num_steps"], prompts)
     write_set(result, Path(snakemake.output.members).parent)

@@ -207,7 +207,7 @@ def _map_inputs(rng: np.random.Generator, members: int, reference: int) -> tuple
     assignments = pd.concat([pd.DataFrame({"scope": scope, "set_id": "s", "image": images, "cluster": labels})
                              for scope, labels in (("group", clusters), ("s", 2 - clusters))], ignore_index=True)
     ref_rows = pd.DataFrame({"set_id": "reference", "role": "member", "image": [f"r{i}.png" for i in range(reference)]})
-    real_rows = pd.DataFrame({"image_id": [f"real{i}" for i in range(20)], "shape": ["square", "circle"] * 10})
+    real_rows = pd.DataFrame({"image_id": [f"real{i}" for i in range(20)], "class_name": ["square", "circle"] * 10})
     return (pool, assignments, with_embeddings(ref_rows, _reference(rng, reference), "test"),
             with_embeddings(real_rows, _reference(rng, 20), "test"))
 

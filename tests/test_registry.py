@@ -23,7 +23,7 @@ from test_priors import save_latent_prior
 from test_sdxl import save_sdxl_prior
 from timm.data import ImageNetInfo
 
-from preimage.config import validate_config
+from preimage.config import world_uses, validate_config
 from preimage.models import ClipModel, MissingWeightsError
 from preimage.precision import resolve_dtype
 from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior, SdxlDiffusionPrior
@@ -275,28 +275,18 @@ def test_ids_that_would_break_set_paths_are_refused() -> None:
         path_safe_ids(table)
 
 
-def _key_paths(tree: dict, prefix: tuple = ()) -> set[tuple]:
-    """Every key path, except below sets.objectives and sets.samplers, whose keys are names users choose."""
-    paths = set()
-    for key, value in tree.items():
-        path = (*prefix, key)
-        paths.add(path)
-        if isinstance(value, dict) and path not in {("sets", "objectives"), ("sets", "samplers")}:
-            paths |= _key_paths(value, path)
-    return paths
-
-
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_presets_overlay_config_yaml_with_valid_real_model_settings(config, preset: Path) -> None:
     overlay = yaml.safe_load(preset.read_text())
-    assert _key_paths(overlay) <= _key_paths(config), f"{preset.name} names keys config.yaml lacks"
     merged = copy.deepcopy(config)
     update_config(merged, overlay)  # what `snakemake --configfile` does
-    validate_config(merged, source=preset.name)
-    for kind in ("classifier", "prior", "clip"):
-        assert model_settings(merged, kind)["source"] != "world"
+    validate_config(merged, source=preset.name)  # unknown keys are refused by the schema
+    # nothing of the shortcut world is used: no world model, split, vocabulary or ground-truth evaluation
+    assert world_uses(merged) == []
+    assert merged["concepts"]["vocabulary"] != "world" and merged["report"]["evaluate"] is False
+    assert merged["concepts"]["baseline_split"] == merged["concepts"]["real_split"] == "sources"
     prior = model_settings(merged, "prior")
-    assert "{class_name}" in prior["prompt"] and prior["dtype"] == "float16" and merged["device"] == "cuda"
+    assert "{class_name}" in prior["prompt"] and prior["dtype"] == "float16" and merged["device"] == "auto"
     synsets = set(ImageNetInfo().label_names())
     sources = source_settings(merged)
     assert sources["kind"] == "folder" and set(sources["classes"]) <= synsets

@@ -113,7 +113,7 @@ def run(tmp_path):
                                 "prediction": np.where(tagged, "square", "circle")})  # a model that needs the tag
     scores = score_group(embeddings, reference, vocabulary, group, settings=SpuriousSettings(permutations=100),
                          reference_predictions=predictions)
-    real = with_embeddings(pd.DataFrame({"image_id": ["r0", "r1", "r2"], "shape": ["square", "square", "circle"]}),
+    real = with_embeddings(pd.DataFrame({"image_id": ["r0", "r1", "r2"], "class_name": ["square", "square", "circle"]}),
                            _embed(rng, 3, tag=0.5), "test")
     embedding_map = group_map(embeddings, assignments, reference, points=50, real=real, core=group.core)
     paths = {name: tmp_path / "concepts" / f"{name}.parquet"

@@ -28,8 +28,8 @@ GPU_RULES = (
     "concepts_vocabulary",
     "concepts_embed_group",
     "concepts_embed_reference",
-    "concepts_embed_world",
-    "concepts_predict_world",
+    "concepts_embed_real",
+    "concepts_predict_real",
     "concepts_predict_reference",
 )
 SITE_VARIABLES = ("PREIMAGE_SLURM_ACCOUNT", "PREIMAGE_SLURM_PARTITION", "PREIMAGE_SLURM_GPU_PARTITION")

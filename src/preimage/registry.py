@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
+from preimage.config import MODEL_KINDS, schema_defaults
 from preimage.data import load_images, select_from_folder, select_from_manifest, select_from_world
 from preimage.precision import resolve_dtype
 from preimage.world.generator import WorldSpec
@@ -33,23 +34,11 @@ WORLD = "world"
 HUB_PREFIX = "hf-hub:"
 DIR_PREFIX = "local-dir:"
 CLASS_NAME = "{class_name}"
+REAL_IMAGE_SIZE = 224  # the concept step's real images from files: ImageNet models' and CLIP's input size
 SET_ID_SEPARATOR = "__"  # set ids are '<image_id>__<objective>__<sampler>'
 
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "classifier": {"source": WORLD, "pretrained_file": None},
-    "clip": {"source": WORLD, "pretrained_file": None},
-    "prior": {
-        "source": WORLD,
-        "prompt": "",
-        "negative_prompt": "",
-        "cfg_scale": 0.0,
-        "timestep_spacing": "trailing",
-        "dtype": "float32",
-    },
-}
 SOURCE_KINDS = ("world", "folder", "manifest")
-SOURCE_DEFAULTS: dict[str, Any] = {"kind": WORLD, "split": None, "path": None, "classes": None}
-SOURCE_REQUIRED = ("per_class", "seed")
+SOURCE_REQUIRED = ("kind", "per_class", "seed")
 
 # model_index.json `_class_name` -> the `preimage.priors` class that loads that pipeline's folder
 PIPELINES = {
@@ -68,10 +57,10 @@ PIPELINE_WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_
 
 def model_settings(config: dict, kind: str) -> dict[str, Any]:
     """`models.<kind>` with defaults filled in; unknown keys raise naming them."""
-    if kind not in MODEL_DEFAULTS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_DEFAULTS)}")
-    given = (config.get("models") or {}).get(kind) or {}
-    return _with_defaults(given, MODEL_DEFAULTS[kind], f"models.{kind}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+    given = (config.get("models") or {}).get(kind) or {"source": WORLD}
+    return _with_defaults(given, schema_defaults("models", kind) | {"source": None}, f"models.{kind}")
 
 
 def source_settings(config: dict) -> dict[str, Any]:
@@ -80,7 +69,8 @@ def source_settings(config: dict) -> dict[str, Any]:
     missing = [key for key in SOURCE_REQUIRED if key not in given]
     if missing:
         raise ValueError(f"sets.sources: missing key(s) {missing}")
-    settings = _with_defaults(given, SOURCE_DEFAULTS | {key: None for key in SOURCE_REQUIRED}, "sets.sources")
+    settings = _with_defaults(given, schema_defaults("sets", "sources") | {key: None for key in SOURCE_REQUIRED},
+                              "sets.sources")
     if settings["kind"] not in SOURCE_KINDS:
         raise ValueError(f"sets.sources.kind: {settings['kind']!r}; expected one of {list(SOURCE_KINDS)}")
     needed = "split" if settings["kind"] == WORLD else "path"
@@ -111,6 +101,40 @@ def _load_model(config: dict, kind: str, loader: Callable[..., Any], device: str
     if settings["pretrained_file"] is not None:
         raise ValueError(f"models.{kind}.pretrained_file: only for a named architecture, not for source 'world'")
     return loader(world_model_dir(config, kind), device=device)
+
+
+def model_files(config: dict, kind: str) -> list[str]:
+    """The files a real `models.<kind>` is loaded from: its folder's files (a local folder, or its snapshot in
+    the Hugging Face cache) and its `pretrained_file`; none for a world model, or for weights not found (loading
+    them then raises, saying where it looked)."""
+    settings = model_settings(config, kind)
+    source = settings["source"]
+    if source == WORLD:
+        return []
+    files = [settings["pretrained_file"]] if settings["pretrained_file"] else []
+    folder = _model_folder(source, kind)
+    if folder is not None:
+        files += sorted(str(path) for path in folder.rglob("*") if path.is_file())
+    return files
+
+
+def _model_folder(source: str, kind: str) -> Path | None:
+    """The folder a model source names (a local path, or a cached Hub snapshot), or None."""
+    from preimage.models.hub import cached_file, split_revision
+
+    path = Path(source.removeprefix(DIR_PREFIX)).expanduser()
+    if path.is_dir():
+        return path
+    hub_id = source.removeprefix(HUB_PREFIX)
+    if kind != "prior" and not source.startswith(HUB_PREFIX):
+        return None  # a timm or open_clip architecture name
+    try:
+        split_revision(hub_id)
+    except ValueError:
+        return None
+    marker = PIPELINE_INDEX if kind == "prior" else ("config.json" if kind == "classifier" else "open_clip_config.json")
+    found = cached_file(hub_id, marker)
+    return None if found is None else found.parent
 
 
 # --- models ------------------------------------------------------------------------------------------------------
@@ -170,12 +194,12 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
 
 def _check_unconditional(settings: dict) -> None:
     """A pixel prior has no prompt: refuse settings that would silently do nothing."""
-    unused = {key: settings[key] for key in ("prompt", "negative_prompt", "cfg_scale")
-              if settings[key] != MODEL_DEFAULTS["prior"][key]}
+    defaults = schema_defaults("models", "prior")
+    unused = {key: settings[key] for key in ("prompt", "negative_prompt", "cfg_scale") if settings[key] != defaults[key]}
     if unused:
         raise ValueError(
             f"models.prior: {unused} do not apply to an unconditional pixel prior (source {settings['source']!r}); "
-            f"leave them at {({key: MODEL_DEFAULTS['prior'][key] for key in unused})}"
+            f"leave them at {({key: defaults[key] for key in unused})}"
         )
 
 
@@ -265,6 +289,27 @@ def path_safe_ids(selection: pd.DataFrame) -> pd.DataFrame:
     if ids.duplicated().any():
         raise ValueError(f"source image ids {sorted(ids[ids.duplicated()])[:3]} clash once '/' becomes '.'")
     return selection.assign(image_id=ids)
+
+
+def select_real_images(config: dict) -> pd.DataFrame:
+    """The run's own labelled real images for the concept step (`concepts.baseline_split` or `real_split`
+    `sources`): every image of `sets.sources`' folder or manifest of its classes, at most `concepts.real_images`
+    drawn evenly over the classes with `sets.sources.seed`."""
+    settings = source_settings(config)
+    if settings["kind"] == WORLD:
+        raise ValueError("concepts.baseline_split / real_split 'sources': sets.sources.kind must be 'folder' or "
+                         "'manifest' (for the world, name a world split)")
+    select = select_from_folder if settings["kind"] == "folder" else select_from_manifest
+    every = select(settings["path"], label_names=classifier_label_names(config), per_class=None,
+                   seed=settings["seed"], classes=settings["classes"])
+    per_class = -(-config["concepts"]["real_images"] // every["class_name"].nunique())
+    return path_safe_ids(every.groupby("class_name", sort=False).head(per_class).reset_index(drop=True))
+
+
+def real_image_table(table: pd.DataFrame) -> pd.DataFrame:
+    """image_id and class_name of a real-image table: a world split's (class = its `shape`) or a selection's."""
+    names = table["shape"] if "shape" in table else table["class_name"]
+    return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "class_name": names.astype(str).to_numpy()})
 
 
 def load_source_images(config: dict, selection: pd.DataFrame, image_size: int) -> torch.Tensor:

@@ -1,17 +1,21 @@
-"""Glue between Snakemake rules and the library: model locations and per-rule logs."""
+"""Glue between Snakemake rules and the library: model locations, what each rule depends on, per-rule logs."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from preimage.config import prior_first_stage
-from preimage.registry import select_sources_from_config
+from preimage.config import MODEL_KINDS, prior_first_stage, world_models
+from preimage.data.selection import WORLD_PREFIX
+from preimage.registry import model_files, select_sources_from_config
 from preimage.world.generator import WorldSpec, stable_hash
 
 WORLD_MODELS = ("classifier", "prior", "clip", "oracle")
@@ -37,6 +41,22 @@ def base_prior_dir(config: dict) -> str:
     return model_dir({**config, "training": {**config["training"], "prior": stage_one}}, "prior")
 
 
+def resolved_device(name: str) -> str:
+    """`device` as the rules see it when the workflow is planned: 'auto' is 'cuda' where this machine sees a
+    GPU (torch is imported only then), so a local run on a GPU machine asks for GPUs (`--resources gpu=N`)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def config_source(overlays) -> str:
+    """How config errors name the configuration: config.yaml and the --configfile overlays merged onto it."""
+    files = ["config.yaml", *(str(path) for path in overlays or ())]
+    return " + ".join(files) + " (with --config overrides)"
+
+
 @contextmanager
 def redirect_output(log_path: str | Path) -> Iterator[None]:
     """Send a rule's stdout, stderr and logging to its log file, so every rule keeps a log."""
@@ -53,9 +73,49 @@ def redirect_output(log_path: str | Path) -> Iterator[None]:
             sys.stdout, sys.stderr = old_out, old_err
 
 
+def canonical(value: Any) -> Any:
+    """`value` with every dict's keys sorted, recursively. Snakemake compares a rule's params by their repr, so
+    params built from config sections through here do not change when only the config's key order does."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+def model_config(config: dict, *kinds: str) -> dict:
+    """The config a rule needs to load the `kinds` models (default: all): their `models` entries, the device
+    and, when one of them is a world model, the world and training settings that name its folder."""
+    kinds = kinds or MODEL_KINDS
+    part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
+    if set(kinds) & set(world_models(config)):
+        part |= {"world": config["world"], "training": config["training"]}
+    return canonical(part)
+
+
+def real_model_files(config: dict, *kinds: str) -> list[str]:
+    """The files of the real (non-world) `kinds` models, as rule inputs: replacing a model's weights reruns
+    the rules that use it. World models are inputs through their training rules instead."""
+    return sorted({file for kind in kinds for file in model_files(config, kind)})
+
+
+@functools.lru_cache(maxsize=8)
+def _selection(settings: str) -> pd.DataFrame:
+    return select_sources_from_config(json.loads(settings))
+
+
 def select_sources(config: dict) -> pd.DataFrame:
-    """The source images of the invariant sets, as `sets.sources` selects them."""
-    return select_sources_from_config(config)
+    """The source images of the invariant sets, as `sets.sources` selects them (once per parse: the rules
+    ask for it many times)."""
+    part = {key: config[key] for key in ("models", "sets", "world") if key in config}
+    return _selection(json.dumps(canonical(part))).copy()
+
+
+def source_files(config: dict) -> dict[str, str]:
+    """{image_id: image file} of the selected sources read from files (none for the world's)."""
+    selection = select_sources(config)
+    on_disk = ~selection["source"].str.startswith(WORLD_PREFIX)
+    return dict(zip(selection.loc[on_disk, "image_id"], selection.loc[on_disk, "source"]))
 
 
 def set_jobs(config: dict) -> list[str]:

@@ -99,9 +99,9 @@ def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch
                       device: str | torch.device = "cpu", batch_size: int = 512) -> pd.DataFrame:
     """The classifier's predicted class name for real images: image_id, label (true name), prediction.
 
-    `table` needs image_id and shape (the world's split tables) or label as a class name.
+    `table` needs image_id and class_name (`preimage.registry.real_image_table`).
     """
-    truth = table["shape"] if "shape" in table else table["label"]
+    truth = table["class_name"]
     return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
                          "prediction": predicted_names(classifier, to_tensor(images), device, batch_size)})
 

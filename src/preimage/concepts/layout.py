@@ -94,11 +94,6 @@ def model_identity(config: dict, kind: str) -> str:
     return settings["source"] + (f" + {weights}" if weights else "")
 
 
-def model_config(config: dict) -> dict:
-    """The part of the config that decides which models load (for rule params: other changes rerun nothing)."""
-    return {key: config[key] for key in ("world", "training", "models") if key in config}
-
-
 def settings_from_config(cls: type[Settings], section: Mapping, where: str) -> Settings:
     """A settings dataclass from a config section; an unknown key raises naming it and the allowed ones."""
     allowed = sorted(f.name for f in fields(cls))

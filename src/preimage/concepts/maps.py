@@ -41,7 +41,7 @@ def group_map(pool: pd.DataFrame, assignments: pd.DataFrame, reference: pd.DataF
               seed: int = 0, real: pd.DataFrame | None = None, core: str | None = None) -> pd.DataFrame:
     """The map table of one group: its generated members (`pool`, an embedding table) with their cluster
     in `assignments` (scope GROUP_SCOPE), the generated reference samples and, when `real` (an embedding
-    table of a world split, with `image_id` and `shape`) and a `core` class are given, the real images of
+    table of real images, with `image_id` and `class_name`) and a `core` class are given, the real images of
     that class; at most `points` of each role, drawn with `seed`, which also seeds the layout."""
     labels = assignments.loc[assignments["scope"] == GROUP_SCOPE, ["set_id", "image", "cluster"]]
     members = generated_members(pool).merge(labels, on=["set_id", "image"], validate="1:1")
@@ -51,7 +51,7 @@ def group_map(pool: pd.DataFrame, assignments: pd.DataFrame, reference: pd.DataF
         _subsample(generated_members(reference), points, rng).assign(role="reference", cluster=NO_CLUSTER),
     ]
     if real is not None and core is not None:
-        rows = _subsample(real[real["shape"] == core], points, rng)
+        rows = _subsample(real[real["class_name"] == core], points, rng)
         parts.append(rows.assign(role="real", set_id=None, image=rows["image_id"], cluster=NO_CLUSTER))
     table = pd.concat([part for part in parts if len(part)], ignore_index=True)
     table[["x", "y"]] = project_2d(embedding_matrix(table), seed)
