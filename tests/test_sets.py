@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import timm
@@ -12,11 +11,11 @@ import torch
 
 import preimage
 from preimage.models import load_classifier, load_lpips
-from preimage.objectives import label, lowpass
+from preimage.objectives import from_spec, label, lowpass
 from preimage.priors import PixelDiffusionPrior
 from preimage.samplers import GuidedSampler, RejectionSampler
 from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.sets import MEMBERS, SUMMARY, generate_sets, is_complete, objective_from_config, write_set
+from preimage.sets import MEMBERS, SUMMARY, generate_sets, is_complete, write_set
 from preimage.training.prior import build_scheduler, build_unet
 
 TINY_PRIOR = {"block_out_channels": [8, 16], "layers_per_block": 1}
@@ -73,10 +72,10 @@ def test_same_seed_gives_the_same_set(prior, classifier, source):
 
 
 def test_counterfactual_target_by_class_name(classifier):
-    objective = objective_from_config({"kind": "label", "target": "triangle"}, classifier, classifier.label_names)
+    objective = from_spec({"kind": "label", "target": "triangle"}, classifier)
     assert objective.describe()["target"] == 2
     with pytest.raises(ValueError, match="'hexagon': not a class of the model"):
-        objective_from_config({"kind": "label", "target": "hexagon"}, classifier, classifier.label_names)
+        from_spec({"kind": "label", "target": "hexagon"}, classifier)
 
 
 def test_write_set_stores_pngs_members_and_summary(prior, source, tmp_path):

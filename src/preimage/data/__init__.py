@@ -6,6 +6,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
+        "images": ["fit_square", "load_image", "read_rgb"],
         "selection": [
             "MANIFEST_SCHEMA",
             "SELECTION_SCHEMA",

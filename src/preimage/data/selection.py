@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
+from preimage.data.images import fit_square, read_rgb
 from preimage.world.generator import SPLIT_KINDS, WorldSpec, render_images, sample_attributes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -175,8 +176,9 @@ def select_from_world(
 def load_images(selection: pd.DataFrame, size: int, *, world: WorldSpec | None = None) -> torch.Tensor:
     """(N, 3, size, size) float images in [0, 1] for a selection table, in its row order.
 
-    Files are centre-cropped to a square and resized (bicubic); world rows are re-rendered from their
-    split (pass the same `world` spec that selected them) and resized only if `size` differs.
+    Files are converted to RGB as `read_rgb` does, centre-cropped to a square and resized (bicubic); world
+    rows are re-rendered from their split (pass the same `world` spec that selected them) and resized only
+    if `size` differs.
     """
     if size < 1:
         raise ValueError(f"size={size}: expected a positive image size")
@@ -187,12 +189,11 @@ def load_images(selection: pd.DataFrame, size: int, *, world: WorldSpec | None =
         if source.startswith(WORLD_PREFIX):
             world_rows.setdefault(source, []).append(position)
         else:
-            with Image.open(source) as image:
-                arrays[position] = _fit(image.convert("RGB"), size)
+            arrays[position] = fit_square(read_rgb(source), size)
     for source, positions in world_rows.items():
         rendered = _render_world(source, selection["index"].to_numpy()[positions], world)
         for position, pixels in zip(positions, rendered):
-            arrays[position] = _fit(Image.fromarray(pixels), size)
+            arrays[position] = fit_square(Image.fromarray(pixels), size)
     if not arrays:
         return torch.empty(0, 3, size, size)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255.0)
@@ -292,9 +293,3 @@ def _render_world(source: str, indices: np.ndarray, world: WorldSpec | None) -> 
         )
     attributes = sample_attributes(world, split)
     return render_images(attributes.iloc[indices], world.image_size)
-
-
-def _fit(image: Image.Image, size: int) -> np.ndarray:
-    if image.size != (size, size):
-        image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.uint8)

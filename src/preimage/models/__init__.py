@@ -6,7 +6,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "classifier": ["load_classifier"],
+        "classifier": ["load_classifier", "wrap_classifier"],
         "clip": ["ClipModel", "load_clip"],
         "errors": ["MissingWeightsError"],
         "perceptual": ["Lpips", "load_lpips"],

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from preimage.objectives.base import Leaf, ToleranceObjective, check_positive
 from preimage.objectives.targets import RelativeTarget, TargetSpec, as_float_target
 
+MAX_LISTED = 30  # class names an error lists (ImageNet has 1,000)
+
 
 def model_logits(model: nn.Module, images: Tensor) -> Tensor:
     """The model's (B, K) output, checked, so a wrong model fails with a message rather than a shape error."""
@@ -21,6 +23,20 @@ def model_logits(model: nn.Module, images: Tensor) -> Tensor:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"expected the model to return a (B, K) tensor for {images.shape[0]} images, got {shape}")
     return out
+
+
+def _class_index(model: nn.Module, name: str) -> int:
+    """The output index of the class `name` in the model's `label_names` (set by load_classifier and
+    wrap_classifier), so a target can be a class name; an unknown name raises listing the model's names."""
+    names = getattr(model, "label_names", None)
+    if not names:
+        raise ValueError(f"label: target {name!r}: the model has no label_names, so give a class index, or wrap "
+                         "it with preimage.models.wrap_classifier(..., class_names=[...])")
+    if name not in names:
+        shown = names if len(names) <= MAX_LISTED else [*names[:MAX_LISTED], f"... {len(names)} in all"]
+        raise ValueError(f"label: target {name!r}: not a class of the model; classes are {shown} "
+                         "(target=None keeps the source's class)")
+    return list(names).index(name)
 
 
 def _reject_relative(target: TargetSpec, kind: str, why: str) -> None:
@@ -35,7 +51,8 @@ class Label(Leaf):
     Loss: the hinge ``relu(margin + logsumexp_{j != t} z_j - z_t)``. Unlike cross-entropy it is exactly 0
     once the target logit beats the soft maximum of the others by `margin`, so a guided sampler stops pushing
     an image that already holds its label and the prior keeps control of it. Loss 0 implies acceptance.
-    With margin 1 the target then holds at least e/(1+e) ~ 73% of the probability.
+    With margin 1 the target then holds at least e/(1+e) ~ 73% of the probability. A target given as a
+    class name is looked up in the model's `label_names` (its index is what `describe` records).
     """
 
     model: nn.Module
@@ -47,12 +64,12 @@ class Label(Leaf):
         check_positive(self.margin, "label margin")
         super().__post_init__()
 
-    def _normalise_target(self, target: TargetSpec) -> Tensor | None:
+    def _normalise_target(self, target: TargetSpec | str) -> Tensor | None:
         _reject_relative(target, self.kind, "a class index cannot be scaled or shifted")
         if target is None:
             return None
         if isinstance(target, str):
-            raise ValueError(f"label: target must be a class index >= 0, got the string {target!r}")
+            return torch.tensor([_class_index(self.model, target)])
         tensor = torch.as_tensor(target).detach()
         if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.dim() > 1 or (tensor < 0).any():
             raise ValueError(f"label: target must be a class index >= 0 (or a 1-D tensor of them), got {target!r}")
@@ -187,8 +204,9 @@ class Regression(ToleranceObjective):
         return {"tolerance": self.tolerance}
 
 
-def label(model: nn.Module, target: TargetSpec = None, *, margin: float = 1.0) -> Label:
-    """Keep (target=None) or reach (target=class index) the model's predicted class."""
+def label(model: nn.Module, target: TargetSpec | str = None, *, margin: float = 1.0) -> Label:
+    """Keep (target=None) or reach (target=class index, or class name from the model's `label_names`) the
+    model's predicted class."""
     return Label(model=model, margin=margin, target=target)
 
 

@@ -2,7 +2,8 @@
 
 A spec is ``{"kind": ..., **fields}``. Fields shared by every targeted kind:
 
-- ``target``: ``"source"`` (the default: keep the source's value) or an explicit value (a counterfactual);
+- ``target``: ``"source"`` (the default: keep the source's value) or an explicit value (a counterfactual; for
+  ``label`` a class index or a class name from the model's ``label_names``);
 - ``target_scale`` / ``target_shift``: a counterfactual relative to the source value (not with ``target``);
 - ``model``: the name of a model in `named_models` to use instead of the explained `model`.
 

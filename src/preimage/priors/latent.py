@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from torch import Tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -83,6 +83,22 @@ class LatentDiffusionPrior(DiffusionPrior):
             negative_prompt,
             cfg_scale,
         )
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: DiffusionPipeline,
+        prompt: str = "",
+        negative_prompt: str = "",
+        cfg_scale: float = 0.0,
+        timestep_spacing: str = "trailing",
+    ) -> LatentDiffusionPrior:
+        """A prior from a `StableDiffusionPipeline` already loaded with diffusers, sharing its modules (no copy;
+        they are set to eval mode and frozen) in their dtype and device; its scheduler becomes DDIM on the same
+        training schedule, as `from_pretrained` makes it."""
+        parts = pipeline_components(pipe, ("vae", "unet", "text_encoder", "tokenizer", "scheduler"), cls.__name__)
+        scheduler = ddim_from_config(parts.pop("scheduler").config, timestep_spacing)
+        return cls(**parts, scheduler=scheduler, prompt=prompt, negative_prompt=negative_prompt, cfg_scale=cfg_scale)
 
     def set_prompt(self, prompt: str, negative_prompt: str = "") -> None:
         """Condition on `prompt` (and guide away from `negative_prompt` when cfg_scale > 1)."""
@@ -175,6 +191,16 @@ class LatentDiffusionPrior(DiffusionPrior):
         self._condition = self._condition.to(device)
         self._negative = self._negative.to(device)
         return self
+
+
+def pipeline_components(pipe: DiffusionPipeline, names: tuple[str, ...], prior: str) -> dict[str, object]:
+    """The named components of a loaded diffusers pipeline, or an error naming those it lacks."""
+    parts = {name: getattr(pipe, name, None) for name in names}
+    missing = [name for name, part in parts.items() if part is None]
+    if missing:
+        raise TypeError(f"pipe: {prior}.from_pipeline needs a diffusers pipeline with components {list(names)}; "
+                        f"the {type(pipe).__name__} given lacks {missing}")
+    return parts
 
 
 def load_component(cls: type[Model], path: Path, subfolder: str, torch_dtype: torch.dtype) -> Model:

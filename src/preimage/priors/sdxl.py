@@ -13,11 +13,18 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from torch import Tensor
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from preimage.priors.latent import LatentDiffusionPrior, load_component, load_scheduler, load_tokenizer
+from preimage.priors.base import ddim_from_config
+from preimage.priors.latent import (
+    LatentDiffusionPrior,
+    load_component,
+    load_scheduler,
+    load_tokenizer,
+    pipeline_components,
+)
 
 
 class SdxlDiffusionPrior(LatentDiffusionPrior):
@@ -82,6 +89,28 @@ class SdxlDiffusionPrior(LatentDiffusionPrior):
             cfg_scale,
             _pipeline_config(path).get("force_zeros_for_empty_prompt", True),
         )
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: DiffusionPipeline,
+        prompt: str = "",
+        negative_prompt: str = "",
+        cfg_scale: float = 0.0,
+        timestep_spacing: str = "trailing",
+    ) -> SdxlDiffusionPrior:
+        """A prior from a `StableDiffusionXLPipeline` already loaded with diffusers, sharing its modules (no copy;
+        they are set to eval mode and frozen) in their dtype and device, and its `force_zeros_for_empty_prompt`;
+        its scheduler becomes DDIM on the same training schedule, as `from_pretrained` makes it. A float16 VAE
+        whose config sets `force_upcast` is moved to float32 (the pipeline's too), as `from_pretrained` loads it."""
+        names = ("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+        parts = pipeline_components(pipe, names, cls.__name__)
+        if parts["vae"].dtype == torch.float16 and parts["vae"].config.get("force_upcast", True):
+            parts["vae"].to(torch.float32)
+        scheduler = ddim_from_config(parts.pop("scheduler").config, timestep_spacing)
+        zero_empty_negative = getattr(pipe, "config", {}).get("force_zeros_for_empty_prompt", True)
+        return cls(**parts, scheduler=scheduler, prompt=prompt, negative_prompt=negative_prompt, cfg_scale=cfg_scale,
+                   zero_empty_negative=zero_empty_negative)
 
     def set_prompt(self, prompt: str, negative_prompt: str = "") -> None:
         """Condition on `prompt`; an empty negative prompt is all zeros when `zero_empty_negative`."""

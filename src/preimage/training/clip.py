@@ -15,7 +15,6 @@ import numpy as np
 import open_clip
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
