@@ -86,7 +86,7 @@ rule report_html:
         html="results/report/index.html",
         markdown="results/report/summary.md",
     params:
-        title=REPORT["title"],
+        title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=GROUPS,
         figures=lambda wildcards, input: os.path.commonpath(input.figures),
     log:

@@ -72,3 +72,16 @@ def test_rule_params_ignore_the_order_of_config_keys(config) -> None:
     reordered["models"] = {kind: dict(reversed(list(spec.items()))) for kind, spec in config["models"].items()}
     assert repr(model_config(reordered)) == repr(model_config(config))
     assert repr(canonical({"b": [{"d": 1, "c": 2}], "a": 0})) == repr({"a": 0, "b": [{"c": 2, "d": 1}]})
+
+
+@pytest.mark.parametrize("section, key, value, named", [
+    ("sets", "objectives", {"keep__label": {"kind": "label"}}, "sets.objectives"),
+    ("sets", "samplers", {"fast__guided": {"kind": "guided"}}, "sets.samplers"),
+    ("concepts", "prompt_template", "a {word} photo of {}.", "concepts.prompt_template"),
+    ("concepts", "class_template", "a photo of a class.", "concepts.class_template"),
+])
+def test_names_that_would_break_set_ids_and_templates_with_other_placeholders_are_refused(config, section, key,
+                                                                                           value, named) -> None:
+    config[section][key] = value
+    with pytest.raises(ConfigError, match=named):
+        validate_config(config)
