@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -36,7 +35,7 @@ from preimage.config import load_config
 from preimage.data import load_images
 from preimage.models import load_lpips
 from preimage.objectives import from_spec as objective_from_spec
-from preimage.precision import native_bfloat16
+from preimage.precision import device_name, native_bfloat16
 from preimage.registry import resolve_classifier, resolve_prior
 from preimage.samplers.spec import from_spec as sampler_from_spec
 from preimage.training.common import resolve_device
@@ -45,18 +44,6 @@ from preimage.world.generator import WorldSpec
 from preimage.world.oracle import head_layout, load_oracle, read_attributes
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's or CPU's model name: the figures depend on it (bf16 arithmetic or not, cache sizes)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def total_variation(a: pd.Series, b: pd.Series, values: tuple[str, ...]) -> float:

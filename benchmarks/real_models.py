@@ -45,7 +45,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -76,6 +75,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from preimage.models import load_classifier  # noqa: E402
 from preimage.objectives import from_spec as objective_from_spec  # noqa: E402
 from preimage.priors import LatentDiffusionPrior, SdxlDiffusionPrior  # noqa: E402
+from preimage.precision import device_name  # noqa: E402
 from preimage.samplers.spec import from_spec as sampler_from_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -461,18 +461,6 @@ def add_cost_ratios(rows: list[dict]) -> None:
 
 
 # --- reporting -----------------------------------------------------------------------------------------------
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's or CPU's model name."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def git_commit() -> str:

@@ -2,12 +2,16 @@
 # each rule file reads as its steps. They look globals up when called. GROUPS and FIGURES come from
 # rules/concepts.smk and rules/report.smk, the training outputs from rules/training.smk.
 
+from pathlib import Path
+
 from preimage.config import SOURCES, world_models
+from preimage.registry import select_real_images
 from preimage.report.build import GROUP_FIGURES
 from preimage.workflow import canonical, model_config, real_model_files, resolved_device, source_files
 
 SETS = config["sets"]
 SOURCE_FILES = source_files(config)
+REAL_IMAGE_SPLITS = {config["concepts"]["baseline_split"], config["concepts"]["real_split"]}
 
 
 def model_inputs(*kinds):
@@ -52,10 +56,17 @@ def group_figures(group):
     return figures
 
 
-def source_inputs():
-    """The source images read from files (their manifest too): rerun when one is replaced."""
-    sources = config["sets"]["sources"]
-    return (list(SOURCE_FILES.values()) + ([sources["path"]] if sources["kind"] == "manifest" else []))
+def source_listing():
+    """What the selection of source images reads: a manifest, and a real classifier's metadata (its class
+    names), but no weights or pixels, so replacing them reruns only the jobs that read them."""
+    sources = SETS["sources"]
+    manifest = [sources["path"]] if sources["kind"] == "manifest" else []
+    return manifest + [file for file in real_model_files(config, "classifier") if Path(file).name == "config.json"]
+
+
+def real_image_files():
+    """The pixels `real_sources` reads: every image of the sources' folder or manifest that it takes."""
+    return sorted(select_real_images(config)["source"]) if SOURCES in REAL_IMAGE_SPLITS else []
 
 
 def job_settings(wildcards):

@@ -89,8 +89,8 @@ rule real_sources:
     """The run's own real images for the concept step: every image of sets.sources' folder or manifest (of its
     classes), at most concepts.real_images drawn evenly over the classes, with their labels and pixels."""
     input:
-        source_inputs(),
-        **model_inputs("classifier"),
+        source_listing(),
+        real_image_files(),
     output:
         table="results/real/sources.parquet",
         images="results/real/sources.npy",

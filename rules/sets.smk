@@ -11,8 +11,7 @@ SAMPLERS = list(config["sets"]["samplers"])
 rule select_sources:
     """The source images: a seeded per-class pick from a world split, an image folder or a manifest."""
     input:
-        source_inputs(),
-        **model_inputs("classifier"),
+        source_listing(),
     output:
         "results/sources.parquet",
     params:

@@ -7,6 +7,9 @@ models' own precision.
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -43,3 +46,16 @@ def native_bfloat16(device: str | torch.device) -> bool:
 def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
     """Autocast to `dtype` on `device`'s type; a no-op context for float32."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def device_name(device: str | torch.device) -> str:
+    """The GPU's or CPU's model name, for benchmark headers: figures depend on it (bf16 arithmetic, caches)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"

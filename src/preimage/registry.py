@@ -111,29 +111,29 @@ def model_files(config: dict, kind: str) -> list[str]:
     source = settings["source"]
     if source == WORLD:
         return []
-    files = [settings["pretrained_file"]] if settings["pretrained_file"] else []
-    folder = _model_folder(source, kind)
+    weight_file = settings.get("pretrained_file")
+    if weight_file and not Path(weight_file).is_file():
+        raise FileNotFoundError(f"models.{kind}.pretrained_file {weight_file!r}: no such file")
+    folder = diffusers_folder(source) if kind == "prior" else _weights_folder(source, kind)
+    files = [weight_file] if weight_file else []
     if folder is not None:
         files += sorted(str(path) for path in folder.rglob("*") if path.is_file())
     return files
 
 
-def _model_folder(source: str, kind: str) -> Path | None:
-    """The folder a model source names (a local path, or a cached Hub snapshot), or None."""
-    from preimage.models.hub import cached_file, split_revision
+def _weights_folder(source: str, kind: str) -> Path | None:
+    """The folder a classifier or CLIP source names (a local path, or a cached Hub snapshot); None for an
+    architecture name, or a Hub id not in the cache (loading it then says where it looked)."""
+    from preimage.models.hub import cached_file
 
     path = Path(source.removeprefix(DIR_PREFIX)).expanduser()
     if path.is_dir():
         return path
-    hub_id = source.removeprefix(HUB_PREFIX)
-    if kind != "prior" and not source.startswith(HUB_PREFIX):
+    if source.startswith(DIR_PREFIX) or source.startswith((".", "/", "~")) or "\\" in source:
+        raise FileNotFoundError(f"models.{kind}.source {source!r}: no such folder")
+    if not source.startswith(HUB_PREFIX):
         return None  # a timm or open_clip architecture name
-    try:
-        split_revision(hub_id)
-    except ValueError:
-        return None
-    marker = PIPELINE_INDEX if kind == "prior" else ("config.json" if kind == "classifier" else "open_clip_config.json")
-    found = cached_file(hub_id, marker)
+    found = cached_file(source.removeprefix(HUB_PREFIX), "config.json" if kind == "classifier" else "open_clip_config.json")
     return None if found is None else found.parent
 
 

@@ -144,7 +144,10 @@ def cluster_pool(pool: pd.DataFrame, text: np.ndarray, concepts: Sequence[str], 
     """
     members = generated_members(pool)
     if members.empty:
-        raise ValueError("pool has no generated members to cluster")
+        sets = sorted(set(pool["set_id"])) if "set_id" in pool else []
+        raise ValueError(f"no accepted member in any set of this group ({len(sets)} sets: {', '.join(sets[:4])}"
+                         f"{', ...' if len(sets) > 4 else ''}), so there is nothing to cluster: the objective's "
+                         "tolerance or the sampler's settings let no member pass; loosen them or drop the objective")
     per_set = [(s, rows.reset_index(drop=True)) for s, rows in members.groupby("set_id", sort=True)]
     scopes = [(GROUP_SCOPE, members), *per_set]
     assignments, clusters = [], []
