@@ -105,8 +105,9 @@ def _load_model(config: dict, kind: str, loader: Callable[..., Any], device: str
 
 def model_files(config: dict, kind: str) -> list[str]:
     """The files a real `models.<kind>` is loaded from: its folder's files (a local folder, or its snapshot in
-    the Hugging Face cache) and its `pretrained_file`; none for a world model, or for weights not found (loading
-    them then raises, saying where it looked)."""
+    the Hugging Face cache) and its `pretrained_file`; none for a world model or an architecture name. A missing
+    folder or file raises here, naming the key; a classifier or CLIP Hub id not in the cache gives none (loading
+    it then raises, saying where it looked)."""
     settings = model_settings(config, kind)
     source = settings["source"]
     if source == WORLD:

@@ -111,8 +111,14 @@ def model_config(config: dict, *kinds: str) -> dict:
 
 def real_model_files(config: dict, *kinds: str) -> list[str]:
     """The files of the real (non-world) `kinds` models, as rule inputs: replacing a model's weights reruns
-    the rules that use it. World models are inputs through their training rules instead."""
-    return sorted({file for kind in kinds for file in model_files(config, kind)})
+    the rules that use it. World models are inputs through their training rules instead. Each model's folder
+    is listed once per parse, though every job of a rule asks."""
+    return sorted({file for kind in kinds for file in _model_files(json.dumps(canonical(config["models"][kind])), kind)})
+
+
+@functools.lru_cache(maxsize=8)
+def _model_files(settings: str, kind: str) -> tuple[str, ...]:
+    return tuple(model_files({"models": {kind: json.loads(settings)}}, kind))
 
 
 @functools.lru_cache(maxsize=8)
