@@ -3,8 +3,9 @@
 
 from snakemake.utils import min_version
 
-from preimage.config import prior_first_stage, validate_config, world_models, world_uses
-from preimage.workflow import base_prior_dir, config_source, model_dir
+from preimage.pipeline.config import validate_config, world_models, world_uses
+from preimage.pipeline.models import base_prior_dir, model_dir, prior_first_stage
+from preimage.pipeline.workflow import config_source
 
 min_version("8.0")
 

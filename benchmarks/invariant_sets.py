@@ -29,17 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from preimage.data import load_images
 
 import preimage
-from preimage.config import load_config
-from preimage.data import load_images
-from preimage.models import load_lpips
-from preimage.objectives import from_spec as objective_from_spec
-from preimage.precision import device_name, native_bfloat16
-from preimage.registry import resolve_classifier, resolve_prior
-from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.training.common import resolve_device
-from preimage.workflow import model_dir, select_sources
+from preimage.engine.models import load_lpips
+from preimage.engine.objectives import from_config as objective_from_config
+from preimage.engine.samplers.spec import from_config as sampler_from_config
+from preimage.pipeline.config import load_config
+from preimage.pipeline.models import model_dir, resolve_classifier, resolve_prior
+from preimage.pipeline.workflow import select_sources
+from preimage.utils.devices import device_name, native_bfloat16, resolve_device
 from preimage.world.generator import WorldSpec
 from preimage.world.oracle import head_layout, load_oracle, read_attributes
 
@@ -60,10 +59,10 @@ def attribute_distances(a: pd.DataFrame, b: pd.DataFrame, shapes: tuple[str, ...
 
 def run_sets(objective_spec, sampler_spec, sources, images, classifier, prior, perceptual, n, seed=0):
     """Sample one set per source; return the concatenated members with images and the summaries."""
-    sampler = sampler_from_spec(sampler_spec, perceptual)
+    sampler = sampler_from_config(sampler_spec, perceptual)
     members, kept, summaries = [], [], []
     for i, row in enumerate(sources.itertuples()):
-        objective = objective_from_spec(objective_spec, classifier)
+        objective = objective_from_config(objective_spec, classifier)
         result = preimage.sample(objective, images[i : i + 1], prior, sampler, n, seed=seed + i, perceptual=perceptual,
                                  set_id=row.image_id, source_id=row.image_id, source_class=row.class_name)
         members.append(result.members)

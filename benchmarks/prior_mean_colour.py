@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from diffusers import DDIMScheduler
 
-from preimage.config import load_config
-from preimage.training.common import to_tensor
-from preimage.training.prior import build_scheduler
+from preimage.pipeline.config import load_config
+from preimage.utils.images import to_tensor
 from preimage.world.generator import WorldSpec, make_split
+from preimage.world.training.prior import build_scheduler
 
 
 def exact_mean_colour_ddim(means: torch.Tensor, num_steps: int, offset: float, pixels: int, chains: int,

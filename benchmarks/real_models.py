@@ -3,7 +3,7 @@
 No weights can be downloaded, so every network is built in-process from its real config (written out below as
 diffusers / transformers config dicts), initialised from a fixed seed, saved with the diffusers pipeline's own
 `save_pretrained` and loaded back through `LatentDiffusionPrior.from_pretrained` / `SdxlDiffusionPrior
-.from_pretrained` and `preimage.models.load_classifier`, so the project's real loading code is what runs. Random
+.from_pretrained` and `preimage.engine.models.load_classifier`, so the project's real loading code is what runs. Random
 weights cost the same arithmetic as trained ones: the timings and memory are those of the real models. Acceptance
 is not (a random classifier's label and neuron say nothing about images), but it is measured and printed too.
 
@@ -70,13 +70,18 @@ from diffusers import (  # noqa: E402
     UNet2DConditionModel,
 )
 from torch import Tensor, nn  # noqa: E402
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
+from transformers import (  # noqa: E402
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
-from preimage.models import load_classifier  # noqa: E402
-from preimage.objectives import from_spec as objective_from_spec  # noqa: E402
-from preimage.priors import LatentDiffusionPrior, SdxlDiffusionPrior  # noqa: E402
-from preimage.precision import device_name  # noqa: E402
-from preimage.samplers.spec import from_spec as sampler_from_spec  # noqa: E402
+from preimage.engine.models import load_classifier  # noqa: E402
+from preimage.engine.objectives import from_config as objective_from_config  # noqa: E402
+from preimage.engine.priors import LatentDiffusionPrior, SdxlDiffusionPrior  # noqa: E402
+from preimage.engine.samplers.spec import from_config as sampler_from_config  # noqa: E402
+from preimage.utils.devices import device_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "presets"
@@ -283,7 +288,7 @@ def build_prior(arch: Arch, preset: Preset, device: torch.device, dtype: torch.d
         cls = SdxlDiffusionPrior if arch.sdxl else LatentDiffusionPrior
         prior = cls.from_pretrained(folder, prompt=preset.prompt, negative_prompt=preset.negative_prompt,
                                     cfg_scale=preset.cfg_scale, timestep_spacing=preset.timestep_spacing,
-                                    torch_dtype=dtype)
+                                    dtype=dtype)
     return prior.to(device)
 
 
@@ -418,9 +423,9 @@ def run_case(case: Case, prior: LatentDiffusionPrior, classifier: nn.Module, sou
              device: torch.device) -> dict:
     """Draw `members` members once cheaply untimed, then measured; returns the case's figures."""
     warm = warmup_spec(case.spec)
-    sampler_from_spec(warm).sample(prior, case.bound, source, min(members, warm["batch_size"]),
+    sampler_from_config(warm).sample(prior, case.bound, source, min(members, warm["batch_size"]),
                                    torch.Generator().manual_seed(SEED + 1))
-    sampler = sampler_from_spec(case.spec)
+    sampler = sampler_from_config(case.spec)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -566,7 +571,7 @@ def run_arch(arch: Arch, args: argparse.Namespace, classifier: nn.Module, device
     source = source_image(prior.image_size, device)
     rows = []
     for objective_name in args.objectives:
-        bound = objective_from_spec(preset.objectives[objective_name], classifier).bind(source)
+        bound = objective_from_config(preset.objectives[objective_name], classifier).bind(source)
         for sampler_name in args.samplers:
             spec = sampler_spec(preset, sampler_name, args.steps, args.iterations)
             case = Case(arch.name, sampler_name, spec, objective_name, bound, preset.cfg_scale)

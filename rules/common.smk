@@ -4,10 +4,10 @@
 
 from pathlib import Path
 
-from preimage.config import SOURCES, world_models
-from preimage.registry import select_real_images
-from preimage.report.build import GROUP_FIGURES
-from preimage.workflow import canonical, model_config, real_model_files, resolved_device, source_files
+from preimage.pipeline.config import SOURCES, world_models
+from preimage.pipeline.sources import select_real_images
+from preimage.pipeline.layout import group_figure_stems, set_figure_dir
+from preimage.pipeline.workflow import canonical, model_config, real_model_files, resolved_device, source_files
 
 SETS = config["sets"]
 SOURCE_FILES = source_files(config)
@@ -47,11 +47,11 @@ def figure_pair(name, stem, caption, category, subcategory=None):
 def group_figures(group):
     """A group's enrichment bars, cluster montage, embedding map and folder of set grids, as outputs named
     <figure> (and <figure>_pdf) and `sets`; `group` may be the wildcard "{group}"."""
-    stem = f"{FIGURES}/groups/{group}"
     figures = {}
-    for name in GROUP_FIGURES:
-        figures.update(figure_pair(name, f"{stem}/{name}", name, "Concepts", group))
-    figures["sets"] = report(directory(f"{stem}/sets"), patterns=["{set_id}.png"], caption="../report/set_grid.rst",
+    for name, stem in group_figure_stems(group).items():
+        figures.update(figure_pair(name, stem, name, "Concepts", group))
+    figures["sets"] = report(directory(set_figure_dir(group)), patterns=["{set_id}.png"],
+                             caption="../report/set_grid.rst",
                              category="Invariant sets", subcategory=group)
     return figures
 

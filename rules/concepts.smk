@@ -5,16 +5,13 @@
 
 from pathlib import Path
 
-from preimage.concepts.layout import concept_groups
-from preimage.config import SOURCES
-from preimage.world.generator import SPLIT_KINDS
-from preimage.workflow import set_class, set_ids
+from preimage.pipeline.config import SOURCES, SPLIT_KINDS
+from preimage.pipeline.workflow import run_groups, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = gpus(config)
 SET_IDS = set_ids(config)
-_SOURCE_CLASS = {set_id: set_class(config, set_id) for set_id in SET_IDS}
-GROUPS = concept_groups(SET_IDS, _SOURCE_CLASS.__getitem__, config["sets"]["objectives"])
+GROUPS = run_groups(config)
 CLASS_CORES = sorted({group.core for group in GROUPS.values() if group.kind == "class"})
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
 REAL_SPLIT = CONCEPTS["real_split"]

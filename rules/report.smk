@@ -2,10 +2,11 @@
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
 # Needs rules/concepts.smk (GROUPS, SET_IDS, rule concepts_group).
 
-import os
+from preimage.pipeline.layout import FIGURES, report_figures, run_figure_stems
 
 REPORT = config["report"]
-FIGURES = "results/figures"
+RUN_FIGURES = run_figure_stems(REPORT["evaluate"])
+CAPTIONS = {"samplers": "Samplers", "guidance": "Samplers", "evaluation": "Evaluation"}
 
 
 rule report_evaluation:
@@ -53,14 +54,12 @@ rule figures_run:
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         **({"evaluation": rules.report_evaluation.output.summary} if REPORT["evaluate"] else {}),
     output:
-        **figure_pair("samplers", f"{FIGURES}/samplers", "samplers", "Samplers"),
+        **{key: path for name, stem in RUN_FIGURES.items()
+           for key, path in figure_pair(name, stem, name, CAPTIONS[name]).items()},
         latex=f"{FIGURES}/samplers.tex",
         markdown=f"{FIGURES}/samplers.md",
-        **figure_pair("guidance", f"{FIGURES}/guidance", "guidance", "Samplers"),
-        **(figure_pair("evaluation", f"{FIGURES}/evaluation", "evaluation", "Evaluation")
-           if REPORT["evaluate"] else {}),
     params:
-        figures=lambda wildcards, output: os.path.commonpath(output),
+        stems=RUN_FIGURES,
     log:
         "logs/figures/run.log",
     script:
@@ -88,7 +87,7 @@ rule report_html:
     params:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=GROUPS,
-        figures=lambda wildcards, input: os.path.commonpath(input.figures),
+        figures=report_figures(GROUPS, REPORT["evaluate"]),
     log:
         "logs/report/html.log",
     script:

@@ -2,7 +2,7 @@
 # unconstrained reference sample of the prior. Each rule's params are the config sections it reads (canonical:
 # sorted keys), so editing the concept or report settings reruns no set.
 
-from preimage.workflow import set_jobs
+from preimage.pipeline.workflow import set_jobs
 
 GEN_GPUS = gpus(config)
 SAMPLERS = list(config["sets"]["samplers"])

@@ -1,6 +1,6 @@
 # Data of the embedded shortcut world: attribute tables, pixels and the ground truth of its shortcuts.
 
-from preimage.world.generator import SPLIT_KINDS
+from preimage.pipeline.config import SPLIT_KINDS
 
 
 rule world_data:

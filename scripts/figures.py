@@ -1,7 +1,9 @@
 """Snakemake script: the run's figures (samplers, guidance, evaluation) from the set summaries."""
 
-from preimage.report.build import write_run_figures
-from preimage.workflow import redirect_output
+from preimage.pipeline.steps.report import draw_run_figures
+from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    write_run_figures(snakemake.input.summaries, snakemake.params.figures, snakemake.input.get("evaluation"))
+    output = snakemake.output
+    draw_run_figures(snakemake.input.summaries, snakemake.params.stems, output.latex, output.markdown,
+                     snakemake.input.get("evaluation"))

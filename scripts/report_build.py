@@ -1,10 +1,9 @@
 """Snakemake script: write the self-contained HTML report and the Markdown summary."""
 
-from preimage.report.build import build_report
-from preimage.workflow import redirect_output
+from preimage.pipeline.steps.report import write_report
+from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    groups = snakemake.params.groups
-    build_report(snakemake.params.title, groups, snakemake.input.summaries, snakemake.input.spurious,
-                 dict(zip(groups, snakemake.input.clusters)), snakemake.params.figures, snakemake.output.html,
-                 snakemake.output.markdown, tuple(snakemake.input.evaluation) or None)
+    inputs, params = snakemake.input, snakemake.params
+    write_report(params.title, params.groups, inputs.summaries, inputs.spurious, inputs.clusters, params.figures,
+                 snakemake.output.html, snakemake.output.markdown, inputs.evaluation)

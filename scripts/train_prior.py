@@ -1,17 +1,8 @@
 """Snakemake script: train the world's diffusion prior."""
 
-from pathlib import Path
-
-import torch
-
-from preimage.io import write_json
-from preimage.training.prior import train_prior
-from preimage.workflow import redirect_output
-from preimage.world.generator import WorldSpec, make_split
+from preimage.pipeline.steps.training import train_world_prior
+from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    _, images = make_split(WorldSpec.from_config(snakemake.params.world), "prior_train")
-    out_dir = Path(snakemake.output.metrics).parent
-    metrics = train_prior(images, snakemake.params.training, snakemake.params.device, out_dir)
-    write_json(metrics, snakemake.output.metrics)
+    params = snakemake.params
+    train_world_prior(params.world, params.training, params.device, snakemake.output.metrics, snakemake.threads)

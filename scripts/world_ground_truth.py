@@ -1,8 +1,7 @@
 """Snakemake script: write the world's planted shortcuts (read by evaluation rules only)."""
 
-from preimage.io import write_parquet
-from preimage.workflow import redirect_output
-from preimage.world.generator import WorldSpec, ground_truth
+from preimage.pipeline.steps.world import write_ground_truth
+from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    write_parquet(ground_truth(WorldSpec.from_config(snakemake.params.world)), snakemake.output[0])
+    write_ground_truth(snakemake.params.world, snakemake.output[0])

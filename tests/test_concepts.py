@@ -12,9 +12,15 @@ import safetensors.torch
 import torch
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from preimage.concepts.baseline import baseline_scores
-from preimage.concepts.clustering import ClusterSettings, choose_clusters, cluster_pool, name_clusters, representatives
-from preimage.concepts.embeddings import (
+from preimage.analysis.concepts.baseline import baseline_scores
+from preimage.analysis.concepts.clustering import (
+    ClusterSettings,
+    choose_clusters,
+    cluster_pool,
+    name_clusters,
+    representatives,
+)
+from preimage.analysis.concepts.embeddings import (
     EmbeddedVocabulary,
     embed_directories,
     embedding_matrix,
@@ -22,19 +28,19 @@ from preimage.concepts.embeddings import (
     vocabulary_table,
     with_embeddings,
 )
-from preimage.concepts.layout import concept_groups, group_slug, settings_from_config
-from preimage.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
-from preimage.concepts.spurious import SpuriousSettings, called, score_concepts
-from preimage.concepts.statistics import auroc, permuted_masks
-from preimage.concepts.vocabulary import (
+from preimage.analysis.concepts.groups import concept_groups, group_slug
+from preimage.analysis.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
+from preimage.analysis.concepts.spurious import SpuriousSettings, called, score_concepts
+from preimage.analysis.concepts.statistics import auroc, permuted_masks
+from preimage.analysis.concepts.vocabulary import (
     extrinsic_mask,
     load_vocabulary,
     parse_vocabulary,
-    world_concept,
-    world_vocabulary,
 )
-from preimage.io import write_parquet, write_png
-from preimage.models import load_clip
+from preimage.engine.models import load_clip
+from preimage.pipeline.concepts import concept_vocabulary, settings_from_config
+from preimage.utils.io import write_parquet, write_png
+from preimage.world.vocabulary import world_concept, world_vocabulary
 
 SHAPES = ["circle", "square", "triangle", "cross"]
 FAST = SpuriousSettings(permutations=200)
@@ -95,8 +101,10 @@ def test_vocabulary_file_format_and_errors():
     with pytest.raises(ValueError, match="must contain"):
         parse_vocabulary("water", template="a photo")
     assert len(load_vocabulary("common", "a photo of {}.")) >= 300
-    with pytest.raises(FileNotFoundError, match="not 'world', not a built-in"):
+    with pytest.raises(FileNotFoundError, match="not a built-in"):
         load_vocabulary("no/such/file.txt")
+    with pytest.raises(FileNotFoundError, match="concepts.vocabulary 'no/such/file.txt': not 'world', not a built-in"):
+        concept_vocabulary("no/such/file.txt")
 
 
 def test_world_vocabulary_lists_shapes_and_present_attribute_values():

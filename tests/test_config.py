@@ -4,13 +4,22 @@ params that depend only on what a rule reads."""
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, fields
 
 import pytest
 
-from preimage.config import ConfigError, schema_defaults, validate_config, world_uses
-from preimage.samplers import GuidedSampler, RejectionSampler
-from preimage.samplers.spec import from_spec
-from preimage.workflow import canonical, model_config
+from preimage.analysis.concepts.clustering import ClusterSettings
+from preimage.analysis.concepts.spurious import SpuriousSettings
+from preimage.analysis.report.build import FigureSettings
+from preimage.engine.samplers import GuidedSampler, RejectionSampler
+from preimage.engine.samplers.spec import from_config
+from preimage.pipeline.config import (
+    ConfigError,
+    schema_defaults,
+    validate_config,
+    world_uses,
+)
+from preimage.pipeline.workflow import canonical, model_config
 
 
 def real_run(config: dict) -> dict:
@@ -59,11 +68,21 @@ def test_world_models_also_need_their_training_settings(config) -> None:
 def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config) -> None:
     samplers = validate_config(config)["sets"]["samplers"]
     assert samplers == {"guided": {"kind": "guided"}, "rejection": {"kind": "rejection"}}
-    guided = from_spec(samplers["guided"])
+    guided = from_config(samplers["guided"])
     assert guided.describe() == GuidedSampler().describe()
     assert (guided.num_steps, guided.guidance_scale, guided.guidance_interval, guided.batch_size, guided.restarts,
             guided.gradient_dtype) == (25, 0.08, (0.0, 0.85), 64, 2, "auto")
     assert (RejectionSampler().num_steps, RejectionSampler().batch_size) == (25, 64)
+
+
+@pytest.mark.parametrize("settings, section", [(ClusterSettings, ("concepts", "clusters")),
+                                               (SpuriousSettings, ("concepts", "spurious")),
+                                               (FigureSettings, ("report",))])
+def test_library_settings_defaults_are_the_default_runs(config, settings, section) -> None:
+    given = validate_config(config)
+    for key in section:
+        given = given[key]
+    assert {f.name: given[f.name] for f in fields(settings)} == asdict(settings())
 
 
 def test_rule_params_ignore_the_order_of_config_keys(config) -> None:

@@ -11,11 +11,15 @@ import pytest
 import torch
 
 import preimage
-from preimage.config import load_config
-from preimage.objectives import label, lowpass, neuron
-from preimage.registry import resolve_classifier, resolve_perceptual, resolve_prior
-from preimage.samplers import GuidedSampler, NoiseOptSampler, RejectionSampler
-from preimage.sets import generate_sets, read_set, reference_set
+from preimage.engine.objectives import label, lowpass, neuron
+from preimage.engine.samplers import GuidedSampler, NoiseOptSampler, RejectionSampler
+from preimage.engine.sets import generate_sets, read_set, reference_set
+from preimage.pipeline.config import load_config
+from preimage.pipeline.models import (
+    resolve_classifier,
+    resolve_perceptual,
+    resolve_prior,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.cuda
@@ -23,7 +27,7 @@ DEVICE = torch.device(os.environ.get("PREIMAGE_TEST_DEVICE", "cuda"))  # "cpu" c
 
 
 @pytest.fixture(scope="module")
-def world_models() -> tuple[torch.nn.Module, preimage.priors.DiffusionPrior, torch.nn.Module]:
+def world_models() -> tuple[torch.nn.Module, preimage.engine.priors.DiffusionPrior, torch.nn.Module]:
     """The world's committed classifier, prior and (random-trunk) LPIPS, loaded onto the GPU by the registry."""
     config = load_config(REPO / "config.yaml")
     return resolve_classifier(config, DEVICE), resolve_prior(config, DEVICE), resolve_perceptual(config, DEVICE)
@@ -50,5 +54,5 @@ def test_stored_sets_and_the_reference_on_the_gpu(world_models, tmp_path) -> Non
                             4, 0, perceptual, tmp_path)
     stored = read_set(folders[0])
     assert len(stored.members) == 4 and stored.images.device.type == "cpu"
-    reference = reference_set(prior, members=8, seed=1, num_steps=5)
+    reference = reference_set(prior, n=8, seed=1, num_steps=5)
     assert reference.images.shape == (8, 3, 32, 32) and reference.members["accepted"].all()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from preimage.data import (
+from preimage.pipeline.sources import (
     load_images,
     select_from_folder,
     select_from_manifest,

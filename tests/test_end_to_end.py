@@ -51,18 +51,20 @@ from test_priors import PROMPT_LENGTH, tiny_tokenizer
 from test_registry import tiny_clip
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from preimage.concepts.layout import concept_groups
-from preimage.config import validate_config, world_uses
-from preimage.registry import (
+from preimage.analysis.concepts.groups import concept_groups
+from preimage.pipeline.config import validate_config, world_uses
+from preimage.pipeline.models import (
     classifier_label_names,
-    load_source_images,
     resolve_classifier,
     resolve_clip,
     resolve_prior,
+)
+from preimage.pipeline.sources import (
+    load_source_images,
     select_real_images,
     select_sources_from_config,
 )
-from preimage.workflow import real_model_files, set_class, set_ids, set_jobs
+from preimage.pipeline.workflow import real_model_files, set_class, set_ids, set_jobs
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the `test` extra) ships the photographs")
 

@@ -15,8 +15,13 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from preimage.models import MissingWeightsError, load_classifier, load_clip, load_lpips
-from preimage.models.preprocess import fit_to_size
+from preimage.engine.models import (
+    MissingWeightsError,
+    load_classifier,
+    load_clip,
+    load_lpips,
+)
+from preimage.engine.models.preprocess import fit_to_size
 
 torch.set_num_threads(1)
 

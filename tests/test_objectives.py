@@ -9,9 +9,30 @@ import timm
 import torch
 from torch import nn
 
-from preimage.objectives import (
-    Channel, Features, Label, Lowpass, Masked, Neuron, Objective, RelativeTarget, Sum, box_mask, channel, features,
-    from_spec, function, label, logits, lowpass, masked, neuron, probs, regression, scale, shift,
+from preimage.engine.objectives import (
+    Channel,
+    Features,
+    Label,
+    Lowpass,
+    Masked,
+    Neuron,
+    Objective,
+    RelativeTarget,
+    Sum,
+    box_mask,
+    channel,
+    features,
+    from_config,
+    function,
+    label,
+    logits,
+    lowpass,
+    masked,
+    neuron,
+    probs,
+    regression,
+    scale,
+    shift,
 )
 
 torch.set_num_threads(1)
@@ -412,27 +433,27 @@ def test_unknown_layer_lists_nearest_matches(resnet):
         features(resnet, "zzzzzz")
 
 
-# --- from_spec ---------------------------------------------------------------------------------------------------------
+# --- from_config ---------------------------------------------------------------------------------------------------------
 
-def test_from_spec_builds_each_documented_form(toy):
-    unit = from_spec({"kind": "neuron", "layer": "features", "unit": 1, "rel_tolerance": 0.2}, toy)
+def test_from_config_builds_each_documented_form(toy):
+    unit = from_config({"kind": "neuron", "layer": "features", "unit": 1, "rel_tolerance": 0.2}, toy)
     assert isinstance(unit, Neuron) and unit.rel_tolerance == 0.2 and unit.target is None
-    assert from_spec({"kind": "label", "target": "source"}, toy).target is None
-    assert from_spec({"kind": "label", "target": 2}, toy).bound_target.tolist() == [2]
-    coarse = from_spec({"kind": "lowpass", "factor": 4, "tolerance": 0.05}, toy)
+    assert from_config({"kind": "label", "target": "source"}, toy).target is None
+    assert from_config({"kind": "label", "target": 2}, toy).bound_target.tolist() == [2]
+    coarse = from_config({"kind": "lowpass", "factor": 4, "tolerance": 0.05}, toy)
     assert isinstance(coarse, Lowpass) and coarse.factor == 4
-    doubled = from_spec({"kind": "neuron", "layer": "pool", "unit": 0, "target_scale": 2.0}, toy)
+    doubled = from_config({"kind": "neuron", "layer": "pool", "unit": 0, "target_scale": 2.0}, toy)
     assert doubled.target == RelativeTarget(factor=2.0)
     assert doubled.bind(solid(0.3, 0, 0)).bound_target.item() == pytest.approx(0.6)
-    assert isinstance(from_spec({"kind": "channel", "layer": "features", "channel": 0}, toy), Channel)
-    assert isinstance(from_spec({"kind": "features", "layer": "pool", "metric": "cosine"}, toy), Features)
-    region = from_spec({"kind": "masked", "box": [0, 0, 16, 16], "image_size": SIZE, "tolerance": 0.1}, toy)
+    assert isinstance(from_config({"kind": "channel", "layer": "features", "channel": 0}, toy), Channel)
+    assert isinstance(from_config({"kind": "features", "layer": "pool", "metric": "cosine"}, toy), Features)
+    region = from_config({"kind": "masked", "box": [0, 0, 16, 16], "image_size": SIZE, "tolerance": 0.1}, toy)
     assert isinstance(region, Masked) and region.mask.sum() == 256
-    other = from_spec({"kind": "label", "model": "oracle"}, toy, {"oracle": ColourNet()})
+    other = from_config({"kind": "label", "model": "oracle"}, toy, {"oracle": ColourNet()})
     assert isinstance(other, Label) and isinstance(other.model, ColourNet) and other.model is not toy
-    fn = from_spec({"kind": "function", "model": "bright", "tolerance": 0.1}, toy, {"bright": Brightness()})
+    fn = from_config({"kind": "function", "model": "bright", "tolerance": 0.1}, toy, {"bright": Brightness()})
     assert fn.name == "function:bright" and fn.bind(GREY).accept(GREY).tolist() == [True]
-    total = from_spec({"kind": "sum", "parts": [{"kind": "label", "weight": 2.0}, {"kind": "lowpass", "factor": 2}]},
+    total = from_config({"kind": "sum", "parts": [{"kind": "label", "weight": 2.0}, {"kind": "lowpass", "factor": 2}]},
                       toy)
     assert [w for w, _ in total.terms] == [2.0, 1.0]
 
@@ -451,6 +472,148 @@ def test_from_spec_builds_each_documented_form(toy):
     ({"kind": "lowpass", "factor": 0}, "factor must be an integer >= 1"),
     ({"kind": "neuron", "layer": "features", "unit": -1}, "unit must be an integer >= 0"),
 ])
-def test_from_spec_errors_name_the_problem(toy, spec, message):
+def test_from_config_errors_name_the_problem(toy, spec, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        from_spec(spec, toy)
+        from_config(spec, toy)
+
+
+# --- one forward pass per model and batch, shared by the terms of a sum -------------------------------------------
+
+class Counted(nn.Module):
+    """Wraps a model and counts its forward calls (an early-stopped forward counts too)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.calls = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(images)
+
+
+def calls_of(model: Counted, run) -> int:
+    before = model.calls
+    run()
+    return model.calls - before
+
+
+def test_label_plus_neuron_runs_the_model_once_per_call():
+    model = Counted(ColourNet().eval().requires_grad_(False))
+    combined = label(model) + neuron(model, "net.pool", 0)
+    assert calls_of(model, lambda: combined.bind(RED)) == 1
+    bound = combined.bind(RED)
+    images = torch.cat([RED, GREEN, solid(0.9, 0.05, 0.0)])
+    assert calls_of(model, lambda: bound.loss(images)) == 1
+    assert calls_of(model, lambda: bound.accept(images)) == 1
+    assert calls_of(model, lambda: bound.value(images)) == 1
+    assert hook_count(model) == 0
+
+
+def test_each_model_runs_once_and_image_terms_run_none():
+    first, second = Counted(ColourNet().eval().requires_grad_(False)), Counted(ColourNet().eval().requires_grad_(False))
+    combined = (label(first) + channel(first, "net.features", 0) + probs(second) + neuron(second, "net.pool", 2)
+                + lowpass(4)).bind(RED)
+    images = torch.cat([RED, GREY])
+    for call in (combined.loss, combined.accept, combined.value):
+        before = (first.calls, second.calls)
+        call(images)
+        assert (first.calls - before[0], second.calls - before[1]) == (1, 1)
+    assert hook_count(first) == hook_count(second) == 0
+
+
+def test_a_model_read_once_still_runs_alone_and_stops_at_its_layer():
+    model = Counted(ColourNet().eval().requires_grad_(False))
+    heads = []
+    model.net.head.register_forward_pre_hook(lambda *_: heads.append(1))
+    combined = (neuron(model, "net.features", 1) + lowpass(4)).bind(GREY)
+    assert calls_of(model, lambda: combined.loss(GREY)) == 1 and not heads
+    layers_only = (neuron(model, "net.features", 1) + channel(model, "net.pool.0", 2)).bind(GREY)
+    assert calls_of(model, lambda: layers_only.loss(GREY)) == 1 and not heads  # stops after its last layer
+
+
+def shared_sum(model: nn.Module) -> Sum:
+    return (label(model) + 0.5 * neuron(model, "net.net.layer3", 5) + channel(model, "net.net.layer2.0.conv1", 3)
+            + features(model, "net.net.layer4", metric="cosine") + logits(model) + lowpass(4))
+
+
+def test_shared_pass_gives_the_values_of_the_terms_run_alone(resnet):
+    model = Counted(resnet)
+    combined = shared_sum(model).bind(noise(1, 0))
+    alone = [part.bind(noise(1, 0)) for _, part in shared_sum(model).terms]
+    for (_, part), single in zip(combined.terms, alone):
+        assert torch.equal(part.bound_target, single.bound_target)
+    for seed in (1, 2):  # two batches in turn: nothing is kept from the first
+        images = noise(3, seed)
+        losses = [single.loss(images) for single in alone]
+        assert torch.allclose(combined.loss(images), sum(w * loss for (w, _), loss in zip(combined.terms, losses)))
+        values = combined.value(images)
+        for key, single in zip(values, alone):
+            assert torch.equal(values[key], single.value(images))
+        assert torch.equal(combined.accept(images), torch.stack([single.accept(images) for single in alone]).all(0))
+        assert calls_of(model, lambda batch=images: combined.loss(batch)) == 1
+    assert hook_count(model) == 0
+
+
+def test_gradient_of_shared_pass_is_the_sum_of_the_terms_gradients(resnet):
+    model = Counted(resnet)
+    combined = shared_sum(model).bind(noise(1, 0))
+    images = noise(2, 3).requires_grad_()
+    (together,) = torch.autograd.grad(combined.loss(images).sum(), images)
+    separate = sum(weight * torch.autograd.grad(part.loss(images).sum(), images)[0]
+                   for weight, part in combined.terms)
+    assert together.abs().sum() > 0
+    # one backward through the shared graph adds the terms in another order: float32 rounding only (~1e-6)
+    assert torch.allclose(together, separate, rtol=1e-5, atol=1e-5)
+
+
+class InPlaceAfter(nn.Module):
+    """The hooked conv's output is overwritten in place later in the forward (as `out += identity` does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.conv(images)
+        out += 1.0
+        return self.head(self.act(out))
+
+
+def test_shared_activation_is_read_before_later_in_place_operations():
+    torch.manual_seed(0)
+    model = Counted(InPlaceAfter().eval())
+    unit = neuron(model, "net.conv", 0, target=0.0, min_scale=1.0)
+    combined = label(model, target=0) + unit
+    images = noise(2, 4) - 0.5
+    assert torch.equal(combined.value(images)["neuron:net.conv:0"], unit.value(images))
+    assert (unit.value(images) < 0).any()  # what a ReLU applied in place would have hidden
+    x = images.clone().requires_grad_()
+    (together,) = torch.autograd.grad(combined.loss(x).sum(), x)
+    separate = sum(torch.autograd.grad(part.loss(x).sum(), x)[0] for _, part in combined.terms)
+    assert torch.allclose(together, separate, atol=1e-6)
+
+
+def test_shared_pass_errors_match_and_leave_no_hooks():
+    model = Counted(WithSpare())
+    with pytest.raises(RuntimeError, match="'net.unused' was not called"):
+        (channel(model, "net.used", 0) + channel(model, "net.unused", 0)).value(noise(1, 0))
+    assert hook_count(model) == 0
+    broken = nn.Sequential(nn.Conv2d(3, 4, 1), Boom(), nn.Conv2d(4, 4, 1))
+    with pytest.raises(RuntimeError, match="boom"):
+        (channel(broken, "0", 0) + channel(broken, "2", 0)).value(noise(1, 0))
+    assert hook_count(broken) == 0
+
+
+def test_no_grad_acceptance_and_gradient_pass_each_run_their_own_forward(toy):
+    model = Counted(toy)
+    combined = (label(model) + neuron(model, "net.pool", 0)).bind(RED)
+    images = torch.cat([RED, GREY]).requires_grad_()
+    with torch.no_grad():
+        assert calls_of(model, lambda: combined.accept(images)) == 1
+    loss = combined.loss(images)
+    assert loss.requires_grad
+    loss.sum().backward()
+    assert images.grad is not None and torch.isfinite(images.grad).all()

@@ -19,12 +19,16 @@ from test_priors import save_latent_prior, save_pixel_prior
 from test_sdxl import tiny_sdxl_pipeline
 
 import preimage
-from preimage.models import wrap_classifier
-from preimage.models.preprocess import fit_to_size
-from preimage.objectives import from_spec, label, lowpass, neuron
-from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior, SdxlDiffusionPrior
-from preimage.registry import class_text
-from preimage.samplers import RejectionSampler
+from preimage.engine.models import wrap_classifier
+from preimage.engine.models.preprocess import fit_to_size
+from preimage.engine.objectives import from_config, label, lowpass, neuron
+from preimage.engine.priors import (
+    LatentDiffusionPrior,
+    PixelDiffusionPrior,
+    SdxlDiffusionPrior,
+)
+from preimage.engine.samplers import RejectionSampler
+from preimage.pipeline.models import class_text
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -136,8 +140,8 @@ def test_label_target_by_class_name(model):
     assert by_name.describe()["target"] == 2
     assert torch.equal(by_name.accept(images), label(model, target=2).accept(images))
     assert label(model).with_target("goldfish").describe()["target"] == 1
-    assert from_spec({"kind": "label", "target": "goldfish"}, model).describe()["target"] == 1
-    assert from_spec({"kind": "label", "target": "tench"}, model).describe()["target"] == 0
+    assert from_config({"kind": "label", "target": "goldfish"}, model).describe()["target"] == 1
+    assert from_config({"kind": "label", "target": "tench"}, model).describe()["target"] == 0
     with pytest.raises(ValueError, match=r"'whale': not a class of the model; classes are \['tench', 'goldfish'"):
         label(model, target="whale")
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-PACKAGES = ("preimage", "preimage.concepts", "preimage.data", "preimage.models", "preimage.objectives",
-            "preimage.priors", "preimage.report", "preimage.samplers")
+PACKAGES = ("preimage", "preimage.analysis.concepts", "preimage.analysis.report", "preimage.engine.models",
+            "preimage.engine.objectives", "preimage.engine.priors", "preimage.engine.samplers")
 HEAVY = ("diffusers", "timm", "open_clip", "lpips", "sklearn", "matplotlib")
 
 
@@ -29,7 +29,8 @@ def imported_heavy_libraries(statement: str) -> list[str]:
 
 
 def test_workflow_glue_and_a_single_loader_import_only_what_they_need():
-    # every Snakemake job imports preimage.workflow; each library here costs a job a second or more
-    assert imported_heavy_libraries("import preimage.workflow") == []
-    clip = set(imported_heavy_libraries("from preimage.models import load_clip"))  # open_clip imports timm itself
+    # every Snakemake job imports preimage.pipeline.workflow; each library here costs a job a second or more
+    assert imported_heavy_libraries("import preimage.pipeline.workflow") == []
+    assert imported_heavy_libraries("import preimage.pipeline.layout") == []  # read when the workflow is planned
+    clip = set(imported_heavy_libraries("from preimage.engine.models import load_clip"))  # open_clip imports timm
     assert "open_clip" in clip and not clip & {"diffusers", "lpips", "sklearn", "matplotlib"}

@@ -17,8 +17,12 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from preimage.priors import DiffusionPrior, LatentDiffusionPrior, PixelDiffusionPrior
-from preimage.priors.base import ddim_from_config
+from preimage.engine.priors import (
+    DiffusionPrior,
+    LatentDiffusionPrior,
+    PixelDiffusionPrior,
+)
+from preimage.engine.priors.base import ddim_from_config
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -141,7 +145,7 @@ def test_pixel_prior_loads_offline_and_round_trips(pixel_dir: Path) -> None:
 
 def test_pixel_prior_runs_its_unet_in_bfloat16_and_keeps_float32_states(pixel_dir: Path) -> None:
     full = PixelDiffusionPrior.from_pretrained(pixel_dir)
-    mixed = PixelDiffusionPrior.from_pretrained(pixel_dir, compute_dtype=torch.bfloat16)
+    mixed = PixelDiffusionPrior.from_pretrained(pixel_dir, dtype=torch.bfloat16)
     z = torch.randn(2, *full.latent_shape, generator=torch.Generator().manual_seed(0))
     prediction = mixed.predict(z, 500)
     assert mixed.unet.dtype == torch.float32 and prediction.dtype == torch.float32

@@ -23,26 +23,33 @@ from test_priors import save_latent_prior
 from test_sdxl import save_sdxl_prior
 from timm.data import ImageNetInfo
 
-from preimage.config import world_uses, validate_config
-from preimage.models import ClipModel, MissingWeightsError
-from preimage.precision import resolve_dtype
-from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior, SdxlDiffusionPrior
-from preimage.registry import (
+from preimage.engine.models import ClipModel, MissingWeightsError
+from preimage.engine.priors import (
+    LatentDiffusionPrior,
+    PixelDiffusionPrior,
+    SdxlDiffusionPrior,
+)
+from preimage.engine.samplers.spec import from_config as sampler_from_config
+from preimage.pipeline.config import validate_config, world_uses
+from preimage.pipeline.models import (
     class_text,
     classifier_label_names,
-    load_source_images,
+    model_dir,
     model_settings,
-    path_safe_ids,
     resolve_classifier,
     resolve_clip,
     resolve_prior,
+)
+from preimage.pipeline.sources import (
+    load_source_images,
+    path_safe_ids,
     select_sources_from_config,
     source_settings,
 )
-from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.training.clip import save_open_clip
-from preimage.training.prior import build_scheduler, build_unet
-from preimage.workflow import model_dir, select_sources
+from preimage.pipeline.workflow import select_sources
+from preimage.utils.devices import resolve_dtype
+from preimage.world.training.clip import save_open_clip
+from preimage.world.training.prior import build_scheduler, build_unet
 
 torch.set_num_threads(1)
 
@@ -296,7 +303,7 @@ def test_presets_overlay_config_yaml_with_valid_real_model_settings(config, pres
     for spec in merged["sets"]["objectives"].values():
         assert spec["kind"] != "label" or spec.get("target", "source") in synsets | {"source"}
     for spec in merged["sets"]["samplers"].values():
-        sampler_from_spec(spec)
+        sampler_from_config(spec)
     assert merged["perceptual"] == {"net": "alex", "backbone_file": None, "allow_random": False}
 
 

@@ -12,15 +12,30 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from preimage.concepts.clustering import ClusterSettings, cluster_pool
-from preimage.concepts.embeddings import EmbeddedVocabulary, embedding_matrix, member_images, with_embeddings
-from preimage.concepts.layout import Group
-from preimage.concepts.maps import group_map
-from preimage.concepts.spurious import SpuriousSettings, score_group
-from preimage.io import write_parquet, write_png
-from preimage.report.build import FigureSettings, build_report, write_group_figures, write_run_figures
-from preimage.report.evaluation import evaluate, planted_pairs, winner
-from preimage.report.tables import sampler_table, to_latex, to_markdown
+from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
+from preimage.analysis.concepts.embeddings import (
+    EmbeddedVocabulary,
+    embedding_matrix,
+    member_images,
+    with_embeddings,
+)
+from preimage.analysis.concepts.groups import Group
+from preimage.analysis.concepts.maps import group_map
+from preimage.analysis.concepts.spurious import SpuriousSettings, score_group
+from preimage.analysis.report.build import (
+    FigureSettings,
+    build_report,
+    write_group_figures,
+    write_run_figures,
+)
+from preimage.analysis.report.layout import (
+    GROUP_FIGURES,
+    RUN_FIGURES,
+    ReportFigures,
+)
+from preimage.analysis.report.tables import sampler_table, to_latex, to_markdown, winner
+from preimage.utils.io import write_parquet, write_png
+from preimage.world.evaluation import evaluate, planted_pairs
 
 TRUTH = pd.DataFrame({"class": ["square", "triangle"], "attribute": ["tag", "bg_colour"],
                       "value": ["present", "purple"], "strength": [0.95, 0.95]})
@@ -141,7 +156,9 @@ def _write_figures(root, group: Group, paths: dict) -> tuple[list, list]:
     write_group_figures(paths["spurious"], paths["clusters"], paths["map"], set_dirs, group,
                         {name: out / name for name in ("enrichment", "clusters", "embedding")}, out / "sets",
                         FigureSettings(grid_members=8))
-    write_run_figures([d / "summary.parquet" for d in set_dirs], figures, root / "evaluation.parquet")
+    stems = {name: figures / name for name in RUN_FIGURES}
+    write_run_figures([d / "summary.parquet" for d in set_dirs], stems, figures / "samplers.tex",
+                      figures / "samplers.md", root / "evaluation.parquet")
     return ([*(out / name for name in ("enrichment", "clusters", "embedding")),
              figures / "samplers", figures / "guidance", figures / "evaluation"],
             [out / "sets" / s for s in group.set_ids])
@@ -159,11 +176,20 @@ def test_figures_are_written_as_png_and_pdf_and_set_grids_as_png(run):
     assert "rejection" in markdown and "\\toprule" in latex
 
 
+def _report_figures(root, group: Group) -> ReportFigures:
+    """The PNGs `_write_figures` drew, as the report takes them."""
+    out = root / "figures" / "groups" / "square"
+    return ReportFigures(groups={"square": {name: out / f"{name}.png" for name in GROUP_FIGURES}},
+                         sets={"square": {s: out / "sets" / f"{s}.png" for s in group.set_ids}},
+                         run={name: root / "figures" / f"{name}.png" for name in RUN_FIGURES})
+
+
 def test_the_report_inlines_every_image(run):
     root, group, paths = run
     _write_figures(root, group, paths)
     report = build_report("test run", {"square": group}, [root / "sets" / s / "summary.parquet" for s in group.set_ids],
-                          paths["spurious"], {"square": paths["clusters"]}, root / "figures", root / "out/index.html",
+                          paths["spurious"], {"square": paths["clusters"]}, _report_figures(root, group),
+                          root / "out/index.html",
                           root / "out/summary.md", (root / "evaluation.parquet", root / "pairs.parquet"))
     html = (root / "out/index.html").read_text()
     sources = re.findall(r'<img[^>]* src="([^"]*)"', html)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from test_priors import PIXEL_SIZE, prior_with, save_latent_prior
 
-from preimage.models import load_lpips
-from preimage.priors import LatentDiffusionPrior, PixelDiffusionPrior
-from preimage.samplers import (
+from preimage.engine.models import load_lpips
+from preimage.engine.priors import LatentDiffusionPrior, PixelDiffusionPrior
+from preimage.engine.samplers import (
     GuidedSampler,
     NoiseOptSampler,
     PixelFeatures,
@@ -22,7 +22,7 @@ from preimage.samplers import (
     pairwise_sq_distances,
     repulsion_loss,
 )
-from preimage.samplers.noise_opt import gaussian_penalty
+from preimage.engine.samplers.noise_opt import gaussian_penalty
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -191,7 +191,7 @@ def test_gradient_dtype_autocasts_only_the_guidance_gradient(prior, source, monk
     assert guided.loss.mean() < 0.1 * unguided.loss.mean() and guided.trace.dtype == torch.float32
     assert spy.seen == {"loss": {torch.bfloat16, torch.float32}, "accept": {torch.float32}}  # final checks: fp32
     for native in (True, False):  # auto: bfloat16 only where the device computes it natively
-        monkeypatch.setattr("preimage.precision.native_bfloat16", lambda device, native=native: native)
+        monkeypatch.setattr("preimage.utils.devices.native_bfloat16", lambda device, native=native: native)
         spy = AutocastSpy(0.9)
         draw(bare_guided(num_steps=3, guidance_scale=0.3, batch_size=4, gradient_dtype="auto"), prior, spy, source, n=2)
         assert (torch.bfloat16 in spy.seen["loss"]) is native and spy.seen["accept"] == {torch.float32}

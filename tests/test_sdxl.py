@@ -12,15 +12,20 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from test_priors import PROMPT_LENGTH, save_latent_prior, tiny_tokenizer
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 import preimage
-from preimage.models import load_classifier
-from preimage.objectives import label
-from preimage.priors import LatentDiffusionPrior, SdxlDiffusionPrior
-from preimage.samplers import GuidedSampler, NoiseOptSampler
+from preimage.engine.models import load_classifier
+from preimage.engine.objectives import label
+from preimage.engine.priors import LatentDiffusionPrior, SdxlDiffusionPrior
+from preimage.engine.samplers import GuidedSampler, NoiseOptSampler
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -166,7 +171,7 @@ def test_sdxl_prior_encodes_decodes_and_takes_a_condition_override(sdxl_dir) -> 
 
 
 def test_float16_keeps_a_force_upcast_vae_in_float32(sdxl_dir) -> None:
-    prior = SdxlDiffusionPrior.from_pretrained(sdxl_dir, torch_dtype=torch.float16)
+    prior = SdxlDiffusionPrior.from_pretrained(sdxl_dir, dtype=torch.float16)
     assert prior.vae.config.force_upcast and prior.vae.dtype == torch.float32
     assert prior.unet.dtype == torch.float16 and prior.dtype == torch.float16
     assert prior.condition.dtype == torch.float16 and prior._time_ids.dtype == torch.float16

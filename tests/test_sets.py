@@ -10,13 +10,14 @@ import timm
 import torch
 
 import preimage
-from preimage.models import load_classifier, load_lpips
-from preimage.objectives import from_spec, label, lowpass
-from preimage.priors import PixelDiffusionPrior
-from preimage.samplers import GuidedSampler, RejectionSampler
-from preimage.samplers.spec import from_spec as sampler_from_spec
-from preimage.sets import MEMBERS, SUMMARY, generate_sets, is_complete, write_set
-from preimage.training.prior import build_scheduler, build_unet
+from preimage.engine.models import load_classifier, load_lpips
+from preimage.engine.objectives import from_config, label, lowpass
+from preimage.engine.priors import PixelDiffusionPrior
+from preimage.engine.samplers import GuidedSampler, RejectionSampler
+from preimage.engine.samplers.spec import from_config as sampler_from_config
+from preimage.engine.set_files import MEMBERS_FILE, SUMMARY_FILE
+from preimage.engine.sets import generate_sets, is_complete, write_set
+from preimage.world.training.prior import build_scheduler, build_unet
 
 TINY_PRIOR = {"block_out_channels": [8, 16], "layers_per_block": 1}
 
@@ -72,19 +73,19 @@ def test_same_seed_gives_the_same_set(prior, classifier, source):
 
 
 def test_counterfactual_target_by_class_name(classifier):
-    objective = from_spec({"kind": "label", "target": "triangle"}, classifier)
+    objective = from_config({"kind": "label", "target": "triangle"}, classifier)
     assert objective.describe()["target"] == 2
     with pytest.raises(ValueError, match="'hexagon': not a class of the model"):
-        from_spec({"kind": "label", "target": "hexagon"}, classifier)
+        from_config({"kind": "label", "target": "hexagon"}, classifier)
 
 
 def test_write_set_stores_pngs_members_and_summary(prior, source, tmp_path):
     result = preimage.sample(lowpass(4, tolerance=0.5), source, prior, RejectionSampler(num_steps=2), 3)
     write_set(result, tmp_path / "set", extra={"sampler_name": "rejection"})
-    members = pd.read_parquet(tmp_path / "set" / MEMBERS)
+    members = pd.read_parquet(tmp_path / "set" / MEMBERS_FILE)
     assert all((tmp_path / "set" / name).is_file() for name in members["image"])
     assert (tmp_path / "set" / "source.png").is_file()
-    summary = pd.read_parquet(tmp_path / "set" / SUMMARY)
+    summary = pd.read_parquet(tmp_path / "set" / SUMMARY_FILE)
     assert summary.loc[0, "sampler_name"] == "rejection" and is_complete(tmp_path / "set")
 
 
@@ -93,12 +94,12 @@ def test_a_crash_mid_write_leaves_no_summary_and_a_rerun_resumes(prior, classifi
     row = {"image_id": "img-1", "class_name": "circle"}
     args = (source, row, "label", label(classifier), samplers, prior, 2, 0, None, tmp_path)
 
-    import preimage.sets as sets
+    import preimage.engine.sets as sets
 
     real_write_parquet = sets.write_parquet
 
     def crash_on_second_summary(table, path):
-        if str(path).endswith(f"guided/{SUMMARY}"):
+        if str(path).endswith(f"guided/{SUMMARY_FILE}"):
             raise RuntimeError("killed")
         real_write_parquet(table, path)
 
@@ -108,12 +109,12 @@ def test_a_crash_mid_write_leaves_no_summary_and_a_rerun_resumes(prior, classifi
     assert is_complete(tmp_path / "img-1__label__rejection")
     assert not is_complete(tmp_path / "img-1__label__guided")
     assert not list((tmp_path / "img-1__label__guided").glob(".*"))  # no temp file left behind
-    finished = (tmp_path / "img-1__label__rejection" / SUMMARY).stat().st_mtime_ns
+    finished = (tmp_path / "img-1__label__rejection" / SUMMARY_FILE).stat().st_mtime_ns
 
     monkeypatch.setattr(sets, "write_parquet", real_write_parquet)
     generate_sets(*args)
     assert is_complete(tmp_path / "img-1__label__guided")
-    assert (tmp_path / "img-1__label__rejection" / SUMMARY).stat().st_mtime_ns == finished  # skipped
+    assert (tmp_path / "img-1__label__rejection" / SUMMARY_FILE).stat().st_mtime_ns == finished  # skipped
 
 
 def test_each_set_draws_its_own_members(prior, classifier, source, tmp_path):
@@ -122,21 +123,21 @@ def test_each_set_draws_its_own_members(prior, classifier, source, tmp_path):
     for image_id in ("img-1", "img-2"):
         generate_sets(source, {"image_id": image_id, "class_name": "circle"}, "label", label(classifier), samplers,
                       prior, 3, 0, None, tmp_path)
-    seeds = [pd.read_parquet(tmp_path / f"{i}__label__rejection" / MEMBERS)["seed"].tolist() for i in ("img-1", "img-2")]
+    seeds = [pd.read_parquet(tmp_path / f"{i}__label__rejection" / MEMBERS_FILE)["seed"].tolist() for i in ("img-1", "img-2")]
     assert not set(seeds[0]) & set(seeds[1])
     generate_sets(source, {"image_id": "img-3", "class_name": "circle"}, "label", label(classifier), samplers,
                   prior, 3, 0, None, tmp_path / "again")
-    rerun = pd.read_parquet(tmp_path / "again" / "img-3__label__rejection" / MEMBERS)["seed"].tolist()
+    rerun = pd.read_parquet(tmp_path / "again" / "img-3__label__rejection" / MEMBERS_FILE)["seed"].tolist()
     generate_sets(source, {"image_id": "img-3", "class_name": "circle"}, "label", label(classifier), samplers,
                   prior, 3, 0, None, tmp_path)
-    assert pd.read_parquet(tmp_path / "img-3__label__rejection" / MEMBERS)["seed"].tolist() == rerun
+    assert pd.read_parquet(tmp_path / "img-3__label__rejection" / MEMBERS_FILE)["seed"].tolist() == rerun
 
 
 def test_sampler_spec_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown kind 'annealed'"):
-        sampler_from_spec({"kind": "annealed"})
+        sampler_from_config({"kind": "annealed"})
     with pytest.raises(ValueError, match="field 'guidance_scale' is not allowed for kind 'rejection'"):
-        sampler_from_spec({"kind": "rejection", "guidance_scale": 1.0})
+        sampler_from_config({"kind": "rejection", "guidance_scale": 1.0})
     with pytest.raises(ValueError, match="needs an LPIPS module"):
-        sampler_from_spec({"kind": "guided", "repulsion_space": "lpips"})
-    assert isinstance(sampler_from_spec({"kind": "guided", "num_steps": 3}), GuidedSampler)
+        sampler_from_config({"kind": "guided", "repulsion_space": "lpips"})
+    assert isinstance(sampler_from_config({"kind": "guided", "num_steps": 3}), GuidedSampler)

@@ -11,12 +11,15 @@ import timm
 import torch
 from diffusers import UNet2DModel
 
-from preimage.priors.base import offset_noise
-from preimage.priors.pixel import PixelDiffusionPrior
-from preimage.training.classifier import normalise, train_classifier
-from preimage.training.clip import train_clip
-from preimage.training.oracle import train_oracle
-from preimage.training.prior import (
+from preimage.engine.priors.base import offset_noise
+from preimage.engine.priors.pixel import PixelDiffusionPrior
+from preimage.utils.images import to_tensor
+from preimage.world.generator import WorldSpec, make_split
+from preimage.world.oracle import load_oracle, read_attributes
+from preimage.world.training.classifier import build_timm, normalise, train_classifier
+from preimage.world.training.clip import train_clip
+from preimage.world.training.oracle import train_oracle
+from preimage.world.training.prior import (
     build_scheduler,
     build_unet,
     evaluate_prior,
@@ -24,9 +27,6 @@ from preimage.training.prior import (
     refine_prior,
     train_prior,
 )
-from preimage.training.common import to_tensor
-from preimage.world.generator import WorldSpec, make_split
-from preimage.world.oracle import load_oracle, read_attributes
 
 TINY_TIMM = {"architecture": "resnet10t", "model_args": {"channels": [8, 16, 32, 64]}, "epochs": 1,
              "batch_size": 32, "learning_rate": 0.002, "seed": 0}
@@ -162,3 +162,14 @@ def test_clip_round_trips_through_open_clip_local_dir(spec, images, tmp_path):
         image = model.encode_image(images, normalize=True)
     assert text.shape == (2, 16) and image.shape == (8, 16)
     assert torch.allclose(text.norm(dim=1), torch.ones(2), atol=1e-4)
+
+
+def test_a_world_network_starts_from_the_same_weights_in_every_process():
+    cfg = {"architecture": "resnet10t", "model_args": {"channels": [8, 16, 32, 64]}, "seed": 3}
+    torch.manual_seed(123)
+    first = build_timm(cfg, num_classes=4).state_dict()
+    torch.manual_seed(456)  # whatever the process's generator was left at
+    second = build_timm(cfg, num_classes=4).state_dict()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    other = build_timm({**cfg, "seed": 4}, num_classes=4).state_dict()
+    assert not all(torch.equal(first[name], other[name]) for name in first)

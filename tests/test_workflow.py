@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from preimage.concepts.layout import concept_groups
-from preimage.config import load_config
-from preimage.workflow import set_class, set_ids
+from preimage.analysis.concepts.groups import concept_groups
+from preimage.pipeline.config import load_config
+from preimage.pipeline.workflow import set_class, set_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_figures_are_drawn_by_one_job_per_concept_group_and_one_for_the_run():
 
 def _run_in_redirect(tmp_path: Path, raise_line: str) -> tuple[subprocess.CompletedProcess, str]:
     script = tmp_path / "job.py"
-    script.write_text("from preimage.workflow import redirect_output\n"
+    script.write_text("from preimage.pipeline.workflow import redirect_output\n"
                       f"with redirect_output({str(tmp_path / 'job.log')!r}):\n    print('working')\n    {raise_line}\n")
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     return run, (tmp_path / "job.log").read_text()

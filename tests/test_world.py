@@ -7,13 +7,17 @@ import sys
 
 import numpy as np
 import pytest
-
-from preimage.config import ConfigError, validate_config
-from preimage.workflow import base_prior_dir, model_dir
-from preimage.world.attributes import CATEGORICAL
-from preimage.world.generator import WorldSpec, ground_truth, make_split, sample_attributes
-
 from conftest import REPO
+
+from preimage.pipeline.config import ConfigError, validate_config
+from preimage.pipeline.models import base_prior_dir, model_dir
+from preimage.world.attributes import CATEGORICAL
+from preimage.world.generator import (
+    WorldSpec,
+    ground_truth,
+    make_split,
+    sample_attributes,
+)
 
 
 def test_same_seed_gives_identical_bytes(tiny_world):

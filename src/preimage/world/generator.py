@@ -11,14 +11,13 @@ Splits come in three kinds:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
+from preimage.utils.hashing import stable_hash
 from preimage.world.attributes import CATEGORICAL, CONTINUOUS, SHAPES
 from preimage.world.render import render
 
@@ -102,9 +101,6 @@ class WorldSpec:
         return dict(self.split_sizes)[split]
 
 
-def stable_hash(data) -> str:
-    """First 10 hex digits of the SHA-256 of canonical JSON: stable across runs and machines."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _shortcut_from_config(index: int, entry: dict, shapes: tuple[str, ...]) -> Shortcut:

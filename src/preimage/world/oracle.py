@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from preimage.models import load_classifier
+from preimage.engine.models import load_classifier
 from preimage.world.attributes import CATEGORICAL, CONTINUOUS
 
 REGRESSED = ("scale", "x", "y")  # rotation is left out: symmetric shapes make it ambiguous

@@ -1,0 +1,80 @@
+"""How the concept step groups invariant sets, for rules and notebooks alike.
+
+A *group* is the sets explained together, and its *core* the class whose decision they keep:
+
+- kind "class": every set whose members the model calls class c, pooled: sets whose objective keeps the
+  source's class (label, logits or probs without a target) from sources of class c, and label
+  counterfactuals with target c from sources of other classes; the core is c. Both are samples of
+  {x : model(x) = c}, and the counterfactuals are where the model's reliance shows most: what it takes
+  to make a circle a square is what the model needs beyond the square's shape;
+- kind "objective": any other objective (a neuron, a channel, an image-space function, a counterfactual
+  on logits or probabilities), per objective, pooled over sources; no core class.
+
+Group names become file names through `group_slug`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+SET_ID_SEPARATOR = "__"  # set ids are '<source_id>__<objective>__<sampler>'
+CLASS_KINDS = ("label", "logits", "probs")
+SET_ID_PARTS = 3
+
+
+@dataclass(frozen=True)
+class Group:
+    """Sets explained together and the class they keep (None when they keep no class)."""
+
+    name: str
+    kind: str
+    core: str | None
+    set_ids: tuple[str, ...]
+
+
+def group_slug(name: str) -> str:
+    """A file-name-safe form of a group name ("golden retriever" -> "golden-retriever")."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.")
+    if not slug:
+        raise ValueError(f"group name {name!r} has no letter or digit to name its files by")
+    return slug
+
+
+def objective_name(set_id: str) -> str:
+    """The objective part of a set id '<source_id>__<objective>__<sampler>' (preimage.pipeline.workflow.set_ids)."""
+    parts = set_id.rsplit(SET_ID_SEPARATOR, SET_ID_PARTS - 1)
+    if len(parts) != SET_ID_PARTS:
+        raise ValueError(f"set id {set_id!r}: expected '<source_id>__<objective>__<sampler>'")
+    return parts[1]
+
+
+def set_group(objective: Mapping, name: str, source_class: str) -> tuple[str, str, str | None]:
+    """(group name, kind, core class) of a set with objective spec `objective` called `name`."""
+    target = objective.get("target", "source")
+    relative = "target_scale" in objective or "target_shift" in objective
+    if objective.get("kind") in CLASS_KINDS and target == "source" and not relative:
+        return source_class, "class", source_class
+    if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
+        return target, "class", target
+    return name, "objective", None
+
+
+def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], objectives: Mapping[str, Mapping]
+                   ) -> dict[str, Group]:
+    """Every group of the run by slug; a group name shared by two kinds, or two names sharing a slug, is an
+    error (rename the objective)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    members: dict[str, list[str]] = {}
+    for set_id in sorted(set_ids):
+        name = objective_name(set_id)
+        if name not in objectives:
+            raise ValueError(f"set {set_id!r}: objective {name!r} is not in config sets.objectives "
+                             f"{sorted(objectives)}")
+        key = set_group(objectives[name], name, set_class(set_id))
+        slug = group_slug(key[0])
+        if found.setdefault(slug, key) != key:
+            raise ValueError(f"groups {found[slug]} and {key} share the file name {slug!r}; rename the objective")
+        members.setdefault(slug, []).append(set_id)
+    return {slug: Group(*found[slug], tuple(members[slug])) for slug in sorted(found)}

@@ -1,0 +1,200 @@
+"""The run report: one self-contained HTML page (every image inlined as base64) and a Markdown summary.
+
+Both are rendered from a `Report`, which holds only cached artifacts (tables and PNG paths), so a report
+is rebuilt without touching a model. Per group (a class, or a neuron objective): the ranked concept table
+with evidence images and flags, the clusters with their names, the invariant-set grids and the set
+metrics; then the sampler comparison and, for the world, the scores against the planted shortcuts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import markupsafe
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from preimage.analysis.report.figures import read_pngs
+from preimage.analysis.report.tables import to_markdown
+from preimage.utils.io import atomic_path, image_grid
+
+TOP_CONCEPTS = 10
+SET_COLUMNS = ["set_id", "source_id", "sampler", "members", "accepted", "acceptance_rate", "diversity",
+               "mean_lpips_to_source", "seconds"]
+
+
+@dataclass
+class GroupSection:
+    """Everything the report shows for one group of invariant sets."""
+
+    group: str
+    core: str | None
+    set_ids: list[str]
+    scores: pd.DataFrame
+    """The group's rows of the spurious-feature table (one per concept)."""
+    clusters: pd.DataFrame
+    """The group's cluster table (scope "group" and one scope per set)."""
+    figures: dict[str, Path] = field(default_factory=dict)
+    """PNG paths: "enrichment", "embedding", "clusters"."""
+    set_figures: dict[str, Path] = field(default_factory=dict)
+    """PNG path of each set's grid, by set id."""
+
+
+@dataclass
+class Report:
+    """A run's cached results, as the report renders them."""
+
+    title: str
+    groups: list[GroupSection]
+    summaries: pd.DataFrame
+    samplers: pd.DataFrame | None = None
+    figures: dict[str, Path] = field(default_factory=dict)
+    """Run-wide PNG paths: "guidance", "samplers", "evaluation"."""
+    evaluation: pd.DataFrame | None = None
+    evaluation_pairs: pd.DataFrame | None = None
+    winner: str | None = None
+
+
+def png_data_uri(path: str | Path) -> str:
+    """A file's bytes as a data: URI, so the page carries its images."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def strip_data_uri(paths: list[str]) -> str:
+    """Evidence images side by side, as one inlined PNG; empty when there is no evidence."""
+    if not paths:
+        return ""
+    buffer = io.BytesIO()
+    Image.fromarray(image_grid(read_pngs(paths), len(paths))).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _concept_rows(scores: pd.DataFrame, top: int) -> list[dict]:
+    shown = scores[scores["rank"] > 0].sort_values("rank").head(top)
+    return [{**row, "strip": strip_data_uri(list(row["evidence"]))} for row in shown.to_dict("records")]
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "–" if not np.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _set_table(summaries: pd.DataFrame, set_ids: list[str]) -> pd.DataFrame:
+    rows = summaries[summaries["set_id"].isin(set_ids)]
+    return rows[[c for c in SET_COLUMNS if c in rows.columns]].reset_index(drop=True)
+
+
+TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ report.title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: middle; }
+th { background: #f3f3f3; }
+img.figure { max-width: 100%; }
+img.pixels { image-rendering: pixelated; height: 48px; }
+tr.flagged td { background: #fdecea; font-weight: 600; }
+.note { color: #666; font-size: 0.9em; }
+</style></head><body>
+<h1>{{ report.title }}</h1>
+<p class="note">Groups: {{ report.groups | length }} · sets: {{ report.summaries | length }}.
+A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect and, for a
+class, the model's own calls on the reference confirm it (decision effect at least the minimum effect).</p>
+{% if report.evaluation is not none %}
+<h2>Against the planted shortcuts</h2>
+{{ table(report.evaluation) }}
+{% if report.winner %}<p>Best method by F1 (then mean reciprocal rank): <b>{{ report.winner }}</b>.</p>{% endif %}
+{% if report.evaluation_pairs is not none %}{{ table(report.evaluation_pairs) }}{% endif %}
+{% if "evaluation" in report.figures %}<img class="figure" src="{{ uri(report.figures["evaluation"]) }}" alt="evaluation">{% endif %}
+{% endif %}
+{% for section in report.groups %}
+<h2 id="{{ section.group }}">{{ section.group }}{% if section.core %} <span class="note">(keeps class {{ section.core }})</span>{% endif %}</h2>
+<h3>Concepts the decision depends on</h3>
+<table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>sets</th><th>flag</th><th>evidence</th></tr>
+{% for row in concepts(section.scores) %}
+<tr class="{{ 'flagged' if row.flagged }}"><td>{{ row.rank }}</td><td>{{ row.concept }}</td><td>{{ fmt(row.score) }}</td>
+<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
+<td>{{ 'flagged' if row.flagged else '' }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
+{% endfor %}</table>
+{% set first = section.scores.iloc[0] %}
+<p class="note">Threshold {{ fmt(first.threshold) }} (permutation null {{ fmt(first.null_threshold) }}).
+{{ first.members }} members against {{ first.reference }} reference samples, compared {{ first.comparison }}{% if first.comparison == "stratified" %}:
+{{ first.recognised_members }} members vs {{ first.recognised_reference }} reference images CLIP recognises as {{ section.core }} (enrichment),
+{{ first.absent_members }} vs {{ first.absent_reference }} where CLIP finds it absent (reliance);
+the model calls {{ first.called_reference }} reference images {{ section.core }} (decision){% endif %}.
+"sets" is the share of sets enriched in the concept.</p>
+{% for name, path in section.figures.items() %}
+<img class="figure" src="{{ uri(path) }}" alt="{{ name }} of {{ section.group }}">
+{% endfor %}
+<h3>Clusters</h3>
+<table><tr><th>scope</th><th>cluster</th><th>size</th><th>name</th><th>top concepts</th><th>representatives</th></tr>
+{% for row in section.clusters.to_dict("records") %}
+<tr><td>{{ row.scope }}</td><td>{{ row.cluster }}</td><td>{{ row.size }}</td><td>{{ row.name }}</td>
+<td>{{ row.concepts | join(", ") }}</td><td><img class="pixels" src="{{ strip(row.representatives[:6]) }}" alt="cluster {{ row.cluster }}"></td></tr>
+{% endfor %}</table>
+<h3>Invariant sets</h3>
+{{ table(sets(section)) }}
+{% for set_id, path in section.set_figures.items() %}
+<img class="figure" src="{{ uri(path) }}" alt="invariant set {{ set_id }}">
+{% endfor %}
+{% endfor %}
+{% if report.samplers is not none %}
+<h2>Samplers</h2>
+{{ table(report.samplers) }}
+{% endif %}
+{% for name, path in report.figures.items() if name != "evaluation" %}
+<img class="figure" src="{{ uri(path) }}" alt="{{ name }}">
+{% endfor %}
+</body></html>
+""")
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: _fmt(v), border=0, na_rep="–")
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML page."""
+    return TEMPLATE.render(
+        report=report, uri=png_data_uri, strip=lambda paths: strip_data_uri(list(paths)),
+        concepts=lambda scores: _concept_rows(scores, TOP_CONCEPTS), fmt=_fmt,
+        table=lambda frame: markupsafe.Markup(_html_table(frame)),
+        sets=lambda section: _set_table(report.summaries, section.set_ids),
+    )
+
+
+def render_markdown(report: Report, directory: str | Path) -> str:
+    """A Markdown summary whose image links are relative to `directory` (where it will be written)."""
+    def link(path: Path, text: str) -> str:
+        return f"![{text}]({os.path.relpath(path, directory)})"
+
+    lines = [f"# {report.title}", ""]
+    if report.evaluation is not None:
+        lines += ["## Against the planted shortcuts", "", to_markdown(report.evaluation)]
+        if report.winner:
+            lines += [f"Best method by F1 (then mean reciprocal rank): **{report.winner}**.", ""]
+    for section in report.groups:
+        shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
+        table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]
+        flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
+        lines += [f"## {section.group}", "", f"Flagged concepts: **{flagged}**.", "", to_markdown(table)]
+        lines += [link(path, name) for name, path in section.figures.items()] + [""]
+    if report.samplers is not None:
+        lines += ["## Samplers", "", to_markdown(report.samplers)]
+    lines += [link(path, name) for name, path in report.figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, html_path: str | Path, markdown_path: str | Path) -> None:
+    """Write both documents atomically."""
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(render_html(report))
+    with atomic_path(markdown_path) as tmp:
+        tmp.write_text(render_markdown(report, Path(markdown_path).parent))

@@ -1,0 +1,180 @@
+"""Figures of a run, each a function from cached tables/images to a matplotlib Figure.
+
+Save them with `preimage.analysis.report.style.save_figure` (PNG + PDF). Embedding maps draw the 2-D layout the
+concept step cached (`preimage.analysis.concepts.maps`), so no figure runs t-SNE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from PIL import Image
+
+from preimage.analysis.report.style import (
+    FLAGGED,
+    NOT_FLAGGED,
+    PALETTE,
+    REFERENCE,
+    apply_style,
+)
+from preimage.analysis.report.tables import SAMPLER_METRICS
+from preimage.utils.io import image_grid
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of an image file."""
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def read_pngs(paths: Sequence[str | Path]) -> np.ndarray:
+    """(N, H, W, 3) uint8 pixels of same-sized image files; (0, 1, 1, 3) for none."""
+    if not paths:
+        return np.zeros((0, 1, 1, 3), dtype=np.uint8)
+    return np.stack([read_png(p) for p in paths])
+
+
+def _show(axis: plt.Axes, image: np.ndarray, title: str = "") -> None:
+    axis.imshow(image, interpolation="nearest")
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.grid(False)
+
+
+def set_grid_figure(source: np.ndarray | None, members: np.ndarray, title: str, columns: int = 8) -> plt.Figure:
+    """The source image beside a grid of accepted members of its invariant set (either may be missing)."""
+    apply_style()
+    panels = [("source", source)] if source is not None else []
+    if len(members):
+        panels.append((f"{len(members)} members", image_grid(members, min(columns, len(members)))))
+    if not panels:
+        raise ValueError(f"{title}: no source and no members to show")
+    tile = (source if source is not None else members[0]).shape[0]
+    widths = [image.shape[1] / tile for _, image in panels]
+    height = max(image.shape[0] for _, image in panels) / tile
+    figure, axes = plt.subplots(1, len(panels), figsize=(sum(widths) + 0.5, height + 0.9), squeeze=False,
+                                gridspec_kw={"width_ratios": widths})
+    for axis, (name, image) in zip(axes[0], panels):
+        _show(axis, image, name)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def cluster_montage_figure(clusters: pd.DataFrame, title: str, per_row: int = 8) -> plt.Figure:
+    """One row per cluster: its name, size and most central members (medoid first)."""
+    apply_style()
+    if clusters.empty:
+        raise ValueError(f"{title}: no clusters to show")
+    figure, axes = plt.subplots(len(clusters), 1, figsize=(1.0 * per_row + 2.5, 1.1 * len(clusters) + 0.5),
+                                squeeze=False, layout="constrained")
+    for axis, cluster in zip(axes[:, 0], clusters.itertuples()):
+        images = read_pngs(list(cluster.representatives)[:per_row])
+        _show(axis, image_grid(images, per_row), "")
+        axis.set_ylabel(f"{cluster.cluster}: {cluster.name}\n({cluster.size} members)", rotation=0, ha="right",
+                        va="center", fontsize=9)
+    silhouette = clusters["silhouette"].iloc[0]
+    suffix = f"k = {clusters['k'].iloc[0]}" + (f", silhouette {silhouette:.2f}" if np.isfinite(silhouette) else "")
+    figure.suptitle(f"{title} ({suffix})")
+    return figure
+
+
+def embedding_map_figure(embedding_map: pd.DataFrame, names: dict[int, str], title: str) -> plt.Figure:
+    """A map table's members coloured by cluster over the reference samples (grey dots) and, when it has
+    them, real images of the class (grey crosses)."""
+    apply_style()
+    roles = embedding_map["role"]
+    members, reference, real = (embedding_map[roles == role] for role in ("member", "reference", "real"))
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    axis.scatter(reference["x"], reference["y"], s=8, color=REFERENCE, label="prior samples", linewidths=0)
+    if len(real):
+        axis.scatter(real["x"], real["y"], s=6, marker="x", color="dimgray", alpha=0.5, linewidths=0.5,
+                     label="real images of the class")
+    for cluster, rows in members.groupby("cluster", sort=True):
+        axis.scatter(rows["x"], rows["y"], s=16, color=PALETTE[int(cluster) % len(PALETTE)], edgecolors="white",
+                     linewidths=0.3, label=f"{cluster}: {names.get(int(cluster), '')}")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_title(title)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), markerscale=2)
+    return figure
+
+
+def enrichment_figure(scores: pd.DataFrame, title: str, top: int = 15) -> plt.Figure:
+    """Top candidate concepts by score, flagged ones highlighted, with the flag threshold."""
+    apply_style()
+    shown = scores[scores["rank"] > 0].sort_values("rank").head(top)
+    if shown.empty:
+        raise ValueError(f"{title}: no scored candidate concept to show")
+    figure, axis = plt.subplots(figsize=(6, 0.32 * len(shown) + 1.2))
+    colours = [FLAGGED if f else NOT_FLAGGED for f in shown["flagged"]]
+    axis.barh(shown["concept"], shown["score"], color=colours)
+    axis.invert_yaxis()
+    threshold = shown["threshold"].iloc[0]
+    if np.isfinite(threshold):
+        axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"flag threshold {threshold:.2f}")
+        axis.legend(loc="lower right", fontsize=8)
+    axis.set_xlabel("spurious-feature score (mean of enrichment, reliance and decision)")
+    axis.set_title(title)
+    return figure
+
+
+def guidance_figure(summaries: pd.DataFrame) -> plt.Figure:
+    """Acceptance rate against diversity, one line per sampler through its guidance scales (sets of
+    samplers without guidance, whose scale is NaN, are left out)."""
+    apply_style()
+    required = {"sampler", "guidance_scale", "acceptance_rate", "diversity"}
+    missing = sorted(required - set(summaries.columns))
+    if missing:
+        raise ValueError(f"set summaries lack column(s) {missing} needed for the guidance figure")
+    guided = summaries[np.isfinite(summaries["guidance_scale"].astype(float))]
+    means = guided.groupby(["sampler", "guidance_scale"], as_index=False)[["acceptance_rate", "diversity"]].mean()
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    if means.empty:
+        axis.text(0.5, 0.5, "no set was drawn with a guidance scale", ha="center", va="center",
+                  transform=axis.transAxes)
+    for colour, (sampler, rows) in zip(PALETTE, means.groupby("sampler")):
+        rows = rows.sort_values("guidance_scale")
+        axis.plot(rows["acceptance_rate"], rows["diversity"], marker="o", color=colour, label=sampler)
+        for row in rows.itertuples():
+            axis.annotate(f"{row.guidance_scale:g}", (row.acceptance_rate, row.diversity), fontsize=7,
+                          textcoords="offset points", xytext=(4, 4))
+    axis.set_xlabel("acceptance rate")
+    axis.set_ylabel("diversity (mean pairwise LPIPS)")
+    axis.set_title("acceptance vs diversity across guidance scales")
+    if not means.empty:
+        axis.legend(title="sampler")
+    return figure
+
+
+def sampler_figure(table: pd.DataFrame) -> plt.Figure:
+    """One bar panel per metric of the sampler table."""
+    apply_style()
+    figure, axes = plt.subplots(1, len(SAMPLER_METRICS), figsize=(3.0 * len(SAMPLER_METRICS), 3.4),
+                                layout="constrained")
+    for axis, (column, label) in zip(axes, SAMPLER_METRICS.items()):
+        sns.barplot(data=table, x="sampler", y=column, hue="sampler", ax=axis, palette=PALETTE[: len(table)],
+                    legend=False)
+        axis.set_title(label)
+        axis.set_xlabel("")
+        axis.set_ylabel("")
+    figure.suptitle("sampler comparison")
+    return figure
+
+
+def evaluation_figure(summary: pd.DataFrame) -> plt.Figure:
+    """Precision, recall, F1, hit@1 and MRR against the planted shortcuts, one bar group per method."""
+    apply_style()
+    metrics = ["precision", "recall", "f1", "hit_at_1", "mrr"]
+    long = summary.melt(id_vars="method", value_vars=metrics, var_name="metric", value_name="value")
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    sns.barplot(data=long, x="metric", y="value", hue="method", ax=axis)
+    sns.move_legend(axis, "upper left", bbox_to_anchor=(1.01, 1), title="method")
+    axis.set_ylim(0, 1.05)
+    axis.set_xlabel("")
+    axis.set_title("recovery of the planted shortcuts")
+    return figure

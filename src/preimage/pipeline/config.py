@@ -1,0 +1,131 @@
+"""Load and validate the pipeline configuration against its JSON schema (src/preimage/config.schema.yaml).
+
+The schema is the one place the configuration's defaults live: `validate_config` fills every key left out that
+has a `default` there, so config.yaml, the presets and a notebook's partial dict all mean the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from preimage.world.generator import SPLIT_KINDS, WorldSpec
+
+WORLD = "world"
+SOURCES = "sources"  # concepts.baseline_split / real_split: the images of sets.sources' folder or manifest
+MODEL_KINDS = ("classifier", "prior", "clip")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+def _schema() -> dict:
+    return yaml.safe_load(resources.files(__package__).joinpath("config.schema.yaml").read_text())
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator class that also writes each missing property's schema `default` into the instance
+    (the jsonschema documentation's recipe, as `snakemake.utils.validate(set_default=True)` does)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, schema_properties, instance, schema) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(instance, dict):
+            for name, subschema in schema_properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = yaml.safe_load(yaml.safe_dump(subschema["default"]))  # a fresh copy
+        yield from check_properties(validator, schema_properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+DefaultingValidator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """{key: default} of the schema section at `path` (e.g. "models", "prior"), for code that completes a
+    partial section itself."""
+    schema = _schema()
+    node = schema
+    for key in path:
+        node = node["properties"][key]
+        if "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return {key: sub["default"] for key, sub in node.get("properties", {}).items() if "default" in sub}
+
+
+def _key_path(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {unknown}; allowed keys are {allowed}"
+    return f"{where}: {error.message}"
+
+
+def world_uses(config: dict) -> list[str]:
+    """The config keys that use the shortcut world (its models, splits, vocabulary or ground truth), as
+    'key = value' lines; empty for a run on real models and images only."""
+    uses = [f"models.{kind}.source = world" for kind in MODEL_KINDS
+            if (config.get("models") or {}).get(kind, {}).get("source") == WORLD]
+    sets = config.get("sets") or {}
+    if (sets.get("sources") or {}).get("kind") == WORLD:
+        uses.append("sets.sources.kind = world")
+    concepts = config.get("concepts") or {}
+    if concepts.get("vocabulary") == WORLD:
+        uses.append("concepts.vocabulary = world")
+    uses += [f"concepts.{key} = {concepts[key]}" for key in ("baseline_split", "real_split")
+             if concepts.get(key) in SPLIT_KINDS]
+    if (config.get("report") or {}).get("evaluate"):
+        uses.append("report.evaluate = true")
+    return uses
+
+
+def world_models(config: dict) -> list[str]:
+    """The model kinds (`models.<kind>`) that are the world's own trained models."""
+    return [kind for kind in MODEL_KINDS if config["models"][kind]["source"] == WORLD]
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Check a configuration dict and fill in the schema's defaults (in place, and returned); raise ConfigError
+    naming every bad key and what is allowed."""
+    validator = DefaultingValidator(_schema())
+    problems = [_explain(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+    problems += _world_problems(config) if not problems else []
+    if problems:
+        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _world_problems(config: dict) -> list[str]:
+    """`world` (and `training`, `evaluation` for its own models) must be given when the run uses the world."""
+    uses = world_uses(config)
+    if not uses:
+        return []
+    needed = ["world"] + (["training", "evaluation"] if world_models(config) else [])
+    missing = [key for key in needed if key not in config]
+    if missing:
+        return [f"{key}: required because {', '.join(uses)}" for key in missing]
+    try:
+        WorldSpec.from_config(config["world"])
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML configuration file, for use outside Snakemake (e.g. in a notebook)."""
+    with open(path) as handle:
+        return validate_config(yaml.safe_load(handle), source=str(path))

@@ -1,0 +1,35 @@
+"""Where a run's figures live under results/: one definition for the rules that draw them and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from preimage.analysis.concepts.groups import Group
+from preimage.analysis.report.layout import GROUP_FIGURES, RUN_FIGURES, ReportFigures
+
+FIGURES = "results/figures"
+EVALUATION = "evaluation"
+
+
+def group_figure_stems(group: str) -> dict[str, str]:
+    """A group's figure paths without suffix, by figure name; `group` is a slug or the wildcard "{group}"."""
+    return {name: f"{FIGURES}/groups/{group}/{name}" for name in GROUP_FIGURES}
+
+
+def set_figure_dir(group: str) -> str:
+    """The folder of a group's set grids, one `<set id>.png` each."""
+    return f"{FIGURES}/groups/{group}/sets"
+
+
+def run_figure_stems(evaluate: bool) -> dict[str, str]:
+    """The run's figure paths without suffix, by name; the evaluation figure only when `evaluate`."""
+    return {name: f"{FIGURES}/{name}" for name in RUN_FIGURES if evaluate or name != EVALUATION}
+
+
+def report_figures(groups: Mapping[str, Group], evaluate: bool) -> ReportFigures:
+    """The PNG files the report shows for these groups."""
+    return ReportFigures(
+        groups={slug: {name: f"{stem}.png" for name, stem in group_figure_stems(slug).items()} for slug in groups},
+        sets={slug: {s: f"{set_figure_dir(slug)}/{s}.png" for s in group.set_ids} for slug, group in groups.items()},
+        run={name: f"{stem}.png" for name, stem in run_figure_stems(evaluate).items()},
+    )

@@ -1,0 +1,1 @@
+"""The pipeline's steps: what each Snakemake script runs, as functions of paths and settings a notebook can call."""

@@ -1,0 +1,185 @@
+"""Steps of the concept analysis: CLIP embeddings, the classifier's predictions, each group's clusters, scores
+and map, and the data-only baseline.
+
+The analysis code is imported inside the steps that use it (the clustering, map and scoring code imports
+scikit-learn and SciPy), so each job imports only its own: every Snakemake job is a new process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+
+from preimage.pipeline.concepts import (
+    concept_vocabulary,
+    model_identity,
+    settings_from_config,
+)
+from preimage.pipeline.models import class_text, resolve_classifier, resolve_clip
+from preimage.pipeline.sources import real_image_table
+from preimage.utils.devices import resolve_device
+from preimage.utils.io import atomic_path, write_parquet
+
+if TYPE_CHECKING:
+    from preimage.analysis.concepts.groups import Group
+
+
+def embed_vocabulary(vocabulary: str, prompt_template: str, class_template: str, shapes: Sequence[str] | None,
+                     config: dict, device: str, table: str | PathLike, text: str | PathLike,
+                     threads: int) -> pd.DataFrame:
+    """Embed the concept vocabulary (`concepts.vocabulary`, see `concept_vocabulary`) and one prompt per class
+    of the explained classifier with CLIP: the embeddings as Parquet (`table`), the vocabulary as read as
+    text (`text`). A classifier without class names cannot be prompted and raises."""
+    from preimage.analysis.concepts.embeddings import vocabulary_table
+    from preimage.analysis.concepts.vocabulary import format_vocabulary
+
+    torch.set_num_threads(threads)
+    torch_device = resolve_device(device)
+    classifier = resolve_classifier(config, torch_device)
+    if not classifier.label_names:
+        raise ValueError("models.classifier: the classifier has no label names, so its classes cannot be prompted")
+    concepts = concept_vocabulary(vocabulary, prompt_template, shapes)
+    texts = [class_text(classifier, name) for name in classifier.label_names]
+    embedded = vocabulary_table(resolve_clip(config, torch_device), concepts, classifier.label_names, texts,
+                                class_template, model_identity(config, "clip"))
+    write_parquet(embedded, table)
+    with atomic_path(text) as tmp:
+        tmp.write_text(format_vocabulary(concepts))
+    print(f"{len(concepts)} concepts and {len(texts)} class prompts embedded")
+    return embedded
+
+
+def embed_sets(set_dirs: Sequence[str | PathLike], output: str | PathLike, config: dict, device: str,
+               batch_size: int, threads: int) -> pd.DataFrame:
+    """CLIP embeddings of the accepted members and the source of each set folder in `set_dirs` (a group's
+    sets, or the reference), as Parquet; kept when `output` already holds them from the same model."""
+    from preimage.analysis.concepts.embeddings import embed_directories, load_or_embed
+
+    torch.set_num_threads(threads)
+    model = model_identity(config, "clip")
+    table = load_or_embed(output, model, lambda: embed_directories(
+        set_dirs, resolve_clip(config, resolve_device(device)), model, batch_size))
+    print(f"{len(table)} images of {len(set_dirs)} directories embedded")
+    return table
+
+
+def embed_real_images(table: str | PathLike, images: str | PathLike, output: str | PathLike, config: dict,
+                      device: str, batch_size: int, threads: int) -> pd.DataFrame:
+    """CLIP embeddings of every real image of a split (its Parquet `table` and uint8 `images`), with its
+    `class_name`, as Parquet; kept when `output` already holds them from the same model."""
+    from preimage.analysis.concepts.embeddings import embed_array, load_or_embed
+
+    torch.set_num_threads(threads)
+    model = model_identity(config, "clip")
+    rows = real_image_table(pd.read_parquet(table))
+    embedded = load_or_embed(output, model, lambda: embed_array(
+        rows, np.load(images), resolve_clip(config, resolve_device(device)), model, batch_size))
+    print(f"{len(embedded)} images embedded")
+    return embedded
+
+
+def predict_real_images(table: str | PathLike, images: str | PathLike, output: str | PathLike, config: dict,
+                        device: str, threads: int) -> pd.DataFrame:
+    """The explained classifier's predictions on a real-image split (its Parquet `table` and uint8
+    `images`), as Parquet, for the data-only baseline."""
+    from preimage.analysis.concepts.baseline import predictions_table
+
+    torch.set_num_threads(threads)
+    torch_device = resolve_device(device)
+    classifier = resolve_classifier(config, torch_device)
+    rows = real_image_table(pd.read_parquet(table))
+    predictions = predictions_table(rows, np.load(images), classifier, torch_device)
+    write_parquet(predictions, output)
+    print(f"accuracy {(predictions['label'] == predictions['prediction']).mean():.3f} on {len(predictions)} images")
+    return predictions
+
+
+def predict_reference(members: str | PathLike, output: str | PathLike, config: dict, device: str, batch_size: int,
+                      threads: int) -> pd.DataFrame:
+    """The explained classifier's predicted class for every accepted image of the reference sample (its
+    `members` table), as Parquet: the spurious-feature scorer's decision effect compares within the reference."""
+    from preimage.analysis.concepts.baseline import predicted_names
+    from preimage.analysis.concepts.embeddings import read_png_images
+
+    torch.set_num_threads(threads)
+    torch_device = resolve_device(device)
+    classifier = resolve_classifier(config, torch_device)
+    table = pd.read_parquet(members)
+    table = table[table["accepted"]]
+    root = Path(members).parent
+    pixels = read_png_images([root / image for image in table["image"]])
+    predictions = pd.DataFrame({"image": table["image"].to_numpy(),
+                                "prediction": predicted_names(classifier, pixels, torch_device, batch_size)})
+    write_parquet(predictions, output)
+    print(predictions["prediction"].value_counts().to_string())
+    return predictions
+
+
+def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, reference: str | PathLike,
+                  reference_predictions: str | PathLike, real: str | PathLike | None, group: Group,
+                  synonyms: Mapping[str, Sequence[str]], cluster_settings: Mapping, spurious_settings: Mapping,
+                  map_points: int,
+                  assignments_output: str | PathLike, clusters_output: str | PathLike,
+                  spurious_output: str | PathLike, map_output: str | PathLike) -> None:
+    """One concept group's analysis from its embeddings: cluster its sets (pooled and one by one) and name the
+    clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision depends on
+    them, against the reference and the classifier's calls on it; lay out its 2-D embedding map (with the
+    `real` images' embeddings when given). `cluster_settings` and `spurious_settings` are the config's
+    concepts.clusters and concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
+    from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+    from preimage.analysis.concepts.maps import group_map
+    from preimage.analysis.concepts.spurious import SpuriousSettings, score_group
+
+    embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
+    pool, reference_table = pd.read_parquet(embeddings), pd.read_parquet(reference)
+    real_table = pd.read_parquet(real) if real is not None else None
+    clustering = settings_from_config(ClusterSettings, cluster_settings, "concepts.clusters")
+    scoring = settings_from_config(SpuriousSettings, spurious_settings, "concepts.spurious")
+    assignments, named = cluster_pool(pool, embedded.text, embedded.concepts, embedded.logit_scale, clustering)
+    predictions = pd.read_parquet(reference_predictions)
+    scores = score_group(pool, reference_table, embedded, group, synonyms, scoring, predictions)
+    embedding_map = group_map(pool, assignments, reference_table, map_points, clustering.seed, real_table, group.core)
+    write_parquet(assignments, assignments_output)
+    write_parquet(named, clusters_output)
+    write_parquet(scores, spurious_output)
+    write_parquet(embedding_map, map_output)
+    print(named[["scope", "cluster", "size", "k", "name"]].to_string())
+    print(scores.sort_values("rank").drop(columns="evidence").head(10).to_string())
+
+
+def stack_tables(tables: Sequence[str | PathLike], output: str | PathLike) -> pd.DataFrame:
+    """Stack Parquet tables (one per group) into one, in the given order."""
+    stacked = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
+    write_parquet(stacked, output)
+    return stacked
+
+
+def score_baseline(vocabulary: str | PathLike, embeddings: str | PathLike, predictions: str | PathLike,
+                   classes: Sequence[str], synonyms: Mapping[str, Sequence[str]], spurious_settings: Mapping,
+                   output: str | PathLike) -> pd.DataFrame:
+    """The data-only baseline: the vocabulary's concepts scored on the real test images of `classes` the
+    classifier gets wrong against those it gets right (their CLIP `embeddings` and its `predictions`), with
+    `spurious_settings` (the config's concepts.spurious section), as Parquet."""
+    from preimage.analysis.concepts.baseline import baseline_scores
+    from preimage.analysis.concepts.embeddings import (
+        EmbeddedVocabulary,
+        embedding_matrix,
+    )
+    from preimage.analysis.concepts.spurious import SpuriousSettings
+
+    embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
+    images = pd.read_parquet(embeddings).merge(
+        pd.read_parquet(predictions)[["image_id", "prediction"]], on="image_id", validate="1:1")
+    table = baseline_scores(embedding_matrix(images), images["class_name"], images["prediction"], images["image_id"],
+                            embedded, classes, synonyms,
+                            settings_from_config(SpuriousSettings, spurious_settings, "concepts.spurious"))
+    write_parquet(table, output)
+    print(table[table["flagged"]].drop(columns="evidence").to_string())
+    return table

@@ -1,0 +1,103 @@
+"""Steps that choose the source images and draw the invariant sets and the prior's reference sample.
+
+The engine's samplers and sets (which import diffusers) are imported inside the steps that draw, so
+recording the sources stays cheap: every Snakemake job is a new process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from preimage.pipeline.models import (
+    CLASS_NAME,
+    class_text,
+    fill_prompt,
+    model_settings,
+    resolve_classifier,
+    resolve_perceptual,
+    resolve_prior,
+)
+from preimage.pipeline.sources import (
+    REAL_IMAGE_SIZE,
+    load_source_images,
+    select_real_images,
+)
+from preimage.pipeline.workflow import select_sources
+from preimage.utils.devices import resolve_device
+from preimage.utils.images import to_uint8
+from preimage.utils.io import write_npy, write_parquet
+
+
+def write_sources(config: dict, output: str | PathLike) -> pd.DataFrame:
+    """Record the source images `sets.sources` selects (`preimage.pipeline.workflow.select_sources`) as Parquet,
+    so every later job reads the same table."""
+    selection = select_sources(config)
+    write_parquet(selection, output)
+    return selection
+
+
+def write_real_sources(config: dict, table: str | PathLike, images: str | PathLike) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's own labelled real images (`select_real_images`: sets.sources' folder or manifest) for the
+    concept step: their uint8 pixels at REAL_IMAGE_SIZE as .npy and their table as Parquet."""
+    selection = select_real_images(config)
+    pixels = to_uint8(load_source_images(config, selection, REAL_IMAGE_SIZE))
+    write_npy(pixels, images)
+    write_parquet(selection, table)
+    print(f"{len(selection)} images of {selection['class_name'].nunique()} classes")
+    return selection, pixels
+
+
+def generate_invariant_sets(job: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
+                            threads: int) -> list[Path]:
+    """Every sampler's invariant set for one job, '<source_id>__<objective>' (`set_jobs`): the source image's
+    row of the `sources` table, the objective and samplers of `config["sets"]`. The sets are written as
+    folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept."""
+    from preimage.engine.objectives import from_config as objective_from_config
+    from preimage.engine.samplers.spec import from_config as sampler_from_config
+    from preimage.engine.sets import generate_sets
+
+    torch.set_num_threads(threads)
+    device = resolve_device(config["device"])
+    sets = config["sets"]
+    source_id, objective_name = job.rsplit("__", 1)
+    table = pd.read_parquet(sources)
+    row = table[table["image_id"] == source_id]
+    classifier = resolve_classifier(config, device)
+    prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
+    source = load_source_images(config, row, prior.image_size)
+    perceptual = resolve_perceptual(config, device)
+    objective = objective_from_config(sets["objectives"][objective_name], classifier)
+    samplers = {name: sampler_from_config(spec, perceptual) for name, spec in sets["samplers"].items()}
+    out_root = Path(summaries[0]).parent.parent
+    return generate_sets(source.to(device), row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
+                         sets["members"], sets["seed"], perceptual, out_root)
+
+
+def draw_reference_samples(sources: str | PathLike, members: str | PathLike, config: dict, threads: int) -> None:
+    """Draw the prior's unconstrained reference sample (`config["reference"]`) into the folder of `members`.
+
+    With a class-templated prompt (latent priors), the one prior is re-prompted for each class of the
+    `sources` table, so the reference shares each set's prompt (see `preimage.engine.sets.reference_set`).
+    """
+    from preimage.engine.sets import reference_set, write_set
+
+    torch.set_num_threads(threads)
+    reference, device = config["reference"], resolve_device(config["device"])
+    settings = model_settings(config, "prior")
+    prompts = None
+    if CLASS_NAME in settings["prompt"] + settings["negative_prompt"]:
+        classifier = resolve_classifier(config, device)
+        classes = sorted(pd.read_parquet(sources)["class_name"].unique())
+        texts = {name: class_text(classifier, name) for name in classes}
+        prompts = {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text))
+                   for name, text in texts.items()}
+    first = next(iter(prompts)) if prompts else None
+    prior = resolve_prior(config, device, class_name=texts[first] if prompts else None)
+    result = reference_set(prior, reference["members"], reference["seed"], reference["num_steps"], prompts)
+    write_set(result, Path(members).parent)

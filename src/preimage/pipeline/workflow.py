@@ -1,0 +1,150 @@
+"""Glue between Snakemake rules and the library: model locations, what each rule depends on, per-rule logs."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from preimage.analysis.concepts.groups import SET_ID_SEPARATOR, Group, concept_groups
+from preimage.pipeline.config import MODEL_KINDS, world_models
+from preimage.pipeline.models import model_files
+from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
+
+
+def resolved_device(name: str) -> str:
+    """`device` as the rules see it when the workflow is planned: 'auto' is 'cuda' where this machine sees a
+    GPU (torch is imported only then), so a local run on a GPU machine asks for GPUs (`--resources gpu=N`)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def config_source(overlays) -> str:
+    """How config errors name the configuration: config.yaml and the --configfile overlays merged onto it."""
+    files = ["config.yaml", *(str(path) for path in overlays or ())]
+    return " + ".join(files) + " (with --config overrides)"
+
+
+@contextmanager
+def redirect_output(log_path: str | Path) -> Iterator[None]:
+    """Send a rule's stdout, stderr and logging to its log file, so every rule keeps a log.
+
+    An error raised inside is written to the log too (the file Snakemake points the user to) and then shown:
+    an expected one (bad input: a ValueError, a missing file) as its message alone, ending the job with exit
+    code 1; any other with its traceback, as a bug.
+    """
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as log:
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = log
+        handler = logging.StreamHandler(log)
+        logging.getLogger().addHandler(handler)
+        try:
+            yield
+        except EXPECTED_ERRORS as error:
+            for stream in (log, old_err):
+                print(f"error: {error}", file=stream, flush=True)
+            raise SystemExit(1) from None
+        except Exception:
+            print(traceback.format_exc().rstrip(), file=log, flush=True)  # Python shows it on the terminal as well
+            raise
+        finally:
+            logging.getLogger().removeHandler(handler)
+            sys.stdout, sys.stderr = old_out, old_err
+
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError)  # bad input or a missing file, not a bug
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every dict's keys sorted, recursively. Snakemake compares a rule's params by their repr, so
+    params built from config sections through here do not change when only the config's key order does."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+def model_config(config: dict, *kinds: str) -> dict:
+    """The config a rule needs to load the `kinds` models (default: all): their `models` entries, the device
+    and, when one of them is a world model, the world and training settings that name its folder."""
+    kinds = kinds or MODEL_KINDS
+    part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
+    if set(kinds) & set(world_models(config)):
+        part |= {"world": config["world"], "training": config["training"]}
+    return canonical(part)
+
+
+def real_model_files(config: dict, *kinds: str) -> list[str]:
+    """The files of the real (non-world) `kinds` models, as rule inputs: replacing a model's weights reruns
+    the rules that use it. World models are inputs through their training rules instead. Each model's folder
+    is listed once per parse, though every job of a rule asks."""
+    return sorted({file for kind in kinds for file in _model_files(json.dumps(canonical(config["models"][kind])), kind)})
+
+
+@functools.lru_cache(maxsize=8)
+def _model_files(settings: str, kind: str) -> tuple[str, ...]:
+    return tuple(model_files({"models": {kind: json.loads(settings)}}, kind))
+
+
+@functools.lru_cache(maxsize=8)
+def _selection(settings: str) -> pd.DataFrame:
+    return select_sources_from_config(json.loads(settings))
+
+
+def select_sources(config: dict) -> pd.DataFrame:
+    """The source images of the invariant sets, as `sets.sources` selects them (once per parse: the rules
+    ask for it many times)."""
+    part = {key: config[key] for key in ("models", "sets", "world") if key in config}
+    return _selection(json.dumps(canonical(part))).copy()
+
+
+def source_files(config: dict) -> dict[str, str]:
+    """{image_id: image file} of the selected sources read from files (none for the world's)."""
+    selection = select_sources(config)
+    on_disk = ~selection["source"].str.startswith(WORLD_PREFIX)
+    return dict(zip(selection.loc[on_disk, "image_id"], selection.loc[on_disk, "source"]))
+
+
+def set_jobs(config: dict) -> list[str]:
+    """One generation job per (source image, objective): '<source_id>__<objective>'.
+
+    A label counterfactual whose target is the source's own class is left out: it would be no
+    counterfactual at all.
+    """
+    jobs = []
+    for row in select_sources(config).itertuples():
+        for name, objective in config["sets"]["objectives"].items():
+            if objective.get("kind") == "label" and objective.get("target") == row.class_name:
+                continue
+            jobs.append(f"{row.image_id}__{name}")
+    return jobs
+
+
+def set_ids(config: dict) -> list[str]:
+    """Every invariant set: '<source_id>__<objective>__<sampler>'."""
+    return [f"{job}__{sampler}" for job in set_jobs(config) for sampler in config["sets"]["samplers"]]
+
+
+def set_class(config: dict, set_id: str) -> str:
+    """The class of a set's source image (its ground-truth label in the world)."""
+    source_id = set_id.split(SET_ID_SEPARATOR)[0]
+    sources = select_sources(config).set_index("image_id")
+    return str(sources.loc[source_id, "class_name"])
+
+
+def run_groups(config: dict) -> dict[str, Group]:
+    """The concept groups of the run's sets by slug (`preimage.analysis.concepts.groups.concept_groups`)."""
+    return concept_groups(set_ids(config), functools.partial(set_class, config), config["sets"]["objectives"])
