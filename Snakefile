@@ -3,11 +3,15 @@
 
 from snakemake.utils import min_version
 
-from preimage.pipeline.config import validate_config, world_models, world_uses
+from preimage.pipeline.config import check_yaml, validate_config, world_models, world_uses
 from preimage.pipeline.models import base_prior_dir, model_dir, prior_first_stage
 from preimage.pipeline.workflow import config_source
 
 min_version("8.0")
+
+# Snakemake's own message for a YAML syntax error names neither file nor line (it reads --configfile files before
+# this Snakefile, so for those it stays Snakemake's); config.yaml's is reported here, with both.
+check_yaml("config.yaml")
 
 
 configfile: "config.yaml"

@@ -23,11 +23,32 @@ rule select_sources:
         "../scripts/select_sources.py"
 
 
+rule check_objectives:
+    """Every objective built on the classifier once (layer names, class names, units), before any set job."""
+    input:
+        unpack(lambda wildcards: model_inputs("classifier")),
+    output:
+        "results/checks/objectives.json",
+    params:
+        # the objectives and the classifier's entry (a world classifier's folder is named by the world and its
+        # training settings); not the device: the check runs on the CPU
+        config=canonical({"models": {"classifier": config["models"]["classifier"]}, "sets": {"objectives": SETS["objectives"]}}
+                         | ({"world": config["world"], "training": {"classifier": config["training"]["classifier"]}}
+                            if "classifier" in world_models(config) else {})),
+    threads: 1
+    log:
+        "logs/check_objectives.log",
+    script:
+        "../scripts/check_objectives.py"
+
+
 rule invariant_sets:
     """Every sampler's set for one source image and one objective (members batched, GPU when present)."""
     input:
         unpack(lambda wildcards: model_inputs("classifier", "prior")),
         sources="results/sources.parquet",
+        # ancient: the sets wait for the check, but a rerun of it (an objective added) reruns no set
+        objectives_checked=ancient(rules.check_objectives.output[0]),
         image=lambda wildcards: SOURCE_FILES.get(wildcards.job.rsplit("__", 1)[0], []),
     output:
         summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),

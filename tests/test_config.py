@@ -4,17 +4,25 @@ params that depend only on what a rule reads."""
 from __future__ import annotations
 
 import copy
+import inspect
+import subprocess
+import sys
 from dataclasses import asdict, fields
+from pathlib import Path
 
 import pytest
 
 from preimage.analysis.concepts.clustering import ClusterSettings
 from preimage.analysis.concepts.spurious import SpuriousSettings
 from preimage.analysis.report.build import FigureSettings
+from preimage.engine.objectives import spec as objective_spec
 from preimage.engine.samplers import GuidedSampler, RejectionSampler
+from preimage.engine.samplers import spec as sampler_spec
 from preimage.engine.samplers.spec import from_config
 from preimage.pipeline.config import (
     ConfigError,
+    check_yaml,
+    load_config,
     schema_defaults,
     validate_config,
     world_uses,
@@ -104,3 +112,121 @@ def test_names_that_would_break_set_ids_and_templates_with_other_placeholders_ar
     config[section][key] = value
     with pytest.raises(ConfigError, match=named):
         validate_config(config)
+
+
+# --- objective and sampler specs, checked when the config is read ------------------------------------------------
+
+
+def invalid(config: dict, source: str = "my.yaml") -> str:
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source=source)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("section, name, spec, message", [
+    ("samplers", "guided", {"kind": "guided", "guidance_scal": 0.1},
+     "sets.samplers.guided: field 'guidance_scal' is not allowed for kind 'guided'; allowed: ['batch_size', "),
+    ("samplers", "guided", {"kind": "guided", "guidance_scal": 0.1}, "(did you mean 'guidance_scale'"),
+    ("samplers", "rejection", {"kind": "rejection", "num_steps": 0}, "sets.samplers.rejection: num_steps must be an int >= 1, got 0"),
+    ("samplers", "fast", {"kind": "noise_opt", "strength": 1.5}, "sets.samplers.fast: strength must be in (0.0, 1.0], got 1.5"),
+    ("samplers", "guided", {"kind": "guided", "guidance_interval": [0.9, 0.1]}, "sets.samplers.guided: guidance_interval must be"),
+    ("samplers", "guided", {"kind": "guided", "repulsion_space": "clip"}, "repulsion_space must be one of ['pixels', 'lpips']"),
+    ("objectives", "neuron", {"kind": "neuron", "layer": "layer4", "unit": -1},
+     "sets.objectives.neuron: unit must be an integer >= 0, got -1"),
+    ("objectives", "neuron", {"kind": "neuron", "layer": "layer4"}, "sets.objectives.neuron: kind 'neuron' needs field 'unit'"),
+    ("objectives", "lowpass", {"kind": "lowpass", "factor": 8, "tolerence": 0.1},
+     "sets.objectives.lowpass: field 'tolerence' is not allowed for kind 'lowpass'"),
+    ("objectives", "region", {"kind": "masked", "box": [0, 0, 40, 8], "image_size": 32}, "sets.objectives.region: box [0, 0, 40, 8]"),
+    ("objectives", "odd", {"kind": "features", "layer": "layer4", "metric": "l1"}, "sets.objectives.odd: metric must be one of ['l2', 'cosine']"),
+    ("objectives", "cf", {"kind": "label", "target": 2.5}, "sets.objectives.cf: target must be 'source', a class name or a class index"),
+    ("objectives", "cf", {"kind": "label", "target_scale": 2.0}, "field 'target_scale' is not allowed for kind 'label'"),
+    ("objectives", "p", {"kind": "probs", "target": [0.5, 0.6]}, "sets.objectives.p: target must be a probability vector"),
+    ("objectives", "both", {"kind": "sum", "parts": [{"kind": "label"}, {"kind": "lowpass", "factor": 0}]},
+     "sets.objectives.both.parts[1]: factor must be an integer >= 1, got 0"),
+    ("objectives", "other", {"kind": "label", "model": "oracle"},
+     "sets.objectives.other: field 'model': unknown model 'oracle'; no named models are available here"),
+])
+def test_objective_and_sampler_specs_are_checked_when_the_config_is_read(config, section, name, spec, message) -> None:
+    config["sets"][section][name] = spec
+    text = invalid(config)
+    assert message in text and text.startswith("my.yaml is invalid:"), text
+
+
+def test_every_bad_spec_is_named_at_once_and_the_default_specs_pass(config) -> None:
+    validate_config(copy.deepcopy(config))
+    config["sets"]["samplers"]["guided"]["eta"] = -1
+    config["sets"]["objectives"]["neuron"]["rel_tolerance"] = 0
+    text = invalid(config)
+    assert "sets.samplers.guided: eta must be in [0.0, inf], got -1" in text
+    assert "sets.objectives.neuron: rel_tolerance must be a finite number > 0, got 0" in text
+
+
+def test_reading_the_config_imports_no_model_library(config) -> None:
+    """validate_config runs at every Snakemake parse and every job's start: the spec checks stay pure Python."""
+    code = ("import sys, yaml\nfrom preimage.pipeline.config import validate_config\n"
+            "validate_config(yaml.safe_load(open('config.yaml')))\n"
+            "print(' '.join(m for m in ('torch', 'diffusers', 'timm', 'open_clip') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0 and run.stdout.split() == [], run.stdout + run.stderr
+
+
+def test_the_sampler_check_knows_each_samplers_keywords_and_ranges() -> None:
+    """sampler_spec.PARAMETERS is a torch-free copy of the samplers' __init__ arguments: it must list the same
+    keywords, accept their defaults and refuse what the samplers refuse."""
+    from preimage.engine import samplers
+
+    for kind, class_name in sampler_spec.CLASSES.items():
+        cls = getattr(samplers, class_name)
+        parameters = inspect.signature(cls.__init__).parameters
+        keywords = set(parameters) - {"self"}
+        expected = keywords - {"repulsion_features"} | ({"repulsion_space"} if "repulsion_features" in keywords else set())
+        assert set(sampler_spec.PARAMETERS[kind]) == expected, kind
+        defaults = {name: p.default for name, p in parameters.items() if name in sampler_spec.PARAMETERS[kind]}
+        sampler_spec.check_config({"kind": kind, **defaults})
+        for name in sampler_spec.PARAMETERS[kind]:
+            for bad in (-1, 0, 1.5, "x", True, None, [0.5, 0.2]):
+                if name == "repulsion_space":
+                    continue
+                try:
+                    cls(**{name: bad})
+                except (ValueError, TypeError):
+                    refused_by_class = True
+                else:
+                    refused_by_class = False
+                try:
+                    sampler_spec.check_config({"kind": kind, name: bad})
+                except ValueError:
+                    refused_by_check = True
+                else:
+                    refused_by_check = False
+                assert refused_by_check == refused_by_class, (kind, name, bad)
+
+
+def test_objective_specs_check_without_a_model() -> None:
+    objective_spec.check_config({"kind": "sum", "parts": [{"kind": "label", "weight": 2}, {"kind": "lowpass", "factor": 4}]})
+    objective_spec.check_config({"kind": "label", "target": "square"})  # a class name: the model knows its classes
+    objective_spec.check_config({"kind": "neuron", "layer": "layer4.0.bn2", "unit": 3, "location": [1, 2],
+                                 "target_scale": 2.0})
+    with pytest.raises(ValueError, match=r"^objective spec: unknown kind 'nueron'.*\(did you mean 'neuron'\?\)"):
+        objective_spec.check_config({"kind": "nueron"})
+    with pytest.raises(ValueError, match=r"^sets.objectives.x: location must be null"):
+        objective_spec.check_config({"kind": "neuron", "layer": "a", "unit": 0, "location": [1]}, "sets.objectives.x")
+
+
+# --- YAML syntax errors name the file and line ----------------------------------------------------------------------
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sets:\n  members: 4\n  objectives: {label: {kind: label}\n  seed: 0\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    assert str(error.value).startswith(f"{bad}, line 4, column 3: invalid YAML: expected ',' or '}}'"), str(error.value)
+    assert "flow mapping at line 3" in str(error.value)
+    bad.write_text("sets:\n  members: 4\n   seed: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}, line 3, column 8: invalid YAML: mapping values are not allowed"):
+        check_yaml(tmp_path / "absent.yaml", bad)  # what the Snakefile runs on config.yaml; absent files pass
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping of configuration keys at the top level, got list"):
+        load_config(bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from preimage.engine.models import (
+    CorruptWeightsError,
     MissingWeightsError,
     load_classifier,
     load_clip,
     load_lpips,
 )
+from preimage.engine.models.errors import safetensors_problem
 from preimage.engine.models.preprocess import fit_to_size
 
 torch.set_num_threads(1)
@@ -298,3 +301,82 @@ def test_preprocessing_resize_modes():
     with pytest.raises(ValueError, match="resize mode 'crop'"):
         fit_to_size(images, (10, 10), mode="crop")
     assert F.mse_loss(fit_to_size(images, (10, 20), mode="squash"), fit_to_size(images, (10, 20))) < 1e-8
+
+
+
+# --- truncated or corrupt weights files: the error names the file and how to replace it ------------------------------
+
+WORLD_MODELS = Path(__file__).resolve().parents[1] / "models" / "shortcut-world"
+
+
+def _truncated(path: Path, keep: float = 0.5) -> Path:
+    """`path` cut to a fraction of its bytes, as an interrupted download or copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _world_copy(tmp_path: Path, kind: str) -> Path:
+    """A copy of the committed world model of `kind` (classifier, clip, prior), to damage."""
+    folder = sorted(WORLD_MODELS.glob(f"{kind}-*"))[0]
+    return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def _names_the_bad_file(caught: pytest.ExceptionInfo, path: Path, *more: str) -> str:
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError)  # a job shows it as one `error:` line, not a traceback
+    assert f"weights file {path} is truncated or corrupt" in message, message
+    assert "incomplete metadata" not in message and all(text in message for text in more), message
+    return message
+
+
+def test_truncated_world_models_name_the_file_and_say_how_to_get_a_good_one(tmp_path):
+    from preimage.engine.priors import PixelDiffusionPrior
+
+    classifier = _world_copy(tmp_path, "classifier")
+    weights = _truncated(classifier / "model.safetensors")
+    with pytest.raises(CorruptWeightsError) as caught:
+        load_classifier(str(classifier))
+    _names_the_bad_file(caught, weights, f"but the file has {weights.stat().st_size}", "delete it and rerun snakemake")
+    weights.write_bytes(b"\x05\x00")  # not even the 8 bytes that give the header's size
+    with pytest.raises(CorruptWeightsError, match="fewer than the 8"):
+        load_classifier(str(classifier))
+    clip = _world_copy(tmp_path, "clip")
+    weights = _truncated(clip / "open_clip_model.safetensors", keep=0.9)
+    with pytest.raises(CorruptWeightsError) as caught:
+        load_clip(str(clip))
+    _names_the_bad_file(caught, weights)
+    prior = _world_copy(tmp_path, "prior")
+    weights = _truncated(prior / "unet" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(CorruptWeightsError) as caught:
+        PixelDiffusionPrior.from_pretrained(prior)
+    _names_the_bad_file(caught, weights)
+
+
+def test_truncated_weights_of_real_models_say_how_to_download_them_again(tmp_path):
+    model = _timm_model(num_classes=1000)
+    snapshot = _hub_snapshot(tmp_path / "hf-cache", HUB_REPO)
+    timm.models.save_for_hf(model, str(snapshot), safe_serialization=True)
+    weights = _truncated(snapshot / "model.safetensors")
+    for source in (f"hf-hub:{HUB_REPO}", ARCH):  # a Hub id, and a timm name whose weights are that repo's
+        with pytest.raises(CorruptWeightsError) as caught:
+            load_classifier(source)
+        _names_the_bad_file(caught, weights, f"hf download {HUB_REPO}")
+    torch.save(_timm_model(num_classes=5).state_dict(), tmp_path / "w.pth")
+    pth = _truncated(tmp_path / "w.pth")
+    with pytest.raises(CorruptWeightsError) as caught:
+        load_classifier(ARCH, pretrained_file=pth)
+    _names_the_bad_file(caught, pth)
+    linear = tmp_path / "alex.pth"
+    linear.write_bytes((Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth").read_bytes())
+    with pytest.raises(CorruptWeightsError) as caught:
+        load_lpips("alex", linear_file=_truncated(linear), allow_random=True)
+    assert "rerun snakemake" not in _names_the_bad_file(caught, linear, "pip install --force-reinstall lpips")
+
+
+def test_a_sound_weights_file_passes_the_layout_check(tmp_path):
+    path = tmp_path / "w.safetensors"
+    safetensors.torch.save_file({"a": torch.zeros(3), "b": torch.ones(2, 2)}, str(path))
+    assert safetensors_problem(path) is None
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert "describes" in safetensors_problem(path)

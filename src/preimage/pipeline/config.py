@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from preimage.engine.objectives import spec as objective_spec
+from preimage.engine.samplers import spec as sampler_spec
 from preimage.world.generator import SPLIT_KINDS, WorldSpec
 
 WORLD = "world"
@@ -102,11 +104,37 @@ def validate_config(config: dict, source: str = "config") -> dict:
     """Check a configuration dict and fill in the schema's defaults (in place, and returned); raise ConfigError
     naming every bad key and what is allowed."""
     validator = DefaultingValidator(_schema())
-    problems = [_explain(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    problems = [_explain(e) for e in errors]
+    problems += _spec_problems(config, {tuple(e.absolute_path) for e in errors})
     problems += _world_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
     return config
+
+
+def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
+    """What the engine's model-free checks find in each objective and sampler spec of `sets` (field names,
+    value types and ranges), each naming its key path; specs the schema already refused are left out. Layer
+    names, class names and unit ranges need the classifier: the `check_objectives` rule checks them."""
+    sets = config.get("sets")
+    if not isinstance(sets, dict):
+        return []
+    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=()),
+              "samplers": sampler_spec.check_config}
+    problems = []
+    for section, check in checks.items():
+        specs = sets.get(section)
+        if not isinstance(specs, dict):
+            continue
+        for name, spec in specs.items():
+            if any(path[:3] == ("sets", section, name) for path in invalid):
+                continue
+            try:
+                check(spec, f"sets.{section}.{name}")
+            except ValueError as error:
+                problems.append(str(error))
+    return problems
 
 
 def _world_problems(config: dict) -> list[str]:
@@ -125,7 +153,34 @@ def _world_problems(config: dict) -> list[str]:
     return []
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error raises ConfigError naming the file, line and column."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        context = ""
+        if error.context and error.context_mark and error.context_mark is not mark:
+            context = f" ({error.context} at line {error.context_mark.line + 1}, column {error.context_mark.column + 1})"
+        raise ConfigError(f"{where}: invalid YAML: {error.problem}{context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+
+
+def check_yaml(*paths: str | Path) -> None:
+    """Raise ConfigError naming the file and line of a YAML syntax error in any of `paths` that exists (the
+    Snakefile checks config.yaml so before Snakemake reads it: Snakemake's own message names neither)."""
+    for path in paths:
+        if Path(path).is_file():
+            read_yaml(path)
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and validate a YAML configuration file, for use outside Snakemake (e.g. in a notebook)."""
-    with open(path) as handle:
-        return validate_config(yaml.safe_load(handle), source=str(path))
+    config = read_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of configuration keys at the top level, "
+                          f"got {type(config).__name__}")
+    return validate_config(config, source=str(path))

@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "classifier": ["load_classifier", "wrap_classifier"],
         "clip": ["ClipModel", "load_clip"],
-        "errors": ["MissingWeightsError"],
+        "errors": ["CorruptWeightsError", "MissingWeightsError"],
         "perceptual": ["Lpips", "load_lpips"],
     },
 )

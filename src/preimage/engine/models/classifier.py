@@ -24,7 +24,11 @@ from timm.models import (
     split_model_name_tag,
 )
 
-from preimage.engine.models.errors import MissingWeightsError
+from preimage.engine.models.errors import (
+    MissingWeightsError,
+    reading_weights,
+    weight_files,
+)
 from preimage.engine.models.hub import (
     COPY_CACHE_HINT,
     cached_file,
@@ -253,7 +257,9 @@ def _from_directory(folder: Path, source: str, num_classes: int | None) -> torch
             f"timm.models.save_for_hf(model, '{folder}', safe_serialization=True)",
             hint="Run it where the model was trained (for the shortcut world: rerun the rule that trains it).",
         )
-    model = timm.create_model(DIR_PREFIX + str(folder), pretrained=True)
+    fetch = download_command(source.removeprefix(HUB_PREFIX)) if source.startswith(HUB_PREFIX) else None
+    with reading_weights(weight_files(folder, WEIGHT_SUFFIXES), fetch):
+        model = timm.create_model(DIR_PREFIX + str(folder), pretrained=True)
     _check_num_classes(source, model.num_classes, num_classes)
     return model
 
@@ -281,17 +287,19 @@ def _from_file(name: str, path: Path, num_classes: int | None) -> torch.nn.Modul
         raise MissingWeightsError(name, [str(path)], _name_fetch_command(name), hint=COPY_CACHE_HINT)
     if not path.name.endswith(WEIGHT_SUFFIXES):
         raise ValueError(f"pretrained_file={str(path)!r}: expected one of {list(WEIGHT_SUFFIXES)}")
-    in_file = _head_size(name, path)
+    with reading_weights([path]):
+        in_file = _head_size(name, path)
     if in_file is None and num_classes is None:
         raise ValueError(f"pretrained_file={str(path)!r}: no classifier head found for {name!r}; pass num_classes")
     _check_num_classes(str(path), in_file, num_classes)
     num_classes = in_file if in_file is not None else num_classes
-    return timm.create_model(
-        name,
-        pretrained=True,
-        num_classes=num_classes,
-        pretrained_cfg_overlay={"file": str(path), "num_classes": num_classes},
-    )
+    with reading_weights([path]):
+        return timm.create_model(
+            name,
+            pretrained=True,
+            num_classes=num_classes,
+            pretrained_cfg_overlay={"file": str(path), "num_classes": num_classes},
+        )
 
 
 def _head_size(name: str, path: Path) -> int | None:

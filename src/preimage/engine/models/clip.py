@@ -13,7 +13,11 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from preimage.engine.models.errors import MissingWeightsError
+from preimage.engine.models.errors import (
+    MissingWeightsError,
+    reading_weights,
+    weight_files,
+)
 from preimage.engine.models.hub import (
     COPY_CACHE_HINT,
     cached_snapshot,
@@ -120,7 +124,9 @@ def _from_directory(folder: Path, source: str, device: str | torch.device) -> tu
             hint="Run it where the model was trained (for the shortcut world: rerun the rule that trains it).",
         )
     name = DIR_PREFIX + str(folder)
-    model = open_clip.create_model(name, device=device, weights_only=True, require_pretrained=True)
+    fetch = download_command(source.removeprefix(HUB_PREFIX)) if source.startswith(HUB_PREFIX) else None
+    with reading_weights(weight_files(folder, WEIGHT_SUFFIXES), fetch):
+        model = open_clip.create_model(name, device=device, weights_only=True, require_pretrained=True)
     return model, open_clip.get_tokenizer(name)
 
 
@@ -149,7 +155,9 @@ def _from_name(name: str, pretrained_file: str | Path | None, device: str | torc
         raise MissingWeightsError(name, [str(path)], fetch, hint=COPY_CACHE_HINT)
     if not path.name.endswith(WEIGHT_SUFFIXES):
         raise ValueError(f"pretrained_file={str(path)!r}: expected one of {list(WEIGHT_SUFFIXES)}")
-    model = open_clip.create_model(name, pretrained=str(path), device=device, weights_only=True, require_pretrained=True)
+    with reading_weights([path], fetch if hub_ids else None):
+        model = open_clip.create_model(name, pretrained=str(path), device=device, weights_only=True,
+                                       require_pretrained=True)
     return model, open_clip.get_tokenizer(name)
 
 

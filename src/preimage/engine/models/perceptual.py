@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 
-from preimage.engine.models.errors import MissingWeightsError
+from preimage.engine.models.errors import MissingWeightsError, reading_weights
 from preimage.engine.models.preprocess import check_images
 
 # LPIPS net name -> (torchvision builder, torchvision ImageNet weights) of its backbone.
@@ -105,14 +105,14 @@ def load_lpips(
         metric = lpips.LPIPS(pretrained=False, net=net, version=LINEAR_VERSION, pnet_rand=True, verbose=False)
     backbone = _backbone_path(net, backbone_file, allow_random)
     if backbone is not None:
-        _load_backbone(metric.net, backbone)
+        _load_backbone(metric.net, backbone, net)
     _load_linear(metric, Path(linear_file) if linear_file is not None else _packaged_linear(net))
     return Lpips(metric, min_size=min_size).eval().requires_grad_(False).to(device)
 
 
 def _backbone_path(net: str, backbone_file: str | Path | None, allow_random: bool) -> Path | None:
     builder, weights = BACKBONES[net]
-    fetch = f"python -c \"import torchvision; torchvision.models.{builder}(weights='{weights.name}')\""
+    fetch = _backbone_fetch(net)
     if backbone_file is not None:
         path = Path(backbone_file)
         if not path.is_file():
@@ -131,9 +131,16 @@ def _backbone_path(net: str, backbone_file: str | Path | None, allow_random: boo
     )
 
 
-def _load_backbone(backbone: torch.nn.Module, path: Path) -> None:
+def _backbone_fetch(net: str) -> str:
+    """The command that puts torchvision's ImageNet weights of `net`'s backbone into the torch cache."""
+    builder, weights = BACKBONES[net]
+    return f"python -c \"import torchvision; torchvision.models.{builder}(weights='{weights.name}')\""
+
+
+def _load_backbone(backbone: torch.nn.Module, path: Path, net: str) -> None:
     """Copy torchvision "features.N.*" tensors into lpips' slices, which keep torchvision's indices N."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    with reading_weights([path], _backbone_fetch(net), trainable=False):
+        state = torch.load(path, map_location="cpu", weights_only=True)
     renamed = {}
     for key in backbone.state_dict():
         source = "features." + key.split(".", 1)[1]  # "slice2.3.weight" -> "features.3.weight"
@@ -150,7 +157,8 @@ def _packaged_linear(net: str) -> Path:
 def _load_linear(metric: lpips.LPIPS, path: Path) -> None:
     if not path.is_file():
         raise MissingWeightsError(f"LPIPS {metric.pnet_type} linear layers", [str(path)], "pip install --force-reinstall lpips")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    with reading_weights([path], "pip install --force-reinstall lpips", trainable=False):
+        state = torch.load(path, map_location="cpu", weights_only=True)
     expected = {f"lin{k}.model.1.weight" for k in range(len(metric.lins))}
     if set(state) != expected:
         raise ValueError(f"linear_file {str(path)!r}: keys {sorted(state)}; expected {sorted(expected)}")

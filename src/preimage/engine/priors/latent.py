@@ -16,6 +16,7 @@ from diffusers import (
 from torch import Tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from preimage.engine.models.errors import reading_weights, weight_files
 from preimage.engine.priors.base import DiffusionPrior, ddim_from_config
 from preimage.engine.priors.pixel import square_side
 
@@ -209,10 +210,12 @@ def pipeline_components(pipe: DiffusionPipeline, names: tuple[str, ...], prior: 
 
 
 def load_component(cls: type[Model], path: Path, subfolder: str, dtype: torch.dtype) -> Model:
-    """One diffusers/transformers model of a saved pipeline, offline and from safetensors only (no unpickling)."""
-    return cls.from_pretrained(
-        path, subfolder=subfolder, local_files_only=True, use_safetensors=True, torch_dtype=dtype
-    )
+    """One diffusers/transformers model of a saved pipeline, offline and from safetensors only (no unpickling);
+    a truncated or corrupt weights file raises naming it."""
+    with reading_weights(weight_files(Path(path) / subfolder, (".safetensors",))):
+        return cls.from_pretrained(
+            path, subfolder=subfolder, local_files_only=True, use_safetensors=True, torch_dtype=dtype
+        )
 
 
 def load_tokenizer(path: Path, subfolder: str) -> CLIPTokenizer:

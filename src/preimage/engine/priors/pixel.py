@@ -9,6 +9,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from torch import Tensor
 
+from preimage.engine.models.errors import reading_weights, weight_files
 from preimage.engine.priors.base import (
     DiffusionPrior,
     ddim_from_config,
@@ -59,8 +60,9 @@ class PixelDiffusionPrior(DiffusionPrior):
         path = Path(path)
         # A small UNet gains nothing from accelerate's meta-device loading; asking for the plain path
         # also keeps diffusers from warning on every load that accelerate is missing.
-        unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True,
-                                           low_cpu_mem_usage=False)
+        with reading_weights(weight_files(path / "unet", (".safetensors",))):
+            unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, local_files_only=True,
+                                               low_cpu_mem_usage=False)
         config = DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=True)
         return cls(unet, ddim_from_config(config, timestep_spacing), dtype, noise_offset_from_config(config))
 

@@ -3,51 +3,142 @@
 A spec is ``{"kind": "guided" | "rejection" | "noise_opt", **keyword arguments of that sampler}``; the
 sampler's own __init__ validates the values. ``repulsion_space: lpips | pixels`` picks the feature space
 of the repulsion term: LPIPS needs the `perceptual` module passed in.
+
+`check_config` checks a spec the same way without importing the samplers (they import torch and diffusers),
+so the pipeline checks every configured sampler when it reads its config: `PARAMETERS` lists each kind's
+keyword arguments with the range its __init__ accepts (tests/test_config.py holds the two together). Errors
+start with `where`, the spec's place in the config (e.g. ``sets.samplers.guided``), where the caller knows it.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
-from typing import Any
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from preimage.engine.samplers.base import Sampler
-from preimage.engine.samplers.guided import GuidedSampler
-from preimage.engine.samplers.noise_opt import NoiseOptSampler
-from preimage.engine.samplers.rejection import RejectionSampler
+    from preimage.engine.samplers.base import Sampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"guided": GuidedSampler, "rejection": RejectionSampler, "noise_opt": NoiseOptSampler}
+WHERE = "sampler spec"  # how errors name a spec whose place in a config is unknown
 REPULSION_SPACES = ("pixels", "lpips")
+GRADIENT_DTYPES = ("auto", "float32", "float16", "bfloat16")  # preimage.utils.devices: "auto" and DTYPES
+# kind -> the class in preimage.engine.samplers that `from_config` builds
+CLASSES = {"guided": "GuidedSampler", "rejection": "RejectionSampler", "noise_opt": "NoiseOptSampler"}
 
 
-def from_config(spec: Mapping[str, Any], perceptual: nn.Module | None = None) -> Sampler:
+def _int(low: int) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return None if ok else f"an int >= {low}"
+    return check
+
+
+def _float(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "a number"
+        if (value <= low if low_open else value < low) or value > high:
+            return f"in {'(' if low_open else '['}{low}, {high}]"
+        return None
+    return check
+
+
+def _bool(value: object) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _interval(value: object) -> str | None:
+    if (isinstance(value, (list, tuple)) and len(value) == 2 and all(_float(0.0, 1.0)(v) is None for v in value)
+            and value[0] < value[1]):
+        return None
+    return "a pair [low, high] of noise levels with 0 <= low < high <= 1"
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        return None if value in choices else f"one of {list(choices)}"
+    return check
+
+
+def _optional(inner: Callable[[object], str | None]) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        problem = inner(value)
+        return None if value is None or problem is None else f"null or {problem}"
+    return check
+
+
+_STRENGTH = _float(0.0, 1.0, low_open=True)
+_WEIGHT = _float(0.0)
+# kind -> {keyword argument: its check}; `repulsion_space` stands for `repulsion_features`
+PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
+    "guided": {
+        "num_steps": _int(1), "guidance_scale": _WEIGHT, "strength": _STRENGTH, "distance_weight": _WEIGHT,
+        "recurrence": _int(1), "repulsion_weight": _WEIGHT, "repulsion_space": _choice(REPULSION_SPACES),
+        "batch_size": _int(1), "eta": _WEIGHT, "through_denoiser": _bool, "guidance_interval": _interval,
+        "restarts": _int(0), "restart_level": _STRENGTH, "gradient_dtype": _choice(GRADIENT_DTYPES),
+    },
+    "rejection": {
+        "num_steps": _int(1), "strength": _STRENGTH, "batch_size": _int(1), "eta": _WEIGHT,
+        "stop_after_accepted": _optional(_int(1)),
+    },
+    "noise_opt": {
+        "num_steps": _int(1), "iterations": _int(1), "lr": _float(0.0, low_open=True), "strength": _STRENGTH,
+        "noise_weight": _WEIGHT, "distance_weight": _WEIGHT, "repulsion_weight": _WEIGHT,
+        "repulsion_space": _choice(REPULSION_SPACES), "optimize_condition": _bool, "batch_size": _int(1),
+    },
+}
+
+
+def check_config(spec: object, where: str = WHERE) -> None:
+    """Check a sampler spec without building the sampler or importing torch: its kind, its keyword arguments'
+    names and values (the ranges the sampler's __init__ accepts); raise ValueError starting with `where`."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: a sampler spec must be a mapping with a 'kind', got {type(spec).__name__} "
+                         f"{spec!r}")
+    kind = spec.get("kind")
+    if kind not in PARAMETERS:
+        raise ValueError(f"{where}: unknown kind {kind!r}; allowed kinds: {', '.join(PARAMETERS)}"
+                         + _did_you_mean(kind, PARAMETERS))
+    parameters = PARAMETERS[kind]
+    for name, value in spec.items():
+        if name == "kind":
+            continue
+        if name not in parameters:
+            raise ValueError(f"{where}: field {name!r} is not allowed for kind {kind!r}; allowed: "
+                             f"{sorted(parameters)}" + _did_you_mean(name, parameters))
+        problem = parameters[name](value)
+        if problem:
+            raise ValueError(f"{where}: {name} must be {problem}, got {value!r}")
+
+
+def _did_you_mean(word: object, choices) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6) if isinstance(word, str) else []
+    return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
+
+
+def from_config(spec: Mapping[str, Any], perceptual: nn.Module | None = None, where: str = WHERE) -> Sampler:
     """The sampler a config dict describes; an unknown kind or field raises naming it and what is allowed."""
+    from preimage.engine import samplers
+
+    check_config(spec, where)
     fields = dict(spec)
-    kind = fields.pop("kind", None)
-    if kind not in SAMPLERS:
-        raise ValueError(f"sampler spec: unknown kind {kind!r}; allowed kinds: {', '.join(SAMPLERS)}")
-    cls = SAMPLERS[kind]
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "repulsion_features"}
+    kind = fields.pop("kind")
     space = fields.pop("repulsion_space", None)
     if space is not None:
-        if "repulsion_weight" not in allowed:
-            raise ValueError(f"sampler spec field 'repulsion_space' is not allowed for kind {kind!r}")
-        fields["repulsion_features"] = _repulsion_features(space, perceptual)
-        allowed.add("repulsion_features")
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise ValueError(f"sampler spec field {unknown[0]!r} is not allowed for kind {kind!r}; allowed: {sorted(allowed)}")
-    return cls(**fields)
+        fields["repulsion_features"] = _repulsion_features(space, perceptual, where)
+    try:
+        return getattr(samplers, CLASSES[kind])(**fields)
+    except ValueError as error:  # a range check_config does not know of
+        raise ValueError(f"{where}: {error}") from None
 
 
-def _repulsion_features(space: str, perceptual: nn.Module | None):
+def _repulsion_features(space: str, perceptual: nn.Module | None, where: str):
     if space == "pixels":
         return None  # the samplers' default pixel feature space
-    if space == "lpips":
-        if perceptual is None:
-            raise ValueError("sampler spec: repulsion_space 'lpips' needs an LPIPS module "
-                             "(preimage.engine.models.load_lpips)")
-        return perceptual.embed
-    raise ValueError(f"sampler spec: repulsion_space {space!r}; expected one of {list(REPULSION_SPACES)}")
+    if perceptual is None:
+        raise ValueError(f"{where}: repulsion_space 'lpips' needs an LPIPS module "
+                         "(preimage.engine.models.load_lpips)")
+    return perceptual.embed

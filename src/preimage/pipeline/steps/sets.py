@@ -6,6 +6,7 @@ recording the sources stays cheap: every Snakemake job is a new process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -33,6 +34,8 @@ from preimage.utils.devices import resolve_device
 from preimage.utils.images import to_uint8
 from preimage.utils.io import write_npy, write_parquet
 
+CHECK_IMAGE_SEED = 0  # the noise image `check_objectives` binds each objective to
+
 
 def write_sources(config: dict, output: str | PathLike) -> pd.DataFrame:
     """Record the source images `sets.sources` selects (`preimage.pipeline.workflow.select_sources`) as Parquet,
@@ -58,7 +61,7 @@ def generate_invariant_sets(job: str, sources: str | PathLike, summaries: Sequen
     """Every sampler's invariant set for one job, '<source_id>__<objective>' (`set_jobs`): the source image's
     row of the `sources` table, the objective and samplers of `config["sets"]`. The sets are written as
     folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept."""
-    from preimage.engine.objectives import from_config as objective_from_config
+    from preimage.engine.objectives.spec import from_config as objective_from_config
     from preimage.engine.samplers.spec import from_config as sampler_from_config
     from preimage.engine.sets import generate_sets
 
@@ -72,11 +75,59 @@ def generate_invariant_sets(job: str, sources: str | PathLike, summaries: Sequen
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size)
     perceptual = resolve_perceptual(config, device)
-    objective = objective_from_config(sets["objectives"][objective_name], classifier)
-    samplers = {name: sampler_from_config(spec, perceptual) for name, spec in sets["samplers"].items()}
+    where = f"sets.objectives.{objective_name}"
+    objective = objective_from_config(sets["objectives"][objective_name], classifier, where=where)
+    _bind_checked(objective, source.to(device), where)  # an error of the objective on this source names it
+    samplers = {name: sampler_from_config(spec, perceptual, where=f"sets.samplers.{name}")
+                for name, spec in sets["samplers"].items()}
     out_root = Path(summaries[0]).parent.parent
     return generate_sets(source.to(device), row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
                          sets["members"], sets["seed"], perceptual, out_root)
+
+
+def _bind_checked(objective, image: torch.Tensor, where: str) -> None:
+    """Bind `objective` to `image` and test it there once (a unit out of range, a 2-D layer given a
+    location, a class index past the model's outputs raise only then), naming `where` in an error."""
+    try:
+        with torch.no_grad():
+            objective.bind(image).accept(image)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def check_objectives(config: dict, output: str | PathLike) -> dict[str, str]:
+    """Build every objective of `sets.objectives` on the classifier and bind those that read it to one noise
+    image at its input size, so a bad layer name, class name or unit fails here, once, before any set job
+    loads the models; raise one ValueError naming each bad objective's key path. Image-space objectives
+    (lowpass, masked) are built but not bound: their sizes are the prior's, which this step does not load.
+    Writes {objective: its name} as JSON to `output` (the marker the set jobs wait for)."""
+    from preimage.engine.objectives.spec import MODEL_KINDS, leaves
+    from preimage.engine.objectives.spec import from_config as objective_from_config
+
+    torch.set_num_threads(1)
+    classifier = resolve_classifier(config, "cpu")
+    size = tuple(getattr(classifier, "data_config", {}).get("input_size", (3, 224, 224)))[-2:]
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(CHECK_IMAGE_SEED))
+    names, problems = {}, []
+    for name, spec in config["sets"]["objectives"].items():
+        where = f"sets.objectives.{name}"
+        try:
+            objective = objective_from_config(spec, classifier, where=where)
+            for part_where, part in leaves(spec, where):
+                if part["kind"] in MODEL_KINDS:
+                    _bind_checked(objective_from_config(part, classifier, where=part_where), image, part_where)
+            names[name] = objective.name
+        except (ValueError, TypeError) as error:
+            problems.append(str(error))
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(names) + len(problems)} objectives do not fit the classifier "
+                         "(models.classifier):\n  " + "\n  ".join(problems))
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(names, indent=2, sort_keys=True) + "\n")
+    for name, objective in sorted(names.items()):
+        print(f"{name}: {objective}")
+    return names
 
 
 def draw_reference_samples(sources: str | PathLike, members: str | PathLike, config: dict, threads: int) -> None:
