@@ -12,10 +12,20 @@ Parquet and a later rule (or a notebook) loads exactly the same pixels.
 Picks are per class: each class's candidates (in listing order) are shuffled by a generator seeded with
 (seed, class name) and the first `per_class` kept. So a class's picks do not depend on which other
 classes are selected, and raising `per_class` only appends images.
+
+Inputs are checked when selecting, before any pixel is read, so the pipeline refuses them while it plans:
+- confinement: every image file (symbolic links and `..` resolved) must lie under the image root, by default
+  the image folder itself or the manifest's folder (`image_root=`, config `sets.sources.image_root`); a manifest
+  row outside it, or a linked file of a folder that leads outside it, is refused naming the manifest and row (or
+  the folder and file) unless `allow_outside_root=True` (`sets.sources.allow_outside_root: true`);
+- size: each picked file's header (not its pixels) gives its size, and one whose shorter side is below
+  `min_side` (MIN_IMAGE_SIDE, `sets.sources.min_image_side`) is refused naming it. A file whose header cannot be
+  read is named when `load_images` decodes it.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +44,15 @@ from preimage.pipeline.models import (
     classifier_label_names,
     settings_with_defaults,
 )
-from preimage.utils.images import fit_square, read_rgb
+from preimage.utils.images import (
+    BACKGROUND,
+    MIN_IMAGE_SIDE,
+    checked_min_side,
+    fit_square,
+    header_size,
+    read_rgb,
+    require_min_side,
+)
 from preimage.world.generator import (
     SPLIT_KINDS,
     WorldSpec,
@@ -48,6 +66,10 @@ COLUMNS = ["image_id", "label", "class_name", "source", "index"]
 SOURCE_KINDS = ("world", "folder", "manifest")
 SOURCE_REQUIRED = ("kind", "per_class", "seed")
 REAL_IMAGE_SIZE = 224  # the concept step's real images from files: ImageNet models' and CLIP's input size
+OUTSIDE_ROOT_HINT = (
+    "set sets.sources.image_root to a folder that holds the images, or sets.sources.allow_outside_root: true "
+    "to accept files anywhere (in Python: image_root=... or allow_outside_root=True)"
+)
 
 SELECTION_SCHEMA = pa.DataFrameSchema(
     {
@@ -89,12 +111,20 @@ def select_from_folder(
     seed: int,
     classes: Sequence[str] | None = None,
     label_names: Sequence[str] | None = None,
+    image_root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    min_side: int | None = MIN_IMAGE_SIDE,
 ) -> pd.DataFrame:
     """Pick images from `root/<class name>/<image>` (the torchvision ImageFolder layout).
 
     `label_names` fixes the label indices (pass the classifier's, e.g. ImageNet synsets that name
     ImageNet's folders); by default they are the sorted sub-folder names. `classes` keeps some
     classes (default: every sub-folder); `per_class=None` keeps all images of each class.
+
+    Listed files lie in `root` by construction, but a symbolic link (a file's or a class folder's) may lead
+    elsewhere: every candidate must resolve to a file under `image_root` (default: `root` itself, resolved),
+    else a ValueError names the file, unless `allow_outside_root`. Picked files whose shorter side is below
+    `min_side` pixels (None: any size) are refused, naming them; only their headers are read.
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,6 +145,16 @@ def select_from_folder(
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
     ]
     kept = [(index, name, path) for index, (name, path) in enumerate(listing) if name in lookup]
+    if not allow_outside_root:
+        confine_to = _image_root(image_root, root, f"image folder {str(root)!r}")
+        outside = _outside([path for _, _, path in kept], confine_to)
+        if outside:
+            position, resolved = outside[0]
+            _, name, path = kept[position]
+            raise ValueError(
+                f"image folder {str(root)!r}: {name}/{path.name} resolves to {str(resolved)!r} (symbolic links "
+                f"followed), outside the image root {str(confine_to)!r}{_more(outside, 'file')}; {OUTSIDE_ROOT_HINT}"
+            )
     candidates = pd.DataFrame(
         {
             "image_id": [f"{name}/{path.name}" for _, name, path in kept],
@@ -124,7 +164,7 @@ def select_from_folder(
             "index": np.array([index for index, _, _ in kept], dtype=np.int64),
         }
     )
-    return _pick(candidates, wanted, per_class, seed)
+    return check_image_sizes(_pick(candidates, wanted, per_class, seed), min_side)
 
 
 def select_from_manifest(
@@ -134,6 +174,9 @@ def select_from_manifest(
     seed: int,
     classes: Sequence[str] | None = None,
     label_names: Sequence[str] | None = None,
+    image_root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    min_side: int | None = MIN_IMAGE_SIDE,
 ) -> pd.DataFrame:
     """Pick images listed in a Parquet or CSV manifest with columns `path`, `label` (and optional `image_id`).
 
@@ -141,6 +184,12 @@ def select_from_manifest(
     name or every row a class index (a CSV column of integers counts as indices). Names map to indices
     through `label_names` (default: the sorted distinct names); indices take their names from
     `label_names` (default: the index written as text). `image_id` defaults to `path` as written.
+
+    Every row's path, symbolic links and `..` resolved, must lie under `image_root` (default: the manifest's
+    folder), else a ValueError names the manifest, the row (counted from 0, as the selection's `index`) and
+    the path as written, unless `allow_outside_root`. This is checked before any file is opened. Picked files
+    whose shorter side is below `min_side` pixels (None: any size) are refused, naming them; only their
+    headers are read.
     """
     manifest = Path(manifest)
     table = _read_manifest(manifest)
@@ -151,6 +200,16 @@ def select_from_manifest(
         raise ValueError(f"{where}: {error}") from error
     labels, names, vocabulary = _manifest_labels(table["label"], label_names, where)
     paths = [str(p if Path(p).is_absolute() else manifest.parent / p) for p in table["path"]]
+    if not allow_outside_root:
+        confine_to = _image_root(image_root, manifest.parent, where)
+        outside = _outside([Path(p) for p in paths], confine_to)
+        if outside:
+            row, resolved = outside[0]
+            raise ValueError(
+                f"{where}: row {row} (path {table['path'].iloc[row]!r}) resolves to {str(resolved)!r}, outside the "
+                f"image root {str(confine_to)!r}{_more(outside, 'row')}; manifest paths must lie under the image "
+                f"root (the manifest's folder unless sets.sources.image_root names another): {OUTSIDE_ROOT_HINT}"
+            )
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{where}: {len(missing)} listed images do not exist, e.g. {missing[:3]}")
@@ -164,7 +223,7 @@ def select_from_manifest(
         }
     )
     present = [name for name in vocabulary if name in set(names)]
-    return _pick(candidates, _wanted_classes(classes, present, where), per_class, seed)
+    return check_image_sizes(_pick(candidates, _wanted_classes(classes, present, where), per_class, seed), min_side)
 
 
 def select_from_world(
@@ -189,12 +248,20 @@ def select_from_world(
     return _pick(candidates, _wanted_classes(classes, list(spec.shapes), f"world {spec.name!r}"), per_class, seed)
 
 
-def load_images(selection: pd.DataFrame, size: int, *, world: WorldSpec | None = None) -> torch.Tensor:
+def load_images(
+    selection: pd.DataFrame,
+    size: int,
+    *,
+    world: WorldSpec | None = None,
+    min_side: int | None = MIN_IMAGE_SIDE,
+    background: tuple[int, int, int] = BACKGROUND,
+) -> torch.Tensor:
     """(N, 3, size, size) float images in [0, 1] for a selection table, in its row order.
 
-    Files are converted to RGB as `read_rgb` does, centre-cropped to a square and resized (bicubic); world
-    rows are re-rendered from their split (pass the same `world` spec that selected them) and resized only
-    if `size` differs.
+    Files are converted to RGB as `read_rgb` does (transparent pixels composited on `background`, white by
+    default), refused naming them if their shorter side is below `min_side` pixels, centre-cropped to a square
+    and resized (bicubic); world rows are re-rendered from their split (pass the same `world` spec that
+    selected them) and resized only if `size` differs.
     """
     if size < 1:
         raise ValueError(f"size={size}: expected a positive image size")
@@ -205,7 +272,9 @@ def load_images(selection: pd.DataFrame, size: int, *, world: WorldSpec | None =
         if source.startswith(WORLD_PREFIX):
             world_rows.setdefault(source, []).append(position)
         else:
-            arrays[position] = fit_square(read_rgb(source), size)
+            image = read_rgb(source, background=background)
+            require_min_side(source, image.size, min_side)
+            arrays[position] = fit_square(image, size)
     for source, positions in world_rows.items():
         rendered = _render_world(source, selection["index"].to_numpy()[positions], world)
         for position, pixels in zip(positions, rendered):
@@ -221,6 +290,42 @@ def validate_selection(selection: pd.DataFrame) -> pd.DataFrame:
         return SELECTION_SCHEMA.validate(selection)
     except pa.errors.SchemaError as error:
         raise ValueError(f"selection table: {error}") from error
+
+
+def check_image_sizes(selection: pd.DataFrame, min_side: int | None) -> pd.DataFrame:
+    """The selection, once every file row's header shows a shorter side of at least `min_side` pixels (None:
+    no minimum); a smaller file is refused naming it. No pixels are decoded; an unreadable header is left to
+    `load_images`, which names the file when it decodes it."""
+    if checked_min_side(min_side) is None:
+        return selection
+    for source in selection["source"]:
+        if source.startswith(WORLD_PREFIX):
+            continue
+        size = header_size(source)
+        if size is not None:
+            require_min_side(source, size, min_side)
+    return selection
+
+
+def _image_root(image_root: str | Path | None, default: Path, where: str) -> Path:
+    """The folder images must lie in, resolved: `image_root`, or `default` (the image folder or the manifest's)."""
+    if image_root is None:
+        return Path(os.path.realpath(default))
+    if not Path(image_root).is_dir():
+        raise ValueError(f"{where}: image root {str(image_root)!r} (sets.sources.image_root) is not a folder")
+    return Path(os.path.realpath(image_root))
+
+
+def _outside(paths: Sequence[Path], root: Path) -> list[tuple[int, Path]]:
+    """(position, resolved path) of each path that resolves (symbolic links followed, `..` folded) outside `root`."""
+    resolved = [Path(os.path.realpath(path)) for path in paths]
+    return [(i, path) for i, path in enumerate(resolved) if not path.is_relative_to(root)]
+
+
+def _more(outside: list, what: str) -> str:
+    if len(outside) < 2:
+        return ""
+    return f" (and {len(outside) - 1} more {what}{'s' if len(outside) > 2 else ''} outside it)"
 
 
 def _read_manifest(manifest: Path) -> pd.DataFrame:
@@ -341,7 +446,14 @@ def select_sources_from_config(config: dict) -> pd.DataFrame:
     if settings["kind"] == WORLD:
         return select_from_world(WorldSpec.from_config(config["world"]), settings["split"], **picks)
     select = select_from_folder if settings["kind"] == "folder" else select_from_manifest
-    return path_safe_ids(select(settings["path"], label_names=classifier_label_names(config), **picks))
+    return path_safe_ids(select(settings["path"], label_names=classifier_label_names(config), **picks,
+                                **_input_rules(settings)))
+
+
+def _input_rules(settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a folder or manifest selection that `sets.sources` sets (confinement, size)."""
+    return {"image_root": settings["image_root"], "allow_outside_root": settings["allow_outside_root"],
+            "min_side": settings["min_image_side"]}
 
 
 def path_safe_ids(selection: pd.DataFrame) -> pd.DataFrame:
@@ -364,10 +476,12 @@ def select_real_images(config: dict) -> pd.DataFrame:
         raise ValueError("concepts.baseline_split / real_split 'sources': sets.sources.kind must be 'folder' or "
                          "'manifest' (for the world, name a world split)")
     select = select_from_folder if settings["kind"] == "folder" else select_from_manifest
+    rules = _input_rules(settings)
     every = select(settings["path"], label_names=classifier_label_names(config), per_class=None,
-                   seed=settings["seed"], classes=settings["classes"])
+                   seed=settings["seed"], classes=settings["classes"], **(rules | {"min_side": None}))
     per_class = -(-config["concepts"]["real_images"] // every["class_name"].nunique())
-    return path_safe_ids(every.groupby("class_name", sort=False).head(per_class).reset_index(drop=True))
+    taken = every.groupby("class_name", sort=False).head(per_class).reset_index(drop=True)
+    return path_safe_ids(check_image_sizes(taken, rules["min_side"]))  # headers of the images taken, not all
 
 
 def real_image_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -379,4 +493,5 @@ def real_image_table(table: pd.DataFrame) -> pd.DataFrame:
 def load_source_images(config: dict, selection: pd.DataFrame, image_size: int) -> torch.Tensor:
     """(N, 3, image_size, image_size) images in [0, 1] for selected rows; pass the prior's `image_size`."""
     world = WorldSpec.from_config(config["world"]) if "world" in config else None
-    return load_images(selection, image_size, world=world)
+    min_side = config.get("sets", {}).get("sources", {}).get("min_image_side", MIN_IMAGE_SIDE)
+    return load_images(selection, image_size, world=world, min_side=min_side)
