@@ -1,5 +1,5 @@
 # Input, output and params helpers shared by the rule files, kept apart from the rules (snakemake --lint) so that
-# each rule file reads as its steps. They look globals up when called. GROUPS and FIGURES come from
+# each rule file reads as its steps. They look globals up when called. groups() and FIGURES come from
 # rules/concepts.smk and rules/report.smk, the training outputs from rules/training.smk.
 
 from pathlib import Path
@@ -30,12 +30,27 @@ def gpus(config):
     return 1 if resolved_device(config["device"]) == "cuda" else 0
 
 
+def groups():
+    """The run's concept groups by slug: known once the call-keeping sets are drawn (checkpoint)."""
+    return read_groups(checkpoints.concepts_groups.get().output.groups)
+
+
+def group_paths(pattern):
+    """An input function: `pattern` expanded over every group's slug."""
+    return lambda wildcards: expand(pattern, group=groups())
+
+
+def every_figure():
+    """Every figure file of the run: each group's and the run's."""
+    return [*expand(rules.figures_group.output, group=groups()), *rules.figures_run.output]
+
+
 def group_set_dirs(wildcards):
-    return [f"results/sets/{s}" for s in GROUPS[wildcards.group].set_ids]
+    return [f"results/sets/{s}" for s in groups()[wildcards.group].set_ids]
 
 
 def group_members(wildcards):
-    return [f"results/sets/{s}/members.parquet" for s in GROUPS[wildcards.group].set_ids]
+    return [f"results/sets/{s}/members.parquet" for s in groups()[wildcards.group].set_ids]
 
 
 def figure_pair(name, stem, caption, category, subcategory=None):

@@ -6,13 +6,12 @@
 from pathlib import Path
 
 from preimage.pipeline.config import SOURCES, SPLIT_KINDS
-from preimage.pipeline.workflow import run_groups, set_ids
+from preimage.pipeline.workflow import call_keeping_set_ids, read_groups, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = gpus(config)
 SET_IDS = set_ids(config)
-GROUPS = run_groups(config)
-CLASS_CORES = sorted({group.core for group in GROUPS.values() if group.kind == "class"})
+CALL_KEEPING = call_keeping_set_ids(config)
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
 REAL_SPLIT = CONCEPTS["real_split"]
 VOCABULARY_FILE = [CONCEPTS["vocabulary"]] if Path(CONCEPTS["vocabulary"]).is_file() else []
@@ -21,6 +20,26 @@ VOCABULARY_FILE = [CONCEPTS["vocabulary"]] if Path(CONCEPTS["vocabulary"]).is_fi
 wildcard_constraints:
     group="[^/]+",
     split="|".join([*SPLIT_KINDS, SOURCES]),
+
+
+checkpoint concepts_groups:
+    """Which group each set joins. A set that keeps the model's call on its source (label, logits or probs
+    without a target) joins the class the model assigns the source, read from the set itself, so a source the
+    model misclassifies explains the class the model sees; the report lists such sources."""
+    input:
+        members=expand("results/sets/{set_id}/members.parquet", set_id=CALL_KEEPING),
+    output:
+        groups="results/concepts/groups.parquet",
+        calls="results/concepts/source_calls.parquet",
+    params:
+        config=canonical({key: config[key] for key in ("world",) if key in config}
+                         | {"sets": {key: SETS[key] for key in ("sources", "objectives", "samplers")},
+                            "models": {"classifier": config["models"]["classifier"]}}),
+        set_ids=CALL_KEEPING,
+    log:
+        "logs/concepts/groups.log",
+    script:
+        "../scripts/concepts_groups.py"
 
 
 rule concepts_vocabulary:
@@ -52,6 +71,7 @@ rule concepts_embed_group:
     input:
         **model_inputs("clip"),
         members=group_members,
+        groups=rules.concepts_groups.output.groups,
     output:
         "results/concepts/embeddings/groups/{group}.parquet",
     params:
@@ -163,6 +183,7 @@ rule concepts_group:
     the reference, and the 2-D map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
+        groups=rules.concepts_groups.output.groups,
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_group.output[0],
         reference=rules.concepts_embed_reference.output[0],
@@ -174,7 +195,7 @@ rule concepts_group:
         spurious="results/concepts/spurious/{group}.parquet",
         map="results/concepts/maps/{group}.parquet",
     params:
-        group=lambda wildcards: GROUPS[wildcards.group],
+        group=lambda wildcards: groups()[wildcards.group],
         synonyms=canonical(CONCEPTS["synonyms"]),
         clusters=canonical(CONCEPTS["clusters"]),
         spurious=canonical(CONCEPTS["spurious"]),
@@ -188,7 +209,7 @@ rule concepts_group:
 rule concepts_spurious_table:
     """Every group's concept scores in one table."""
     input:
-        expand("results/concepts/spurious/{group}.parquet", group=GROUPS),
+        group_paths("results/concepts/spurious/{group}.parquet"),
     output:
         "results/concepts/spurious.parquet",
     log:
@@ -202,13 +223,14 @@ if BASELINE_SPLIT:
     rule concepts_baseline:
         """Data-only baseline: concepts of real test images the classifier gets wrong, scored like the sets."""
         input:
+            groups=rules.concepts_groups.output.groups,
             vocabulary=rules.concepts_vocabulary.output.table,
             embeddings=f"results/concepts/embeddings/real/{BASELINE_SPLIT}.parquet",
             predictions=f"results/concepts/predictions/{BASELINE_SPLIT}.parquet",
         output:
             "results/concepts/baseline.parquet",
         params:
-            classes=CLASS_CORES,
+            classes=lambda wildcards: sorted({g.core for g in groups().values() if g.kind == "class"}),
             synonyms=canonical(CONCEPTS["synonyms"]),
             settings=canonical(CONCEPTS["spurious"]),
         log:
@@ -221,5 +243,5 @@ rule concepts:
     """Every concept artifact: scores, clusters and (with concepts.baseline_split) the baseline."""
     input:
         rules.concepts_spurious_table.output,
-        expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
+        group_paths("results/concepts/clusters/{group}/clusters.parquet"),
         rules.concepts_baseline.output if BASELINE_SPLIT else [],

@@ -1,6 +1,6 @@
 # Figures and the run report, from cached artifacts only: `snakemake figures` redraws every figure and
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
-# Needs rules/concepts.smk (GROUPS, SET_IDS, rule concepts_group).
+# Needs rules/concepts.smk (groups(), SET_IDS, rule concepts_group).
 
 from preimage.pipeline.layout import FIGURES, report_figures, run_figure_stems
 
@@ -33,10 +33,11 @@ rule figures_group:
         clusters=rules.concepts_group.output.clusters,
         map=rules.concepts_group.output.map,
         members=group_members,
+        groups=rules.concepts_groups.output.groups,
     output:
         **group_figures("{group}"),
     params:
-        group=lambda wildcards: GROUPS[wildcards.group],
+        group=lambda wildcards: groups()[wildcards.group],
         set_dirs=group_set_dirs,
         settings=canonical({key: REPORT[key] for key in ("top_concepts", "grid_members", "grid_columns")}),
     wildcard_constraints:
@@ -69,16 +70,17 @@ rule figures_run:
 rule figures:
     """Every figure of the run."""
     input:
-        expand(rules.figures_group.output, group=GROUPS),
-        rules.figures_run.output,
+        lambda wildcards: every_figure(),
 
 
 rule report_html:
     """One self-contained HTML page and a Markdown summary of the run."""
     input:
-        figures=rules.figures.input,
+        figures=lambda wildcards: every_figure(),
         spurious="results/concepts/spurious.parquet",
-        clusters=expand("results/concepts/clusters/{group}/clusters.parquet", group=GROUPS),
+        clusters=group_paths("results/concepts/clusters/{group}/clusters.parquet"),
+        calls=rules.concepts_groups.output.calls,
+        groups=rules.concepts_groups.output.groups,
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         evaluation=rules.report_evaluation.output if REPORT["evaluate"] else [],
     output:
@@ -86,8 +88,8 @@ rule report_html:
         markdown="results/report/summary.md",
     params:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
-        groups=GROUPS,
-        figures=report_figures(GROUPS, REPORT["evaluate"]),
+        groups=lambda wildcards: groups(),
+        figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"]),
     log:
         "logs/report/html.log",
     script:

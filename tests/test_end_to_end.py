@@ -51,7 +51,6 @@ from test_priors import PROMPT_LENGTH, tiny_tokenizer
 from test_registry import tiny_clip
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from preimage.analysis.concepts.groups import concept_groups
 from preimage.pipeline.config import validate_config, world_uses
 from preimage.pipeline.models import (
     classifier_label_names,
@@ -64,7 +63,13 @@ from preimage.pipeline.sources import (
     select_real_images,
     select_sources_from_config,
 )
-from preimage.pipeline.workflow import real_model_files, set_class, set_ids, set_jobs
+from preimage.pipeline.workflow import (
+    read_groups,
+    real_model_files,
+    run_groups,
+    set_ids,
+    set_jobs,
+)
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the `test` extra) ships the photographs")
 
@@ -455,10 +460,18 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     assert np.load(results / "real" / "sources.npy").shape == (len(real), 224, 224, 3)
 
     # concepts: vocabulary, embeddings, predictions, clusters, scores, the baseline, maps
-    groups = concept_groups(ids, lambda set_id: set_class(config, set_id), config["sets"]["objectives"])
-    assert set(groups) == {*SOURCE_CLASSES, "neuron", "lowpass"}
-    assert {set_id.split("__")[1] for set_id in groups[COUNTERFACTUAL].set_ids} == {"label", "counterfactual"}
+    # groups: label sets join the class the (random) classifier calls their source, counterfactuals their target
     concepts = results / "concepts"
+    calls = pd.read_parquet(concepts / "source_calls.parquet")
+    groups = read_groups(concepts / "groups.parquet")
+    assert groups == run_groups(config, calls)
+    assert set(calls["set_id"]) == {s for s in ids if s.split("__")[1] == "label"}
+    assert set(calls["source_class"]) == set(SOURCE_CLASSES) and set(calls["model_class"]) <= set(LABEL_NAMES)
+    assert set(groups) == {*calls["model_class"], COUNTERFACTUAL, "neuron", "lowpass"}
+    for row in calls.itertuples():
+        assert row.set_id in groups[row.model_class].set_ids
+    counterfactuals = {s for s in ids if s.split("__")[1] == "counterfactual"}
+    assert counterfactuals and counterfactuals <= set(groups[COUNTERFACTUAL].set_ids)
     assert len(pd.read_parquet(concepts / "vocabulary.parquet")) > 10 and (concepts / "vocabulary.txt").is_file()
     embedded = pd.read_parquet(concepts / "embeddings" / "reference.parquet")
     assert (embedded["role"] == "member").sum() == len(reference)
@@ -472,7 +485,7 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     spurious = pd.read_parquet(concepts / "spurious.parquet")
     assert set(spurious["group"]) == set(groups)
     baseline = pd.read_parquet(concepts / "baseline.parquet")
-    assert set(baseline["class"]) == set(SOURCE_CLASSES)
+    assert set(baseline["class"]) == {group.core for group in groups.values() if group.kind == "class"}
 
     # figures: per group (PNG + PDF, a grid per set) and for the run; none against a ground truth
     figures = results / "figures"
@@ -531,7 +544,7 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     run = run_snakemake(workdir, [REPO / "config.yaml", write_yaml(tmp_path / "turbo.yaml", overlay)], *targets,
                         hub_cache=hub_cache)
     assert run.returncode == 0, failure(run, workdir)
-    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "invariant_sets": 1}
+    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 1, "invariant_sets": 1}
 
     sources = pd.read_parquet(workdir / "results" / "sources.parquet")
     assert sources["class_name"].tolist() == ["cat"] and sources["image_id"].iloc[0].startswith("photos.cat_chelsea_")

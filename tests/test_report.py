@@ -190,7 +190,8 @@ def test_the_report_inlines_every_image(run):
     report = build_report("test run", {"square": group}, [root / "sets" / s / "summary.parquet" for s in group.set_ids],
                           paths["spurious"], {"square": paths["clusters"]}, _report_figures(root, group),
                           root / "out/index.html",
-                          root / "out/summary.md", (root / "evaluation.parquet", root / "pairs.parquet"))
+                          root / "out/summary.md", (root / "evaluation.parquet", root / "pairs.parquet"),
+                          _source_calls(root, group))
     html = (root / "out/index.html").read_text()
     sources = re.findall(r'<img[^>]* src="([^"]*)"', html)
     assert len(sources) >= 3 + len(group.set_ids) + 3  # group figures, set grids, run figures, evidence
@@ -202,6 +203,16 @@ def test_the_report_inlines_every_image(run):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert links and all((root / "out" / link).is_file() for link in links)
     assert "Flagged concepts: **a tag**" in markdown
+    assert "Sources the model misclassifies" in html and "| s1 " in markdown.split("misclassifies", 1)[1]
+
+
+def _source_calls(root, group: Group):
+    """The model's call on each source of the group's sets: the first source called a circle."""
+    sources = sorted({set_id.split("__")[0] for set_id in group.set_ids})
+    calls = pd.DataFrame({"set_id": [f"{s}__label__guided" for s in sources], "source_id": sources,
+                          "source_class": "square", "model_class": ["circle"] + ["square"] * (len(sources) - 1)})
+    write_parquet(calls, root / "calls.parquet")
+    return root / "calls.parquet"
 
 
 def test_tables_render_as_markdown_and_latex():

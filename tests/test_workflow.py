@@ -7,9 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from preimage.analysis.concepts.groups import concept_groups
+import pandas as pd
+import pytest
+
+from preimage.analysis.report.build import misclassified_sources
 from preimage.pipeline.config import load_config
-from preimage.pipeline.workflow import set_class, set_ids
+from preimage.pipeline.workflow import (
+    call_keeping_set_ids,
+    groups_table,
+    read_groups,
+    run_groups,
+    set_class,
+    source_calls,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,14 +33,45 @@ def planned_jobs(*targets: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if rule != "total"}
 
 
-def test_figures_are_drawn_by_one_job_per_concept_group_and_one_for_the_run():
+def test_groups_are_known_once_the_sets_that_keep_the_models_call_are_drawn():
     config = load_config(REPO / "config.yaml")
-    ids = set_ids(config)
-    groups = concept_groups(ids, lambda set_id: set_class(config, set_id), config["sets"]["objectives"])
     jobs = planned_jobs("figures")
-    assert jobs["invariant_sets"] * len(config["sets"]["samplers"]) == len(ids)
-    assert jobs["figures_group"] == jobs["concepts_group"] == len(groups) > 1
-    assert jobs["figures_run"] == jobs["figures"] == 1
+    # before the checkpoint: only the sets that keep the model's call (their jobs draw every sampler's set)
+    assert jobs["invariant_sets"] * len(config["sets"]["samplers"]) == len(call_keeping_set_ids(config))
+    assert jobs["concepts_groups"] == jobs["figures"] == 1
+    assert not {"concepts_group", "figures_group", "figures_run"} & set(jobs)  # planned after the checkpoint
+
+
+def write_members(folder: Path, set_id: str, target: int) -> Path:
+    path = folder / set_id / "members.parquet"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"source_id": [set_id.split("__")[0]] * 2, "target": [target] * 2}).to_parquet(path)
+    return path
+
+
+def test_a_misclassified_sources_label_sets_join_the_class_the_model_calls_it(tmp_path):
+    config = load_config(REPO / "config.yaml")
+    shapes = config["world"]["shapes"]
+    keeping = call_keeping_set_ids(config)
+    wrong_source = keeping[0].split("__")[0]
+    true_class = set_class(config, keeping[0])
+    called_as = next(shape for shape in shapes if shape != true_class)
+    members = {set_id: write_members(tmp_path, set_id, shapes.index(
+        called_as if set_id.startswith(f"{wrong_source}__") else set_class(config, set_id))) for set_id in keeping}
+    calls = source_calls(config, members)
+    groups = run_groups(config, calls)
+    moved = [set_id for set_id in keeping if set_id.startswith(f"{wrong_source}__")]
+    assert moved and all(set_id in groups[called_as].set_ids for set_id in moved)
+    assert not any(set_id in groups[true_class].set_ids for set_id in moved)
+    listed = misclassified_sources(calls)
+    assert listed.to_dict("records") == [{"source_id": wrong_source, "source_class": true_class,
+                                          "model_class": called_as}]
+    assert read_groups(write_parquet_table(groups_table(groups), tmp_path / "groups.parquet")) == groups
+
+
+def write_parquet_table(table: pd.DataFrame, path: Path) -> Path:
+    table.to_parquet(path)
+    return path
 
 
 def _run_in_redirect(tmp_path: Path, raise_line: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -48,3 +89,62 @@ def test_a_job_error_reaches_its_log_as_one_message_and_a_bug_with_its_traceback
     assert log.splitlines() == ["working", "error: sets.objectives.neuron: no layer layer9"]
     run, log = _run_in_redirect(tmp_path, "raise RuntimeError('a bug')")
     assert run.returncode == 1 and "Traceback" in run.stderr and "Traceback" in log and "RuntimeError: a bug" in log
+
+
+# --- errors a user can act on: named by key path or file, before any job starts where possible --------------------
+
+
+def dry_run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_bad_objective_and_sampler_specs_stop_the_workflow_when_it_is_planned(tmp_path):
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text("sets:\n  samplers:\n    guided: {kind: guided, guidance_scal: 0.1}\n"
+                       "  objectives:\n    neuron: {kind: neuron, layer: layer4.0.bn2, unit: -1}\n")
+    run = dry_run("--configfile", str(overlay))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and f"config.yaml + {overlay} (with --config overrides) is invalid:" in output, output
+    assert "sets.samplers.guided: field 'guidance_scal' is not allowed for kind 'guided'" in output
+    assert "sets.objectives.neuron: unit must be an integer >= 0, got -1" in output
+    assert "Job stats" not in output  # refused while parsing, before any job is planned
+
+
+def test_a_yaml_syntax_error_in_config_yaml_names_file_and_line(tmp_path):
+    (tmp_path / "config.yaml").write_text("sets:\n  members: 4\n  objectives: {label: {kind: label}\n  seed: 0\n")
+    run = dry_run("--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), cwd=tmp_path)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and "config.yaml, line 4, column 3: invalid YAML: expected ',' or '}'" in output, output
+
+
+def test_every_set_job_waits_for_the_objectives_check():
+    jobs = planned_jobs("sets")
+    assert jobs["check_objectives"] == 1 and jobs["invariant_sets"] > 1
+
+
+def test_the_objectives_check_names_a_bad_layer_unit_or_class_with_its_key_path(tmp_path, monkeypatch):
+    """The check step builds every objective on the (committed world) classifier once: a bad layer fails here,
+    naming sets.objectives.<name>.layer and the nearest layer names, not minutes later in every set job."""
+    from preimage.pipeline.steps.sets import check_objectives
+
+    monkeypatch.chdir(REPO)  # the world classifier's folder is relative to the repository
+    config = load_config(REPO / "config.yaml")
+    marker = tmp_path / "objectives.json"
+    assert check_objectives(config, marker)["neuron"] == "neuron:layer4.0.bn2:165" and marker.is_file()
+    objectives = config["sets"]["objectives"]
+    objectives["neuron"]["layer"] = "layer4.0.bn3"
+    objectives["wide"] = {"kind": "neuron", "layer": "layer4.0.bn2", "unit": 9999}
+    objectives["shape"] = {"kind": "label", "target": "hexagon"}
+    objectives["pair"] = {"kind": "sum", "parts": [{"kind": "lowpass", "factor": 8},
+                                                   {"kind": "channel", "layer": "fc", "channel": 0}]}
+    with pytest.raises(ValueError) as error:
+        check_objectives(config, tmp_path / "again.json")
+    lines = str(error.value).splitlines()
+    assert lines[0] == "4 of 7 objectives do not fit the classifier (models.classifier):", lines
+    assert lines[1].startswith("  sets.objectives.neuron.layer: layer 'layer4.0.bn3' is not a module of ResNet")
+    assert "nearest matches: layer4.0.bn2" in lines[1]
+    assert lines[2] == "  sets.objectives.wide: neuron unit 9999 is out of range: layer 'layer4.0.bn2' has 256 units"
+    assert lines[3].startswith("  sets.objectives.shape: label: target 'hexagon': not a class of the model")
+    assert lines[4].startswith("  sets.objectives.pair.parts[1]: channel: layer 'fc' gives a 2-D activation")
+    assert not (tmp_path / "again.json").exists()

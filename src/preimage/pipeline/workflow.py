@@ -7,16 +7,23 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from preimage.analysis.concepts.groups import SET_ID_SEPARATOR, Group, concept_groups
+from preimage.analysis.concepts.groups import (
+    SET_ID_SEPARATOR,
+    Group,
+    concept_groups,
+    keeps_the_call,
+    objective_name,
+)
 from preimage.pipeline.config import MODEL_KINDS, world_models
-from preimage.pipeline.models import model_files
+from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
 
@@ -139,12 +146,70 @@ def set_ids(config: dict) -> list[str]:
 
 
 def set_class(config: dict, set_id: str) -> str:
-    """The class of a set's source image (its ground-truth label in the world)."""
+    """The class of a set's source image (its label in the selection: the ground truth in the world)."""
     source_id = set_id.split(SET_ID_SEPARATOR)[0]
     sources = select_sources(config).set_index("image_id")
     return str(sources.loc[source_id, "class_name"])
 
 
-def run_groups(config: dict) -> dict[str, Group]:
-    """The concept groups of the run's sets by slug (`preimage.analysis.concepts.groups.concept_groups`)."""
-    return concept_groups(set_ids(config), functools.partial(set_class, config), config["sets"]["objectives"])
+def call_keeping_set_ids(config: dict) -> list[str]:
+    """The sets whose objective keeps the model's call on the source: their group is the class the model
+    assigns the source, known once the set is drawn."""
+    objectives = config["sets"]["objectives"]
+    return [set_id for set_id in set_ids(config) if keeps_the_call(objectives[objective_name(set_id)])]
+
+
+def called_class(target: Any, label_names: Sequence[str] | None) -> str:
+    """The class name of a set's bound target: a class index (label) or a score vector (logits, probs)."""
+    values = np.asarray(target)
+    index = int(values.argmax()) if values.ndim else int(values)
+    return label_names[index] if label_names and index < len(label_names) else str(index)
+
+
+def source_calls(config: dict, members: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per call-keeping set (set id -> its members.parquet): its source, the source's class and the class the
+    model assigns the source (the target the set kept)."""
+    names = classifier_label_names(config) or _selection_names(config)
+    rows = []
+    for set_id, path in sorted(members.items()):
+        first = pd.read_parquet(path, columns=["source_id", "target"]).iloc[0]
+        rows.append({"set_id": set_id, "source_id": first["source_id"], "source_class": set_class(config, set_id),
+                     "model_class": called_class(first["target"], names)})
+    return pd.DataFrame(rows, columns=["set_id", "source_id", "source_class", "model_class"])
+
+
+def _selection_names(config: dict) -> list[str]:
+    """Class names by index from the selection itself, for a classifier without names of its own."""
+    selection = select_sources(config)
+    size = int(selection["label"].max()) + 1
+    names = dict(zip(selection["label"], selection["class_name"]))
+    return [str(names.get(i, i)) for i in range(size)]
+
+
+def run_groups(config: dict, calls: pd.DataFrame) -> dict[str, Group]:
+    """The concept groups of the run's sets by slug (`preimage.analysis.concepts.groups.concept_groups`), with
+    call-keeping sets in the group of the class the model assigns their source (`calls`, from `source_calls`)."""
+    model_class = dict(zip(calls["set_id"], calls["model_class"]))
+
+    def called(set_id: str) -> str:
+        return model_class.get(set_id) or set_class(config, set_id)
+
+    return concept_groups(set_ids(config), called, config["sets"]["objectives"])
+
+
+def groups_table(groups: Mapping[str, Group]) -> pd.DataFrame:
+    """One row per set: its group's slug, name, kind and core class."""
+    rows = [{"set_id": set_id, "slug": slug, "group": group.name, "kind": group.kind, "core": group.core}
+            for slug, group in groups.items() for set_id in group.set_ids]
+    return pd.DataFrame(rows, columns=["set_id", "slug", "group", "kind", "core"])
+
+
+def read_groups(table: str | Path) -> dict[str, Group]:
+    """The groups `groups_table` wrote, by slug."""
+    frame = pd.read_parquet(table)
+    groups = {}
+    for slug, rows in frame.groupby("slug", sort=True):
+        first = rows.iloc[0]
+        core = first["core"] if isinstance(first["core"], str) else None
+        groups[slug] = Group(first["group"], first["kind"], core, tuple(rows["set_id"]))
+    return groups

@@ -3,10 +3,11 @@
 A *group* is the sets explained together, and its *core* the class whose decision they keep:
 
 - kind "class": every set whose members the model calls class c, pooled: sets whose objective keeps the
-  source's class (label, logits or probs without a target) from sources of class c, and label
-  counterfactuals with target c from sources of other classes; the core is c. Both are samples of
-  {x : model(x) = c}, and the counterfactuals are where the model's reliance shows most: what it takes
-  to make a circle a square is what the model needs beyond the square's shape;
+  model's call on the source (label, logits or probs without a target) where the model calls the source c
+  (whatever its true class: a square the model calls a circle gives members the model calls circles), and
+  label counterfactuals with target c; the core is c. Both are samples of {x : model(x) = c}, and the
+  counterfactuals are where the model's reliance shows most: what it takes to make a circle a square is
+  what the model needs beyond the square's shape;
 - kind "objective": any other objective (a neuron, a channel, an image-space function, a counterfactual
   on logits or probabilities), per objective, pooled over sources; no core class.
 
@@ -50,21 +51,28 @@ def objective_name(set_id: str) -> str:
     return parts[1]
 
 
-def set_group(objective: Mapping, name: str, source_class: str) -> tuple[str, str, str | None]:
-    """(group name, kind, core class) of a set with objective spec `objective` called `name`."""
+def keeps_the_call(objective: Mapping) -> bool:
+    """Whether an objective keeps the model's call on the source (label, logits or probs without a target)."""
     target = objective.get("target", "source")
     relative = "target_scale" in objective or "target_shift" in objective
-    if objective.get("kind") in CLASS_KINDS and target == "source" and not relative:
-        return source_class, "class", source_class
+    return objective.get("kind") in CLASS_KINDS and target == "source" and not relative
+
+
+def set_group(objective: Mapping, name: str, called_class: str) -> tuple[str, str, str | None]:
+    """(group name, kind, core class) of a set with objective spec `objective` called `name`, from a source
+    the model calls `called_class`."""
+    target = objective.get("target", "source")
+    if keeps_the_call(objective):
+        return called_class, "class", called_class
     if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
         return target, "class", target
     return name, "objective", None
 
 
-def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], objectives: Mapping[str, Mapping]
+def concept_groups(set_ids: Sequence[str], called_class: Callable[[str], str], objectives: Mapping[str, Mapping]
                    ) -> dict[str, Group]:
-    """Every group of the run by slug; a group name shared by two kinds, or two names sharing a slug, is an
-    error (rename the objective)."""
+    """Every group of the run by slug, given the class the model calls each set's source; a group name shared
+    by two kinds, or two names sharing a slug, is an error (rename the objective)."""
     found: dict[str, tuple[str, str, str | None]] = {}
     members: dict[str, list[str]] = {}
     for set_id in sorted(set_ids):
@@ -72,7 +80,7 @@ def concept_groups(set_ids: Sequence[str], set_class: Callable[[str], str], obje
         if name not in objectives:
             raise ValueError(f"set {set_id!r}: objective {name!r} is not in config sets.objectives "
                              f"{sorted(objectives)}")
-        key = set_group(objectives[name], name, set_class(set_id))
+        key = set_group(objectives[name], name, called_class(set_id))
         slug = group_slug(key[0])
         if found.setdefault(slug, key) != key:
             raise ValueError(f"groups {found[slug]} and {key} share the file name {slug!r}; rename the objective")

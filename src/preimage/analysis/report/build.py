@@ -117,8 +117,10 @@ def build_report(
     html: str | Path,
     markdown: str | Path,
     evaluation: tuple[str | Path, str | Path] | None = None,
+    source_calls: str | Path | None = None,
 ) -> Report:
-    """Assemble and write the run report from its tables and the PNG figures named in `figures`."""
+    """Assemble and write the run report from its tables and the PNG figures named in `figures`;
+    `source_calls` (source_id, source_class, model_class per call-keeping set) lists misclassified sources."""
     scores = pd.read_parquet(spurious)
     sections = [
         GroupSection(
@@ -136,5 +138,14 @@ def build_report(
     if evaluation is not None:
         report.evaluation, report.evaluation_pairs = (pd.read_parquet(p) for p in evaluation)
         report.winner = winner(report.evaluation)
+    if source_calls is not None:
+        report.misclassified = misclassified_sources(pd.read_parquet(source_calls))
     write_report(report, html, markdown)
     return report
+
+
+def misclassified_sources(calls: pd.DataFrame) -> pd.DataFrame:
+    """One row per source whose model call differs from its label."""
+    wrong = calls[calls["source_class"] != calls["model_class"]]
+    columns = ["source_id", "source_class", "model_class"]
+    return wrong[columns].drop_duplicates().sort_values("source_id").reset_index(drop=True)

@@ -59,6 +59,9 @@ class Report:
     evaluation: pd.DataFrame | None = None
     evaluation_pairs: pd.DataFrame | None = None
     winner: str | None = None
+    misclassified: pd.DataFrame | None = None
+    """Sources the model calls another class than their label (source_id, source_class, model_class): their
+    call-keeping sets explain the class the model sees."""
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -113,6 +116,12 @@ class, the model's own calls on the reference confirm it (decision effect at lea
 {% if report.winner %}<p>Best method by F1 (then mean reciprocal rank): <b>{{ report.winner }}</b>.</p>{% endif %}
 {% if report.evaluation_pairs is not none %}{{ table(report.evaluation_pairs) }}{% endif %}
 {% if "evaluation" in report.figures %}<img class="figure" src="{{ uri(report.figures["evaluation"]) }}" alt="evaluation">{% endif %}
+{% endif %}
+{% if report.misclassified is not none and report.misclassified | length %}
+<h2>Sources the model misclassifies</h2>
+<p class="note">Their label, logit and probability sets keep the model's call, so they are explained in the group
+of the class the model assigns them, not their own.</p>
+{{ table(report.misclassified) }}
 {% endif %}
 {% for section in report.groups %}
 <h2 id="{{ section.group }}">{{ section.group }}{% if section.core %} <span class="note">(keeps class {{ section.core }})</span>{% endif %}</h2>
@@ -180,6 +189,10 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         lines += ["## Against the planted shortcuts", "", to_markdown(report.evaluation)]
         if report.winner:
             lines += [f"Best method by F1 (then mean reciprocal rank): **{report.winner}**.", ""]
+    if report.misclassified is not None and len(report.misclassified):
+        lines += ["## Sources the model misclassifies", "",
+                  "Their label, logit and probability sets are explained in the group of the class the model "
+                  "assigns them.", "", to_markdown(report.misclassified)]
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]

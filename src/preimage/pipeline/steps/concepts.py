@@ -183,3 +183,19 @@ def score_baseline(vocabulary: str | PathLike, embeddings: str | PathLike, predi
     write_parquet(table, output)
     print(table[table["flagged"]].drop(columns="evidence").to_string())
     return table
+
+
+def write_groups(config: dict, set_ids: Sequence[str], members: Sequence[str | PathLike], groups: str | PathLike,
+                 calls: str | PathLike) -> pd.DataFrame:
+    """The concept groups of the run (`groups`, one row per set) once the call-keeping sets `set_ids` are
+    drawn (their `members` tables, in the same order), and the model's call on each of their sources (`calls`)."""
+    from preimage.pipeline.workflow import groups_table, run_groups, source_calls
+
+    called = source_calls(config, dict(zip(set_ids, members)))
+    table = groups_table(run_groups(config, called))
+    write_parquet(called, calls)
+    write_parquet(table, groups)
+    wrong = called[called["source_class"] != called["model_class"]].drop_duplicates("source_id")
+    for row in wrong.itertuples():
+        print(f"source {row.source_id} ({row.source_class}): the model calls it {row.model_class}")
+    return table

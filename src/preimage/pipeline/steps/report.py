@@ -63,11 +63,12 @@ def draw_run_figures(summaries: Sequence[str | PathLike], stems: Mapping[str, st
 
 def write_report(title: str, groups: Mapping[str, Group], summaries: Sequence[str | PathLike],
                  spurious: str | PathLike, clusters: Sequence[str | PathLike], figures: ReportFigures,
-                 html: str | PathLike, markdown: str | PathLike, evaluation: Sequence[str | PathLike]) -> None:
+                 html: str | PathLike, markdown: str | PathLike, evaluation: Sequence[str | PathLike],
+                 source_calls: str | PathLike) -> None:
     """Write the run's self-contained HTML report and its Markdown summary. `clusters` holds one clusters
     table per group, in the order of `groups`; `evaluation` is the (summary, pairs) of a ground-truth
-    evaluation, or empty for none."""
+    evaluation, or empty for none; `source_calls` the model's call on each source (misclassified ones listed)."""
     from preimage.analysis.report.build import build_report
 
     build_report(title, groups, summaries, spurious, dict(zip(groups, clusters)), figures, html, markdown,
-                 tuple(evaluation) or None)
+                 tuple(evaluation) or None, source_calls)

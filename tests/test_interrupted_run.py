@@ -1,0 +1,146 @@
+"""benchmarks/interrupted_run.py's comparison of two runs' results/ folders, on tiny synthetic folders (no pipeline run)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from preimage.analysis.report.tables import sampler_table, to_latex, to_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "interrupted_run.py"
+SET = "classifier_test-000001__label__guided"
+
+
+def load_script() -> ModuleType:
+    """The script as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("benchmark_interrupted_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+script = load_script()
+
+
+def summaries(seconds: float) -> pd.DataFrame:
+    return pd.DataFrame({"set_id": [SET, SET.replace("guided", "rejection")], "sampler": ["guided", "rejection"],
+                         "members": [8, 8], "accepted": [8, 2], "acceptance_rate": [1.0, 0.25],
+                         "diversity": [0.2, 0.3], "mean_lpips_to_source": [0.4, 0.5], "mean_l2_to_source": [1.0, 2.0],
+                         "seconds": [seconds, 2 * seconds], "accepted_per_second": [8 / seconds, 1 / seconds]})
+
+
+def make_results(root: Path, seconds: float = 1.0) -> Path:
+    """A results/ folder shaped like a run's: a set, a world split, the sampler tables and figure, a report.
+    Everything that shows time is derived from `seconds`."""
+    results = root / "results"
+    folder = results / "sets" / SET
+    (folder / "members").mkdir(parents=True)
+    Image.fromarray(np.full((4, 4, 3), 7, np.uint8)).save(folder / "source.png")
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(folder / "members" / "0000.png")
+    pd.DataFrame({"image": ["members/0000.png"], "accepted": [True], "loss": [0.5], "seconds": [seconds]}).to_parquet(
+        folder / "members.parquet")
+    summaries(seconds).iloc[:1].to_parquet(folder / "summary.parquet")
+    (results / "world").mkdir()
+    np.save(results / "world" / "classifier_test.npy", np.arange(12, dtype=np.uint8))
+    (results / "checks").mkdir()
+    (results / "checks" / "objectives.json").write_text('{"label": "ok"}\n')
+    figures = results / "figures"
+    figures.mkdir()
+    table = sampler_table(summaries(seconds))
+    (figures / "samplers.md").write_text(to_markdown(table))
+    (figures / "samplers.tex").write_text(to_latex(table))
+    (figures / "samplers.png").write_bytes(f"a plot of {seconds} s".encode())
+    (figures / "guidance.pdf").write_bytes(b"%PDF-1.4 /CreationDate (D:2026120" + str(seconds).encode() + b") body")
+    (results / "report").mkdir()
+    (results / "report" / "index.html").write_text(f"<p>{seconds} s</p>")
+    (results / "report" / "summary.md").write_text(f"# report\n\n## Samplers\n\n{to_markdown(table)}")
+    return results
+
+
+@pytest.fixture
+def runs(tmp_path) -> tuple[Path, Path]:
+    """Results of an uninterrupted (A) and an interrupted (B) run that differ only in timing."""
+    return make_results(tmp_path / "A", seconds=1.0), make_results(tmp_path / "B", seconds=3.7)
+
+
+def test_runs_that_differ_only_in_timing_agree(runs) -> None:
+    a, b = runs
+    assert (a / "figures" / "samplers.md").read_text() != (b / "figures" / "samplers.md").read_text()
+    problems, compared = script.compare_results(a, b)
+    assert problems == []
+    assert compared == len(script.result_files(a)) - 2  # all but the sampler figure and the HTML report
+
+
+def test_a_changed_png_byte_is_named(runs) -> None:
+    a, b = runs
+    member = b / "sets" / SET / "members" / "0000.png"
+    data = bytearray(member.read_bytes())
+    data[-20] ^= 1
+    member.write_bytes(bytes(data))
+    problems, _ = script.compare_results(a, b)
+    assert problems == [f"sets/{SET}/members/0000.png: bytes differ"]
+
+
+def test_a_changed_value_is_named_but_not_a_changed_time(runs) -> None:
+    a, b = runs
+    path = b / "sets" / SET / "members.parquet"
+    members = pd.read_parquet(path)
+    members["seconds"] = 99.0
+    members.to_parquet(path)
+    assert script.compare_results(a, b)[0] == []
+    members["loss"] = 0.5000001
+    members.to_parquet(path)
+    problems, _ = script.compare_results(a, b)
+    assert len(problems) == 1 and problems[0].startswith(f"sets/{SET}/members.parquet: ")
+
+
+def test_a_changed_value_in_a_stripped_table_is_named(runs) -> None:
+    a, b = runs
+    path = b / "figures" / "samplers.md"
+    path.write_text(path.read_text().replace("0.250", "0.251"))
+    assert script.compare_results(a, b)[0] == ["figures/samplers.md: text differs outside the timing columns"]
+
+
+def test_a_leftover_temporary_file_fails(runs) -> None:
+    a, b = runs
+    # what preimage.utils.io.atomic_path leaves when its process is killed before the rename
+    (b / "sets" / SET / ".members.parquet.k3x_9a2q.parquet").write_bytes(b"PAR1")
+    (b / "figures" / ".snakemake_timestamp").touch()  # Snakemake's own marker in a directory() output: ignored
+    problems, _ = script.compare_results(a, b)
+    assert problems == [f"sets/{SET}/.members.parquet.k3x_9a2q.parquet: leftover atomic-write temporary in run B"]
+
+
+def test_an_incomplete_set_and_a_missing_file_fail(runs) -> None:
+    a, b = runs
+    (b / "sets" / SET / "summary.parquet").unlink()
+    problems, _ = script.compare_results(a, b)
+    assert problems == [f"sets/{SET}: set folder without summary.parquet in run B",
+                        f"sets/{SET}/summary.parquet: only in the uninterrupted run (A)"]
+
+
+def test_timing_columns_leave_markdown_and_latex_tables() -> None:
+    table = sampler_table(summaries(2.0))
+    for text in (to_markdown(table), to_latex(table)):
+        stripped = script.strip_table_timing(text)
+        assert "second" in text and "second" not in stripped
+        assert "acceptance" in stripped and "0.250" in stripped and "diversity" in stripped
+    assert script.strip_table_timing("no table\n") == "no table"
+
+
+def test_kill_after_takes_half_a_set_count_or_seconds() -> None:
+    assert script.parse_kill_after("half") == ("half", 0.5)
+    assert script.parse_kill_after("12") == ("sets", 12)
+    assert script.parse_kill_after("90s") == ("seconds", 90.0)
+    for bad in ("0", "soon", "-3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            script.parse_kill_after(bad)
