@@ -38,6 +38,8 @@ checkpoint concepts_groups:
         set_ids=CALL_KEEPING,
     log:
         "logs/concepts/groups.log",
+    benchmark:
+        "results/benchmarks/concepts/groups.tsv",
     script:
         "../scripts/concepts_groups.py"
 
@@ -61,6 +63,8 @@ rule concepts_vocabulary:
         gpu=CONCEPT_GPUS,
     log:
         "logs/concepts/vocabulary.log",
+    benchmark:
+        "results/benchmarks/concepts/vocabulary.tsv",
     script:
         "../scripts/concepts_vocabulary.py"
 
@@ -83,6 +87,8 @@ rule concepts_embed_group:
         gpu=CONCEPT_GPUS,
     log:
         "logs/concepts/embed/{group}.log",
+    benchmark:
+        "results/benchmarks/concepts/embed/{group}.tsv",
     script:
         "../scripts/concepts_embed.py"
 
@@ -100,6 +106,8 @@ use rule concepts_embed_group as concepts_embed_reference with:
         batch_size=CONCEPTS["batch_size"],
     log:
         "logs/concepts/embed_reference.log",
+    benchmark:
+        "results/benchmarks/concepts/embed_reference.tsv",
 
 
 rule real_sources:
@@ -116,6 +124,8 @@ rule real_sources:
                           "concepts": {"real_images": CONCEPTS["real_images"]}}),
     log:
         "logs/real_sources.log",
+    benchmark:
+        "results/benchmarks/real_sources.tsv",
     script:
         "../scripts/real_sources.py"
 
@@ -136,6 +146,8 @@ rule concepts_embed_real:
         gpu=CONCEPT_GPUS,
     log:
         "logs/concepts/embed_real/{split}.log",
+    benchmark:
+        "results/benchmarks/concepts/embed_real/{split}.tsv",
     script:
         "../scripts/concepts_embed_real.py"
 
@@ -154,6 +166,8 @@ rule concepts_predict_real:
         gpu=CONCEPT_GPUS,
     log:
         "logs/concepts/predict_real/{split}.log",
+    benchmark:
+        "results/benchmarks/concepts/predict_real/{split}.tsv",
     script:
         "../scripts/concepts_predict_real.py"
 
@@ -173,6 +187,8 @@ rule concepts_predict_reference:
         gpu=CONCEPT_GPUS,
     log:
         "logs/concepts/predict_reference.log",
+    benchmark:
+        "results/benchmarks/concepts/predict_reference.tsv",
     script:
         "../scripts/concepts_predict_reference.py"
 
@@ -202,6 +218,8 @@ rule concepts_group:
         map_points=CONCEPTS["map_points"],
     log:
         "logs/concepts/group/{group}.log",
+    benchmark:
+        "results/benchmarks/concepts/group/{group}.tsv",
     script:
         "../scripts/concepts_group.py"
 
@@ -214,6 +232,8 @@ rule concepts_spurious_table:
         "results/concepts/spurious.parquet",
     log:
         "logs/concepts/spurious_table.log",
+    benchmark:
+        "results/benchmarks/concepts/spurious_table.tsv",
     script:
         "../scripts/concepts_collect.py"
 
@@ -235,6 +255,8 @@ if BASELINE_SPLIT:
             settings=canonical(CONCEPTS["spurious"]),
         log:
             "logs/concepts/baseline.log",
+        benchmark:
+            "results/benchmarks/concepts/baseline.tsv",
         script:
             "../scripts/concepts_baseline.py"
 

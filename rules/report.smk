@@ -20,6 +20,8 @@ rule report_evaluation:
         pairs="results/report/evaluation_pairs.parquet",
     log:
         "logs/report/evaluation.log",
+    benchmark:
+        "results/benchmarks/report/evaluation.tsv",
     script:
         "../scripts/report_evaluation.py"
 
@@ -44,6 +46,8 @@ rule figures_group:
         group="[^/]+",
     log:
         "logs/figures/{group}.log",
+    benchmark:
+        "results/benchmarks/figures/{group}.tsv",
     script:
         "../scripts/figures_group.py"
 
@@ -63,6 +67,8 @@ rule figures_run:
         stems=RUN_FIGURES,
     log:
         "logs/figures/run.log",
+    benchmark:
+        "results/benchmarks/figures/run.tsv",
     script:
         "../scripts/figures.py"
 
@@ -92,5 +98,7 @@ rule report_html:
         figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"]),
     log:
         "logs/report/html.log",
+    benchmark:
+        "results/benchmarks/report/html.tsv",
     script:
         "../scripts/report_build.py"

@@ -19,6 +19,8 @@ rule select_sources:
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]}}),
     log:
         "logs/select_sources.log",
+    benchmark:
+        "results/benchmarks/select_sources.tsv",
     script:
         "../scripts/select_sources.py"
 
@@ -38,6 +40,8 @@ rule check_objectives:
     threads: 1
     log:
         "logs/check_objectives.log",
+    benchmark:
+        "results/benchmarks/check_objectives.tsv",
     script:
         "../scripts/check_objectives.py"
 
@@ -62,6 +66,8 @@ rule invariant_sets:
         gpu=GEN_GPUS,
     log:
         "logs/invariant_sets/{job}.log",
+    benchmark:
+        "results/benchmarks/invariant_sets/{job}.tsv",
     script:
         "../scripts/invariant_sets.py"
 
@@ -84,6 +90,8 @@ rule reference_samples:
         gpu=GEN_GPUS,
     log:
         "logs/reference_samples.log",
+    benchmark:
+        "results/benchmarks/reference_samples.tsv",
     script:
         "../scripts/reference_samples.py"
 

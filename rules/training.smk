@@ -26,6 +26,8 @@ rule train_prior:
         gpu=TRAIN_GPUS,
     log:
         "logs/train_prior.log",
+    benchmark:
+        "results/benchmarks/train_prior.tsv",
     script:
         "../scripts/train_prior.py"
 
@@ -45,6 +47,8 @@ rule train_classifier:
         gpu=TRAIN_GPUS,
     log:
         "logs/train_classifier.log",
+    benchmark:
+        "results/benchmarks/train_classifier.tsv",
     script:
         "../scripts/train_model.py"
 
@@ -60,6 +64,8 @@ use rule train_classifier as train_oracle with:
         device=config["device"],
     log:
         "logs/train_oracle.log",
+    benchmark:
+        "results/benchmarks/train_oracle.tsv",
 
 
 use rule train_classifier as train_clip with:
@@ -73,6 +79,8 @@ use rule train_classifier as train_clip with:
         device=config["device"],
     log:
         "logs/train_clip.log",
+    benchmark:
+        "results/benchmarks/train_clip.tsv",
 
 
 if PRIOR_DIR != PRIOR_BASE_DIR:
@@ -94,6 +102,8 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
             gpu=TRAIN_GPUS,
         log:
             "logs/refine_prior.log",
+        benchmark:
+            "results/benchmarks/refine_prior.tsv",
         script:
             "../scripts/refine_prior.py"
 
@@ -117,6 +127,8 @@ rule evaluate_prior:
         gpu=TRAIN_GPUS,
     log:
         "logs/evaluate_prior/{prior}.log",
+    benchmark:
+        "results/benchmarks/evaluate_prior/{prior}.tsv",
     script:
         "../scripts/evaluate_prior.py"
 

@@ -15,6 +15,8 @@ rule world_data:
         world=canonical(config["world"]),
     log:
         "logs/world_data/{split}.log",
+    benchmark:
+        "results/benchmarks/world_data/{split}.tsv",
     script:
         "../scripts/world_data.py"
 
@@ -27,5 +29,7 @@ rule world_ground_truth:
         world=canonical(config["world"]),
     log:
         "logs/world_ground_truth.log",
+    benchmark:
+        "results/benchmarks/world_ground_truth.tsv",
     script:
         "../scripts/world_ground_truth.py"
