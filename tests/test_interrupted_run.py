@@ -1,9 +1,12 @@
-"""benchmarks/interrupted_run.py's comparison of two runs' results/ folders, on tiny synthetic folders (no pipeline run)."""
+"""benchmarks/interrupted_run.py: its comparison of two runs' results/ folders on tiny synthetic folders, and its
+kill of a process group (no pipeline run)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -63,6 +66,8 @@ def make_results(root: Path, seconds: float = 1.0) -> Path:
     (figures / "guidance.pdf").write_bytes(b"%PDF-1.4 /CreationDate (D:2026120" + str(seconds).encode() + b") body")
     (results / "report").mkdir()
     (results / "report" / "index.html").write_text(f"<p>{seconds} s</p>")
+    (results / "benchmarks" / "invariant_sets").mkdir(parents=True)  # Snakemake's `benchmark:` files
+    (results / "benchmarks" / "invariant_sets" / f"{SET}.tsv").write_text(f"s\tmax_rss\n{seconds}\t512.0\n")
     (results / "report" / "summary.md").write_text(f"# report\n\n## Samplers\n\n{to_markdown(table)}")
     return results
 
@@ -78,7 +83,7 @@ def test_runs_that_differ_only_in_timing_agree(runs) -> None:
     assert (a / "figures" / "samplers.md").read_text() != (b / "figures" / "samplers.md").read_text()
     problems, compared = script.compare_results(a, b)
     assert problems == []
-    assert compared == len(script.result_files(a)) - 2  # all but the sampler figure and the HTML report
+    assert compared == len(script.result_files(a)) - 3  # all but the sampler figure, HTML report and benchmark file
 
 
 def test_a_changed_png_byte_is_named(runs) -> None:
@@ -144,3 +149,75 @@ def test_kill_after_takes_half_a_set_count_or_seconds() -> None:
     for bad in ("0", "soon", "-3"):
         with pytest.raises(argparse.ArgumentTypeError):
             script.parse_kill_after(bad)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from Linux /proc")
+def test_the_kill_ends_the_group_and_any_process_left_working_in_the_folder(tmp_path) -> None:
+    group = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], cwd=tmp_path, start_new_session=True)
+    stray = subprocess.Popen(["sleep", "61"], cwd=tmp_path, start_new_session=True)  # left the group
+    elsewhere = subprocess.Popen(["sleep", "62"], cwd=REPO, start_new_session=True)
+    try:
+        strays = script.kill_group(group.pid, tmp_path)
+        assert group.wait(timeout=10) == -9 and stray.wait(timeout=10) == -9
+        assert strays == [f"{stray.pid}: sleep 61"]
+        assert not any(pgid == group.pid for pgid, _ in script.live_processes().values())
+        assert elsewhere.poll() is None
+    finally:
+        for process in (group, stray, elsewhere):
+            process.kill()
+            process.wait()
+
+
+TOY_SNAKEFILE = """
+configfile: "config.yaml"
+
+
+include: "rules/sets.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand("results/sets/s{i}/summary.parquet", i=range(config["sets"])),
+"""
+TOY_RULES = """
+rule one_set:
+    output:
+        members="results/sets/s{i}/members.parquet",
+        summary="results/sets/s{i}/summary.parquet",
+    script:
+        "../scripts/one_set.py"
+"""
+# A set job as the pipeline writes one: members, then the summary, each atomically, with a timing column; it exits
+# a moment after its last write, so the kill (on the second summary) finds that job still running, its outputs all
+# written but marked incomplete.
+TOY_SCRIPT = """
+import time
+
+import pandas as pd
+
+from preimage.utils.io import write_parquet
+
+start = time.perf_counter()
+i = int(snakemake.wildcards.i)
+write_parquet(pd.DataFrame({"member": range(4), "value": [i * 10 + k for k in range(4)]}), snakemake.output.members)
+time.sleep(0.5)
+write_parquet(pd.DataFrame({"set": [i], "seconds": [time.perf_counter() - start]}), snakemake.output.summary)
+time.sleep(1.5)
+"""
+
+
+@pytest.mark.slow
+def test_a_toy_workflow_killed_and_resumed_passes(tmp_path, capsys) -> None:
+    """The whole script on a four-job workflow shaped like the pipeline's set stage (about half a minute)."""
+    repo = tmp_path / "repo"
+    for name, text in {"Snakefile": TOY_SNAKEFILE, "config.yaml": "sets: 4\n", "rules/sets.smk": TOY_RULES,
+                       "scripts/one_set.py": TOY_SCRIPT, "src/README": ""}.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    assert script.main(["--repo", str(repo), "--cores", "1", "--workdir", str(tmp_path / "scratch")]) == 0
+    out = capsys.readouterr().out
+    assert "B: SIGKILL sent to process group" in out and "with 2 sets written" in out
+    assert int(re.search(r"(\d+) output\(s\) marked incomplete", out).group(1)) >= 2  # a job was cut off
+    assert "Forced execution" in (tmp_path / "scratch" / "B-resumed.log").read_text()  # and ran again
+    assert any(line.startswith("PASS: ") for line in out.splitlines())
