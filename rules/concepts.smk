@@ -120,8 +120,10 @@ rule real_sources:
         table="results/real/sources.parquet",
         images="results/real/sources.npy",
     params:
-        config=canonical({"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]},
-                          "concepts": {"real_images": CONCEPTS["real_images"]}}),
+        # and the world for a world classifier, whose class names come from it
+        config=canonical(({"world": config["world"]} if "classifier" in world_models(config) else {})
+                         | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]},
+                            "concepts": {"real_images": CONCEPTS["real_images"]}}),
     log:
         "logs/real_sources.log",
     benchmark:

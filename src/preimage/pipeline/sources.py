@@ -371,7 +371,8 @@ def _wanted_classes(classes: Sequence[str] | None, available: Sequence[str], whe
         raise ValueError(f"{where}: classes {wanted} must be non-empty and distinct")
     unknown = [name for name in wanted if name not in available]
     if unknown:
-        raise ValueError(f"{where}: unknown classes {unknown}; available: {list(available)}")
+        raise ValueError(f"{where}: unknown classes {unknown} (sets.sources.classes, or classes= in Python); "
+                         f"available: {list(available)}")
     return wanted
 
 
