@@ -84,6 +84,15 @@ def real_image_files():
     return sorted(select_real_images(config)["source"]) if SOURCES in REAL_IMAGE_SPLITS else []
 
 
+def objective_check_settings(wildcards):
+    """What one objective's check reads: that objective and the classifier's entry (a world classifier's folder is
+    named by the world and its training settings); not the device: the check runs on the CPU."""
+    world = ({"world": config["world"], "training": {"classifier": config["training"]["classifier"]}}
+             if "classifier" in world_models(config) else {})
+    return canonical({"models": {"classifier": config["models"]["classifier"]},
+                      "sets": {"objectives": {wildcards.objective: SETS["objectives"][wildcards.objective]}}} | world)
+
+
 def job_settings(wildcards):
     """What one (source, objective) job reads of the config: models, its objective, the samplers, LPIPS."""
     objective = wildcards.job.rsplit("__", 1)[1]

@@ -26,22 +26,21 @@ rule select_sources:
 
 
 rule check_objectives:
-    """Every objective built on the classifier once (layer names, class names, units), before any set job."""
+    """One objective built on the classifier (layer name, class names, units) before any of its sets is drawn; one
+    job per objective, so adding an objective checks only it, and new classifier weights recheck and redraw all."""
     input:
         unpack(lambda wildcards: model_inputs("classifier")),
     output:
-        "results/checks/objectives.json",
+        "results/checks/objectives/{objective}.json",
+    wildcard_constraints:
+        objective="[A-Za-z0-9_-]+",
     params:
-        # the objectives and the classifier's entry (a world classifier's folder is named by the world and its
-        # training settings); not the device: the check runs on the CPU
-        config=canonical({"models": {"classifier": config["models"]["classifier"]}, "sets": {"objectives": SETS["objectives"]}}
-                         | ({"world": config["world"], "training": {"classifier": config["training"]["classifier"]}}
-                            if "classifier" in world_models(config) else {})),
+        config=objective_check_settings,
     threads: 1
     log:
-        "logs/check_objectives.log",
+        "logs/check_objectives/{objective}.log",
     benchmark:
-        "results/benchmarks/check_objectives.tsv",
+        "results/benchmarks/check_objectives/{objective}.tsv",
     script:
         "../scripts/check_objectives.py"
 
@@ -51,8 +50,7 @@ rule invariant_sets:
     input:
         unpack(lambda wildcards: model_inputs("classifier", "prior")),
         sources="results/sources.parquet",
-        # ancient: the sets wait for the check, but a rerun of it (an objective added) reruns no set
-        objectives_checked=ancient(rules.check_objectives.output[0]),
+        objective_checked=lambda wildcards: f"results/checks/objectives/{wildcards.job.rsplit('__', 1)[1]}.json",
         image=lambda wildcards: SOURCE_FILES.get(wildcards.job.rsplit("__", 1)[0], []),
     output:
         summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),

@@ -1,4 +1,4 @@
-"""Snakemake script: build every configured objective on the classifier once, before any set job starts."""
+"""Snakemake script: build one configured objective on the classifier, before any of its sets is drawn."""
 
 from preimage.pipeline.steps.sets import check_objectives
 from preimage.pipeline.workflow import redirect_output

@@ -345,10 +345,10 @@ def opened_world_paths(workdir: Path) -> list[str]:
 
 
 def job_stats(output: str) -> dict[str, int]:
-    """Rule -> jobs, from the 'Job stats' table Snakemake prints before running (or dry-running)."""
-    assert "Job stats:" in output, output[-3000:]
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if rule != "total"}
+    """Rule -> jobs Snakemake ran (or, dry-running, planned), counted from the job blocks it prints: the 'Job stats'
+    table it prints first would miss the jobs planned once the concept groups' checkpoint has run."""
+    names = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", output, re.MULTILINE)
+    return {name: names.count(name) for name in sorted(set(names))}
 
 
 def rule_logs(workdir: Path) -> str:
@@ -516,7 +516,9 @@ def test_no_world_rule_ran_and_nothing_of_the_world_was_looked_up(full_run) -> N
     output = run.stdout + run.stderr
     jobs = job_stats(output)
     assert not set(jobs) & WORLD_RULES, jobs
-    assert jobs["invariant_sets"] == 7 and jobs["concepts_group"] == jobs["figures_group"] == 4
+    groups = pd.read_parquet(workdir / "results" / "concepts" / "groups.parquet")["slug"].nunique()
+    assert jobs["invariant_sets"] == 7 and jobs["concepts_groups"] == 1
+    assert jobs["concepts_group"] == jobs["figures_group"] == groups >= 3
     assert jobs["real_sources"] == jobs["concepts_embed_real"] == jobs["concepts_predict_real"] == 1
     assert jobs["concepts_baseline"] == jobs["report_html"] == 1
     assert not (workdir / "results" / "world").exists()
@@ -714,8 +716,9 @@ def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache)
     members = replanned(full_run, hub_cache, lambda config: config["sets"].update(members=4))
     assert members["invariant_sets"] == set_jobs and "reference_samples" not in members
     weights = replanned(full_run, hub_cache, rewritten=(models["classifier"] / "model.safetensors",))
-    assert weights["invariant_sets"] == set_jobs and weights["reference_samples"] == 1
+    assert weights.get("invariant_sets") == set_jobs and weights.get("reference_samples") == 1, weights
     image = Path(sources.iloc[0]["source"])
     one_source = replanned(full_run, hub_cache, rewritten=(image,))
     objectives = len(full_run["config"]["sets"]["objectives"])
-    assert one_source["invariant_sets"] in (objectives - 1, objectives) and "reference_samples" not in one_source
+    assert one_source.get("invariant_sets") in (objectives - 1, objectives) and "reference_samples" not in one_source, \
+        one_source
