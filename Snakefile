@@ -42,4 +42,8 @@ rule all:
     default_target: True
     input:
         rules.report_html.output,
+        # what does not wait for the groups checkpoint, listed so Snakemake plans it from the start
+        expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
+        rules.concepts_embed_reference.output,
+        rules.concepts_predict_reference.output,
         rules.concepts.input,  # the data-only baseline too, where no evaluation asks for it
