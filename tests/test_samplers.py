@@ -13,9 +13,11 @@ from test_priors import PIXEL_SIZE, prior_with, save_latent_prior
 from preimage.engine.models import load_lpips
 from preimage.engine.priors import LatentDiffusionPrior, PixelDiffusionPrior
 from preimage.engine.samplers import (
+    DrawPool,
     GuidedSampler,
     NoiseOptSampler,
     PixelFeatures,
+    PooledRejectionSampler,
     RejectionSampler,
     SampleResult,
     farthest_point_subset,
@@ -129,6 +131,45 @@ def test_rejection_reports_all_draws_and_can_stop_at_k_accepted(prior, source) -
     torch.testing.assert_close(early.images, everything.images[:4])
     none = draw(RejectionSampler(num_steps=2, batch_size=2, stop_after_accepted=1), prior, RedMean(5.0), source, n=4)
     assert len(none.seeds) == 4 and none.acceptance_rate == 0.0
+
+
+def pool_of(result: SampleResult, num_steps: int, eta: float = 0.0) -> DrawPool:
+    return DrawPool(result.images.cpu(), result.seeds, result.steps, result.seconds, num_steps, eta)
+
+
+def test_a_pooled_set_tests_the_pools_draws_as_rejection_from_pure_noise_would(prior, source) -> None:
+    drawn = draw(RejectionSampler(num_steps=3, batch_size=4), prior, Anything(0.0), source, n=8)
+    pool = pool_of(drawn, num_steps=3)
+    pooled = draw(PooledRejectionSampler(pool, batch_size=2), prior, RedMean(0.5), source, n=5, seed=3)
+    check_result(pooled, 5)
+    rows = [drawn.seeds.tolist().index(seed) for seed in pooled.seeds.tolist()]
+    assert len(set(rows)) == 5  # without replacement
+    torch.testing.assert_close(pooled.images, drawn.images[rows])
+    assert pooled.accepted.tolist() == RedMean(0.5).accept(pooled.images).tolist()
+    assert (pooled.seconds >= drawn.seconds[rows]).all() and (pooled.steps == 3).all()
+    # each pooled member is the draw a rejection sampler makes from that member's seed
+    own = RejectionSampler(num_steps=3, batch_size=4)._sample_batch(prior, RedMean(0.5), source, None,
+                                                                   [torch.Generator().manual_seed(int(pooled.seeds[0]))])
+    torch.testing.assert_close(own[0], pooled.images[:1], atol=1e-5, rtol=1e-5)
+    again = draw(PooledRejectionSampler(pool, batch_size=5), prior, RedMean(0.5), source, n=5, seed=3)
+    assert again.seeds.tolist() == pooled.seeds.tolist()
+    other = draw(PooledRejectionSampler(pool), prior, RedMean(0.5), source, n=5, seed=4)
+    assert other.seeds.tolist() != pooled.seeds.tolist()
+    description = PooledRejectionSampler(pool).describe()
+    assert description["sampler"] == "RejectionSampler" and description["pool"] == 8 and description["num_steps"] == 3
+
+
+def test_a_pool_serves_only_the_rejection_sampler_that_would_draw_its_draws(prior, source) -> None:
+    pool = pool_of(draw(RejectionSampler(num_steps=3), prior, Anything(0.0), source, n=2), num_steps=3)
+    assert pool.serves(RejectionSampler(num_steps=3, batch_size=7))
+    for other in (RejectionSampler(num_steps=4), RejectionSampler(num_steps=3, strength=0.5),
+                  RejectionSampler(num_steps=3, eta=1.0), RejectionSampler(num_steps=3, stop_after_accepted=1),
+                  bare_guided(num_steps=3)):
+        assert not pool.serves(other)
+    with pytest.raises(ValueError, match="a set of 3 members needs a pool of at least 3 draws, the pool has 2"):
+        draw(PooledRejectionSampler(pool), prior, RedMean(0.5), source, n=3)
+    with pytest.raises(ValueError, match="one entry per image"):
+        DrawPool(pool.images, pool.seeds[:1], pool.steps, pool.seconds, 3, 0.0)
 
 
 @pytest.mark.parametrize("through_denoiser", [False, True], ids=["tweedie-gradient", "through-denoiser"])

@@ -13,10 +13,10 @@ import preimage
 from preimage.engine.models import load_classifier, load_lpips
 from preimage.engine.objectives import from_config, label, lowpass
 from preimage.engine.priors import PixelDiffusionPrior
-from preimage.engine.samplers import GuidedSampler, RejectionSampler
+from preimage.engine.samplers import GuidedSampler, PooledRejectionSampler, RejectionSampler
 from preimage.engine.samplers.spec import from_config as sampler_from_config
 from preimage.engine.set_files import MEMBERS_FILE, SUMMARY_FILE
-from preimage.engine.sets import generate_sets, is_complete, write_set
+from preimage.engine.sets import draw_pool, generate_sets, is_complete, read_set, reference_set, write_set
 from preimage.world.training.prior import build_scheduler, build_unet
 
 TINY_PRIOR = {"block_out_channels": [8, 16], "layers_per_block": 1}
@@ -131,6 +131,29 @@ def test_each_set_draws_its_own_members(prior, classifier, source, tmp_path):
     generate_sets(source, {"image_id": "img-3", "class_name": "circle"}, "label", label(classifier), samplers,
                   prior, 3, 0, None, tmp_path)
     assert pd.read_parquet(tmp_path / "img-3__label__rejection" / MEMBERS_FILE)["seed"].tolist() == rerun
+
+
+def test_rejection_sets_can_test_the_reference_samples_draws(prior, classifier, source, tmp_path):
+    """The reference written to disk and read back is a pool: a pooled set's members are reference draws, and
+    a class-prompted reference gives each class's sets only the draws made under that class's prompt."""
+    write_set(reference_set(prior, 8, seed=1, num_steps=2), tmp_path / "reference")
+    reference = read_set(tmp_path / "reference")
+    pool = draw_pool(reference)
+    assert len(pool) == 8 and pool.num_steps == 2 and pool.serves(RejectionSampler(num_steps=2))
+    generate_sets(source, {"image_id": "img-1", "class_name": "circle"}, "label", label(classifier),
+                  {"rejection": PooledRejectionSampler(pool)}, prior, 5, 0, None, tmp_path / "sets")
+    members = pd.read_parquet(tmp_path / "sets" / "img-1__label__rejection" / MEMBERS_FILE)
+    assert set(members["seed"]) <= set(reference.members["seed"]) and members["seed"].is_unique
+    assert json.loads(members["sampler_params"].iloc[0])["pool"] == 8
+    stored = read_set(tmp_path / "sets" / "img-1__label__rejection")
+    by_seed = dict(zip(reference.members["seed"], reference.images))
+    for seed, image in zip(members["seed"], stored.images):
+        torch.testing.assert_close(image, by_seed[seed])  # the very draw, through the same 8-bit PNG
+    per_class = reference.members.assign(source_class=["circle"] * 4 + ["square"] * 4)
+    squares = draw_pool(type(reference)(per_class, reference.images, reference.source, reference.summary), "square")
+    assert squares.seeds.tolist() == reference.members["seed"].tolist()[4:]
+    with pytest.raises(ValueError, match="no draws for class 'cross'"):
+        draw_pool(reference, "cross")
 
 
 def test_sampler_spec_errors_name_the_field():

@@ -20,9 +20,9 @@ from torch import Tensor
 
 from preimage.engine.objectives import function
 from preimage.engine.priors.base import DiffusionPrior
-from preimage.engine.samplers.base import ObjectiveLike, Sampler
+from preimage.engine.samplers.base import ObjectiveLike, SamplerLike
 from preimage.engine.samplers.diversity import pairwise_sq_distances
-from preimage.engine.samplers.rejection import RejectionSampler
+from preimage.engine.samplers.rejection import DrawPool, RejectionSampler
 from preimage.engine.set_files import MEMBERS_FILE, SOURCE_FILE, SUMMARY_FILE
 from preimage.utils.hashing import stable_hash
 from preimage.utils.images import read_rgb, to_tensor, to_uint8
@@ -73,7 +73,7 @@ def sample(
     objective: ObjectiveLike,
     source: Tensor,
     prior: DiffusionPrior,
-    sampler: Sampler,
+    sampler: SamplerLike,
     n: int,
     *,
     seed: int = 0,
@@ -216,6 +216,29 @@ def reference_set(prior: DiffusionPrior, n: int, seed: int, num_steps: int,
     return InvariantSet(table, images, parts[0].source, summarise(table, images, None))
 
 
+def draw_pool(reference: InvariantSet, source_class: str = "") -> DrawPool:
+    """The reference sample's draws as a `DrawPool` for rejection sets: those drawn for `source_class` (the
+    class whose prompt a latent prior was given; "" for a prior without a class prompt)."""
+    rows = (reference.members["source_class"] == source_class).to_numpy()
+    if not rows.any():
+        found = sorted(reference.members["source_class"].unique())
+        raise ValueError(f"the reference sample has no draws for class {source_class!r}; it has {found}")
+    params = {json.dumps({key: value for key, value in json.loads(text).items() if key in ("num_steps", "eta", "strength")},
+                         sort_keys=True) for text in reference.members.loc[rows, "sampler_params"]}
+    if len(params) != 1 or json.loads(next(iter(params))).get("strength") != 1.0:
+        raise ValueError(f"the reference draws are not one pool of pure-noise draws: their settings are {sorted(params)}")
+    settings = json.loads(next(iter(params)))
+    table = reference.members.loc[rows]
+    return DrawPool(
+        images=reference.images[torch.from_numpy(rows.copy())],
+        seeds=torch.as_tensor(table["seed"].to_numpy(), dtype=torch.long),
+        steps=torch.as_tensor(table["steps"].to_numpy(), dtype=torch.long),
+        seconds=torch.as_tensor(table["seconds"].to_numpy(), dtype=torch.float32),
+        num_steps=int(settings["num_steps"]),
+        eta=float(settings["eta"]),
+    )
+
+
 def set_seed(seed: int, set_id: str) -> int:
     """A set's own seed, from the run's seed and the set's id: stable across runs, machines and job order."""
     return int(stable_hash([seed, set_id]), 16)
@@ -226,7 +249,7 @@ def generate_sets(
     source_row: dict[str, Any],
     objective_name: str,
     objective: ObjectiveLike,
-    samplers: dict[str, Sampler],
+    samplers: dict[str, SamplerLike],
     prior: DiffusionPrior,
     n: int,
     seed: int,

@@ -6,11 +6,11 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "base": ["ObjectiveLike", "SampleResult", "Sampler"],
+        "base": ["ObjectiveLike", "SampleResult", "Sampler", "SamplerLike"],
         "diversity": ["PixelFeatures", "farthest_point_subset", "pairwise_sq_distances", "repulsion_loss"],
         "guided": ["GuidedSampler"],
         "noise_opt": ["NoiseOptSampler"],
-        "rejection": ["RejectionSampler"],
+        "rejection": ["DrawPool", "PooledRejectionSampler", "RejectionSampler"],
         "spec": ["from_config"],
     },
 )

@@ -38,6 +38,18 @@ class ObjectiveLike(Protocol):
     def describe(self) -> dict: ...
 
 
+class SamplerLike(Protocol):
+    """What `preimage.engine.sets` needs of a sampler: a `Sampler`, or one that takes draws made before
+    (`preimage.engine.samplers.rejection.PooledRejectionSampler`)."""
+
+    batch_size: int
+
+    def sample(self, prior: DiffusionPrior, objective: ObjectiveLike, source: Tensor, n: int,
+               generator: torch.Generator) -> SampleResult: ...
+
+    def describe(self) -> dict: ...
+
+
 @dataclass
 class SampleResult:
     """Everything drawn by one `sample` call; rows are members in draw order. The images stay on the prior's
