@@ -1,6 +1,6 @@
 """Where a pipeline run spent its time: the `benchmark:` files Snakemake wrote, summed per rule.
 
-Every rule writes `results/benchmarks/<rule>/...tsv` (wall seconds, CPU seconds, peak memory of its job). This
+Every rule writes `results/benchmarks/<rule>.tsv` (`<rule>/<wildcards>.tsv` for one job of several) (wall seconds, CPU seconds, peak memory of its job). This
 script prints one row per rule (jobs, wall seconds in all and per job, CPU seconds, largest peak RSS) and the
 machine's CPU, so a speed change can be traced to the step that moved.
 
@@ -29,7 +29,8 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
     rows = []
     for path in files:
         table = pd.read_csv(path, sep="\t").rename(columns=COLUMNS)
-        rows.append(table.iloc[-1][list(COLUMNS.values())].to_dict() | {"rule": path.relative_to(root).parts[0]})
+        rule = path.relative_to(root).parts[0].removesuffix(".tsv")  # <rule>.tsv, or <rule>/<wildcards>.tsv
+        rows.append(table.iloc[-1][list(COLUMNS.values())].to_dict() | {"rule": rule})
     return pd.DataFrame(rows)
 
 

@@ -25,6 +25,13 @@ def model_inputs(*kinds):
     return inputs | ({"model_files": real} if real else {})
 
 
+def draw_pool(wildcards):
+    """{"reference": the reference sample's members}, the pool of prior draws a rejection sampler tests instead of
+    drawing its own; nothing when no sampler is a rejection sampler."""
+    rejection = any(spec["kind"] == "rejection" for spec in SETS["samplers"].values())
+    return {"reference": "results/reference/members.parquet"} if rejection else {}
+
+
 def gpus(config):
     """GPUs a generation or embedding job asks for: one when the run's device resolves to CUDA."""
     return 1 if resolved_device(config["device"]) == "cuda" else 0
@@ -94,10 +101,8 @@ def objective_check_settings(wildcards):
 
 
 def job_settings(wildcards):
-    """What one (source, objective) job reads of the config: models, its objective, the samplers, LPIPS."""
-    objective = wildcards.job.rsplit("__", 1)[1]
-    sets = {"members": SETS["members"], "seed": SETS["seed"], "samplers": SETS["samplers"],
-            "objectives": {objective: SETS["objectives"][objective]}}
+    """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
+    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "objectives")}
     world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
     return canonical(model_config(config, "classifier", "prior") | world
                      | {"sets": sets, "perceptual": config["perceptual"]})

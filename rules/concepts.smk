@@ -39,7 +39,7 @@ checkpoint concepts_groups:
     log:
         "logs/concepts/groups.log",
     benchmark:
-        "results/benchmarks/concepts/groups.tsv",
+        "results/benchmarks/concepts_groups.tsv",
     script:
         "../scripts/concepts_groups.py"
 
@@ -64,7 +64,7 @@ rule concepts_vocabulary:
     log:
         "logs/concepts/vocabulary.log",
     benchmark:
-        "results/benchmarks/concepts/vocabulary.tsv",
+        "results/benchmarks/concepts_vocabulary.tsv",
     script:
         "../scripts/concepts_vocabulary.py"
 
@@ -88,7 +88,7 @@ rule concepts_embed_group:
     log:
         "logs/concepts/embed/{group}.log",
     benchmark:
-        "results/benchmarks/concepts/embed/{group}.tsv",
+        "results/benchmarks/concepts_embed_group/{group}.tsv",
     script:
         "../scripts/concepts_embed.py"
 
@@ -107,7 +107,7 @@ use rule concepts_embed_group as concepts_embed_reference with:
     log:
         "logs/concepts/embed_reference.log",
     benchmark:
-        "results/benchmarks/concepts/embed_reference.tsv",
+        "results/benchmarks/concepts_embed_reference.tsv",
 
 
 rule real_sources:
@@ -149,7 +149,7 @@ rule concepts_embed_real:
     log:
         "logs/concepts/embed_real/{split}.log",
     benchmark:
-        "results/benchmarks/concepts/embed_real/{split}.tsv",
+        "results/benchmarks/concepts_embed_real/{split}.tsv",
     script:
         "../scripts/concepts_embed_real.py"
 
@@ -169,7 +169,7 @@ rule concepts_predict_real:
     log:
         "logs/concepts/predict_real/{split}.log",
     benchmark:
-        "results/benchmarks/concepts/predict_real/{split}.tsv",
+        "results/benchmarks/concepts_predict_real/{split}.tsv",
     script:
         "../scripts/concepts_predict_real.py"
 
@@ -190,7 +190,7 @@ rule concepts_predict_reference:
     log:
         "logs/concepts/predict_reference.log",
     benchmark:
-        "results/benchmarks/concepts/predict_reference.tsv",
+        "results/benchmarks/concepts_predict_reference.tsv",
     script:
         "../scripts/concepts_predict_reference.py"
 
@@ -221,7 +221,7 @@ rule concepts_group:
     log:
         "logs/concepts/group/{group}.log",
     benchmark:
-        "results/benchmarks/concepts/group/{group}.tsv",
+        "results/benchmarks/concepts_group/{group}.tsv",
     script:
         "../scripts/concepts_group.py"
 
@@ -235,7 +235,7 @@ rule concepts_spurious_table:
     log:
         "logs/concepts/spurious_table.log",
     benchmark:
-        "results/benchmarks/concepts/spurious_table.tsv",
+        "results/benchmarks/concepts_spurious_table.tsv",
     script:
         "../scripts/concepts_collect.py"
 
@@ -258,7 +258,7 @@ if BASELINE_SPLIT:
         log:
             "logs/concepts/baseline.log",
         benchmark:
-            "results/benchmarks/concepts/baseline.tsv",
+            "results/benchmarks/concepts_baseline.tsv",
         script:
             "../scripts/concepts_baseline.py"
 

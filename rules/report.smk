@@ -21,7 +21,7 @@ rule report_evaluation:
     log:
         "logs/report/evaluation.log",
     benchmark:
-        "results/benchmarks/report/evaluation.tsv",
+        "results/benchmarks/report_evaluation.tsv",
     script:
         "../scripts/report_evaluation.py"
 
@@ -47,7 +47,7 @@ rule figures_group:
     log:
         "logs/figures/{group}.log",
     benchmark:
-        "results/benchmarks/figures/{group}.tsv",
+        "results/benchmarks/figures_group/{group}.tsv",
     script:
         "../scripts/figures_group.py"
 
@@ -68,7 +68,7 @@ rule figures_run:
     log:
         "logs/figures/run.log",
     benchmark:
-        "results/benchmarks/figures/run.tsv",
+        "results/benchmarks/figures_run.tsv",
     script:
         "../scripts/figures.py"
 
@@ -99,6 +99,6 @@ rule report_html:
     log:
         "logs/report/html.log",
     benchmark:
-        "results/benchmarks/report/html.tsv",
+        "results/benchmarks/report_html.tsv",
     script:
         "../scripts/report_build.py"

@@ -1,10 +1,12 @@
-# Invariant-set generation: source selection, one job per (source image, objective), and the
-# unconstrained reference sample of the prior. Each rule's params are the config sections it reads (canonical:
-# sorted keys), so editing the concept or report settings reruns no set.
+# Invariant-set generation: source selection, one job per source image (every objective's and sampler's set, so
+# a job loads the models once for them all), and the unconstrained reference sample of the prior. Each rule's
+# params are the config sections it reads (canonical: sorted keys), so editing the concept or report settings
+# reruns no set.
 
-from preimage.pipeline.workflow import set_jobs
+from preimage.pipeline.workflow import set_ids
 
 GEN_GPUS = gpus(config)
+OBJECTIVES = list(config["sets"]["objectives"])
 SAMPLERS = list(config["sets"]["samplers"])
 
 
@@ -46,26 +48,30 @@ rule check_objectives:
 
 
 rule invariant_sets:
-    """Every sampler's set for one source image and one objective (members batched, GPU when present)."""
+    """Every objective's and sampler's set for one source image (members batched, GPU when present); rejection
+    sets test the reference sample's draws, the run's one pool of pure-noise prior draws, when they match it."""
     input:
         unpack(lambda wildcards: model_inputs("classifier", "prior")),
+        unpack(draw_pool),
         sources="results/sources.parquet",
-        objective_checked=lambda wildcards: f"results/checks/objectives/{wildcards.job.rsplit('__', 1)[1]}.json",
-        image=lambda wildcards: SOURCE_FILES.get(wildcards.job.rsplit("__", 1)[0], []),
+        objectives_checked=expand("results/checks/objectives/{objective}.json", objective=OBJECTIVES),
+        image=lambda wildcards: SOURCE_FILES.get(wildcards.source, []),
     output:
-        summaries=expand("results/sets/{{job}}__{sampler}/summary.parquet", sampler=SAMPLERS),
-        members=expand("results/sets/{{job}}__{sampler}/members.parquet", sampler=SAMPLERS),
+        summaries=expand("results/sets/{{source}}__{objective}__{sampler}/summary.parquet", objective=OBJECTIVES,
+                         sampler=SAMPLERS),
+        members=expand("results/sets/{{source}}__{objective}__{sampler}/members.parquet", objective=OBJECTIVES,
+                       sampler=SAMPLERS),
     wildcard_constraints:
-        job="[^/]+__[A-Za-z0-9_-]+",
+        source="[^/]+",
     params:
         config=job_settings,
     threads: 1
     resources:
         gpu=GEN_GPUS,
     log:
-        "logs/invariant_sets/{job}.log",
+        "logs/invariant_sets/{source}.log",
     benchmark:
-        "results/benchmarks/invariant_sets/{job}.tsv",
+        "results/benchmarks/invariant_sets/{source}.tsv",
     script:
         "../scripts/invariant_sets.py"
 
@@ -97,5 +103,5 @@ rule reference_samples:
 rule sets:
     """Every invariant set of the configuration and the reference sample."""
     input:
-        expand("results/sets/{job}__{sampler}/summary.parquet", job=set_jobs(config), sampler=SAMPLERS),
+        expand("results/sets/{set_id}/summary.parquet", set_id=set_ids(config)),
         rules.reference_samples.output,

@@ -1,8 +1,9 @@
-"""Snakemake script: generate every sampler's invariant set for one (source image, objective)."""
+"""Snakemake script: generate every objective's and sampler's invariant set for one source image."""
 
 from preimage.pipeline.steps.sets import generate_invariant_sets
 from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
-    generate_invariant_sets(snakemake.wildcards.job, snakemake.input.sources, snakemake.output.summaries,
-                            snakemake.params.config, snakemake.threads)
+    generate_invariant_sets(snakemake.wildcards.source, snakemake.input.sources, snakemake.output.summaries,
+                            snakemake.params.config, snakemake.threads,
+                            snakemake.input.get("reference"))

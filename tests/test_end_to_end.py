@@ -68,7 +68,6 @@ from preimage.pipeline.workflow import (
     real_model_files,
     run_groups,
     set_ids,
-    set_jobs,
 )
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the `test` extra) ships the photographs")
@@ -83,7 +82,7 @@ FOLDER_PHOTOS = {"person": ("astronaut", "camera"), "texture": ("brick", "grass"
 MANIFEST_PHOTOS = {"cat": ("chelsea",), "vehicle": ("motorcycle", "rocket"), "person": ("camera", "astronaut")}
 FOLDER_IMAGES = 4  # per class
 MANIFEST_IMAGES = 2  # per class
-SOURCE_CLASSES = ["person", "vehicle"]  # one source image each: 7 set jobs, 4 concept groups
+SOURCE_CLASSES = ["person", "vehicle"]  # one source image each: 2 set jobs, 4 concept groups
 COUNTERFACTUAL = "vehicle"  # the person source's counterfactual joins the vehicle group
 NEURON_LAYER = "layer4.0.bn1"  # a pre-activation in resnet10t's last block (timm zero-initialises bn2)
 SAMPLERS = ("guided", "rejection", "noise_opt")
@@ -431,10 +430,10 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     assert [LABEL_NAMES[label] for label in sources["label"]] == SOURCE_CLASSES
     assert all(Path(path).is_relative_to(config["sets"]["sources"]["path"]) for path in sources["source"])
 
-    # every set of every (source, objective, sampler), noise_opt included; the vehicle source has no
-    # counterfactual to its own class
+    # every set of every (source, objective, sampler), noise_opt included; the vehicle source's counterfactual to
+    # its own class too
     ids = set_ids(config)
-    assert len(ids) == (len(sources) * 4 - 1) * len(SAMPLERS)
+    assert len(ids) == len(sources) * 4 * len(SAMPLERS)
     assert {set_id.rsplit("__", 1)[1] for set_id in ids} == set(config["sets"]["samplers"]) == set(SAMPLERS)
     assert {p.name for p in (results / "sets").iterdir()} == set(ids)
     for set_id in ids:
@@ -453,6 +452,12 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     assert len(reference) == config["reference"]["members"] and set(reference["source_class"]) <= set(SOURCE_CLASSES)
     assert all((results / "reference" / image).is_file() for image in reference["image"])
     assert len(pd.read_parquet(results / "reference" / "summary.parquet")) == 1
+    # rejection sets test the reference's draws made under their source class's prompt instead of drawing
+    for set_id in [set_id for set_id in ids if set_id.endswith("__rejection")]:
+        members = pd.read_parquet(results / "sets" / set_id / "members.parquet")
+        drawn_for_class = reference.loc[reference["source_class"] == members["source_class"].iloc[0], "seed"]
+        assert set(members["seed"]) <= set(drawn_for_class) and members["seed"].is_unique, set_id
+        assert json.loads(members["sampler_params"].iloc[0])["pool"] == len(drawn_for_class), set_id
 
     # the run's own real images: the folder's images of the source classes, at most real_images, evenly
     real = pd.read_parquet(results / "real" / "sources.parquet")
@@ -517,7 +522,7 @@ def test_no_world_rule_ran_and_nothing_of_the_world_was_looked_up(full_run) -> N
     jobs = job_stats(output)
     assert not set(jobs) & WORLD_RULES, jobs
     groups = pd.read_parquet(workdir / "results" / "concepts" / "groups.parquet")["slug"].nunique()
-    assert jobs["invariant_sets"] == 7 and jobs["concepts_groups"] == 1
+    assert jobs["invariant_sets"] == len(SOURCE_CLASSES) and jobs["concepts_groups"] == 1
     assert jobs["concepts_group"] == jobs["figures_group"] == groups >= 3
     assert jobs["real_sources"] == jobs["concepts_embed_real"] == jobs["concepts_predict_real"] == 1
     assert jobs["concepts_baseline"] == jobs["report_html"] == 1
@@ -537,16 +542,17 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     overlay = turbo_overlay(models, photos["manifest"])
     config = merged_with_config_yaml(overlay)
     assert world_uses(config) == [] and "world" in config  # config.yaml's world is there, and unused
-    jobs = set_jobs(config)
-    assert [job.rsplit("__", 1)[1] for job in jobs] == ["label", "neuron", "lowpass", "counterfactual"]
-    job = jobs[0]  # the label objective, guided by the classifier through the few-step sampler
+    ids = set_ids(config)
+    assert [set_id.split("__")[1] for set_id in ids[::len(SAMPLERS)]] == ["label", "neuron", "lowpass", "counterfactual"]
+    job = ids[0].rsplit("__", 1)[0]  # the label objective, guided by the classifier through the few-step sampler
     workdir = tmp_path / "run"
     workdir.mkdir()
     targets = [f"results/sets/{job}__{sampler}/summary.parquet" for sampler in SAMPLERS]
     run = run_snakemake(workdir, [REPO / "config.yaml", write_yaml(tmp_path / "turbo.yaml", overlay)], *targets,
                         hub_cache=hub_cache)
     assert run.returncode == 0, failure(run, workdir)
-    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 1, "invariant_sets": 1}
+    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 4, "reference_samples": 1,
+                                                  "invariant_sets": 1}
 
     sources = pd.read_parquet(workdir / "results" / "sources.parquet")
     assert sources["class_name"].tolist() == ["cat"] and sources["image_id"].iloc[0].startswith("photos.cat_chelsea_")
@@ -664,8 +670,8 @@ def test_a_corrupt_source_image_fails_its_jobs_naming_the_file(bad_inputs, tmp_p
     message = f"image file '{broken}' cannot be read as an image"
     output = run.stdout + run.stderr
     assert output.count(message) >= 2 and "Error in rule real_sources:" in output, output[-6000:]
-    assert "Error in rule invariant_sets:" in output and "wildcards: job=person.broken.png__label" in output
-    for log in ("logs/invariant_sets/person.broken.png__label.log", "logs/real_sources.log"):  # where Snakemake points
+    assert "Error in rule invariant_sets:" in output and "wildcards: source=person.broken.png" in output
+    for log in ("logs/invariant_sets/person.broken.png.log", "logs/real_sources.log"):  # where Snakemake points
         assert message in (workdir / log).read_text(), log
     assert (workdir / "results" / "sources.parquet").is_file()  # selection itself read no pixels
 
@@ -707,7 +713,7 @@ def reordered(config: dict) -> None:
 @pytest.mark.slow
 def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache) -> None:
     sources = pd.read_parquet(full_run["workdir"] / "results" / "sources.parquet")
-    set_jobs = sum(1 for _ in (full_run["workdir"] / "results" / "sets").iterdir()) // len(SAMPLERS)
+    set_jobs = len(sources)  # one per source
     assert replanned(full_run, hub_cache, reordered) == {}
     title = replanned(full_run, hub_cache, lambda config: config["report"].update(title="another {title}"))
     assert title == {"report_html": 1, "all": 1}
@@ -719,6 +725,5 @@ def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache)
     assert weights.get("invariant_sets") == set_jobs and weights.get("reference_samples") == 1, weights
     image = Path(sources.iloc[0]["source"])
     one_source = replanned(full_run, hub_cache, rewritten=(image,))
-    objectives = len(full_run["config"]["sets"]["objectives"])
-    assert one_source.get("invariant_sets") in (objectives - 1, objectives) and "reference_samples" not in one_source, \
+    assert one_source.get("invariant_sets") == 1 and "reference_samples" not in one_source, \
         one_source

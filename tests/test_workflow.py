@@ -17,6 +17,7 @@ from preimage.pipeline.workflow import (
     groups_table,
     read_groups,
     run_groups,
+    select_sources,
     set_class,
     source_calls,
 )
@@ -36,8 +37,10 @@ def planned_jobs(*targets: str) -> dict[str, int]:
 def test_groups_are_known_once_the_sets_that_keep_the_models_call_are_drawn():
     config = load_config(REPO / "config.yaml")
     jobs = planned_jobs("figures")
-    # before the checkpoint: only the sets that keep the model's call (their jobs draw every sampler's set)
-    assert jobs["invariant_sets"] * len(config["sets"]["samplers"]) == len(call_keeping_set_ids(config))
+    # before the checkpoint: the jobs of the sets that keep the model's call, i.e. every source's (a source's job
+    # draws every objective's and sampler's set)
+    sources = {set_id.split("__")[0] for set_id in call_keeping_set_ids(config)}
+    assert jobs["invariant_sets"] == len(sources) == len(select_sources(config))
     assert jobs["concepts_groups"] == jobs["figures"] == 1
     assert not {"concepts_group", "figures_group", "figures_run"} & set(jobs)  # planned after the checkpoint
 
@@ -149,3 +152,17 @@ def test_the_objectives_check_names_a_bad_layer_unit_or_class_with_its_key_path(
     assert lines[3].startswith("  sets.objectives.shape: label: target 'hexagon': not a class of the model")
     assert lines[4].startswith("  sets.objectives.pair.parts[1]: channel: layer 'fc' gives a 2-D activation")
     assert not (tmp_path / "again.json").exists()
+
+
+def test_every_rule_that_runs_a_script_writes_a_benchmark_named_after_it():
+    """`benchmarks/rule_times.py` sums results/benchmarks/<rule>.tsv and <rule>/<wildcards>.tsv per rule."""
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        blocks = re.split(r"^\s*(?=(?:rule|checkpoint) \w+:|use rule \w+ as \w+ with:)", path.read_text(), flags=re.MULTILINE)
+        for block in blocks:
+            name = re.match(r"(?:rule|checkpoint) (\w+):|use rule \w+ as (\w+) with:", block)
+            if not name or "script:" not in block and not block.startswith("use rule"):
+                continue
+            rule = name.group(1) or name.group(2)
+            benchmark = re.search(r'benchmark:\s*"results/benchmarks/([^"]+)\.tsv"', block)
+            assert benchmark, f"{path.name}: rule {rule} has no benchmark"
+            assert benchmark.group(1).split("/")[0] == rule, f"{path.name}: rule {rule} writes {benchmark.group(1)}"

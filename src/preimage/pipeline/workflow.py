@@ -125,24 +125,15 @@ def source_files(config: dict) -> dict[str, str]:
     return dict(zip(selection.loc[on_disk, "image_id"], selection.loc[on_disk, "source"]))
 
 
-def set_jobs(config: dict) -> list[str]:
-    """One generation job per (source image, objective): '<source_id>__<objective>'.
-
-    A label counterfactual whose target is the source's own class is left out: it would be no
-    counterfactual at all.
-    """
-    jobs = []
-    for row in select_sources(config).itertuples():
-        for name, objective in config["sets"]["objectives"].items():
-            if objective.get("kind") == "label" and objective.get("target") == row.class_name:
-                continue
-            jobs.append(f"{row.image_id}__{name}")
-    return jobs
-
-
 def set_ids(config: dict) -> list[str]:
-    """Every invariant set: '<source_id>__<objective>__<sampler>'."""
-    return [f"{job}__{sampler}" for job in set_jobs(config) for sampler in config["sets"]["samplers"]]
+    """Every invariant set: '<source_id>__<objective>__<sampler>', each objective for each source.
+
+    A label counterfactual is drawn from every source, also from one the model already calls its target: that set
+    is a sample of what the model calls the target, and joins that class's group with the label sets.
+    """
+    objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
+    return [f"{source}__{objective}__{sampler}" for source in select_sources(config)["image_id"]
+            for objective in objectives for sampler in samplers]
 
 
 def set_class(config: dict, set_id: str) -> str:

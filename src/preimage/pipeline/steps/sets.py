@@ -56,11 +56,15 @@ def write_real_sources(config: dict, table: str | PathLike, images: str | PathLi
     return selection, pixels
 
 
-def generate_invariant_sets(job: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
-                            threads: int) -> list[Path]:
-    """Every sampler's invariant set for one job, '<source_id>__<objective>' (`set_jobs`): the source image's
-    row of the `sources` table, the objective and samplers of `config["sets"]`. The sets are written as
-    folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept."""
+def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
+                            threads: int, reference: str | PathLike | None = None) -> list[Path]:
+    """Every objective's and sampler's invariant set for one source image: its row of the `sources` table, the
+    objectives and samplers of `config["sets"]`, the models loaded once for them all. The sets are written as
+    folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept.
+
+    With `reference` (the reference sample's members table), a rejection sampler that would draw what the
+    reference drew (pure noise, its steps and eta) tests the reference's draws instead of drawing its own
+    (`preimage.engine.samplers.PooledRejectionSampler`)."""
     from preimage.engine.objectives.spec import from_config as objective_from_config
     from preimage.engine.samplers.spec import from_config as sampler_from_config
     from preimage.engine.sets import generate_sets
@@ -68,21 +72,52 @@ def generate_invariant_sets(job: str, sources: str | PathLike, summaries: Sequen
     torch.set_num_threads(threads)
     device = resolve_device(config["device"])
     sets = config["sets"]
-    source_id, objective_name = job.rsplit("__", 1)
     table = pd.read_parquet(sources)
     row = table[table["image_id"] == source_id]
+    if row.empty:
+        raise ValueError(f"source {source_id!r} is not in {str(sources)!r}")
     classifier = resolve_classifier(config, device)
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
-    source = load_source_images(config, row, prior.image_size)
+    source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
-    where = f"sets.objectives.{objective_name}"
-    objective = objective_from_config(sets["objectives"][objective_name], classifier, where=where)
-    _bind_checked(objective, source.to(device), where)  # an error of the objective on this source names it
     samplers = {name: sampler_from_config(spec, perceptual, where=f"sets.samplers.{name}")
                 for name, spec in sets["samplers"].items()}
+    if reference is not None:
+        samplers = _pooled(samplers, reference, _prompt_class(config, row.iloc[0]["class_name"]), sets["members"])
     out_root = Path(summaries[0]).parent.parent
-    return generate_sets(source.to(device), row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
-                         sets["members"], sets["seed"], perceptual, out_root)
+    written = []
+    for objective_name, spec in sets["objectives"].items():
+        where = f"sets.objectives.{objective_name}"
+        objective = objective_from_config(spec, classifier, where=where)
+        _bind_checked(objective, source, where)  # an error of the objective on this source names it
+        written += generate_sets(source, row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
+                                 sets["members"], sets["seed"], perceptual, out_root)
+    return written
+
+
+def _prompt_class(config: dict, class_name: str) -> str:
+    """The class a set's prior prompt names ("" when the prompt names none): the reference draws of that class
+    are the ones drawn under the same prompt."""
+    settings = model_settings(config, "prior")
+    return class_name if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else ""
+
+
+def _pooled(samplers: dict, reference: str | PathLike, prompt_class: str, members: int) -> dict:
+    """`samplers` with every rejection sampler the reference's draws serve replaced by one that tests those draws
+    (a pool smaller than a set keeps the sampler drawing its own)."""
+    from preimage.engine.samplers import PooledRejectionSampler
+    from preimage.engine.sets import draw_pool, read_set
+
+    pool = draw_pool(read_set(Path(reference).parent), prompt_class)
+    served = {name for name, sampler in samplers.items() if pool.serves(sampler)}
+    if served and len(pool) < members:
+        print(f"samplers {sorted(served)} draw their own: the reference has {len(pool)} draws for this class, "
+              f"fewer than sets.members ({members})")
+        return samplers
+    for name in sorted(served):
+        print(f"sampler {name!r} tests the reference's {len(pool)} draws instead of drawing its own")
+    return {name: PooledRejectionSampler(pool, sampler.batch_size) if name in served else sampler
+            for name, sampler in samplers.items()}
 
 
 def _bind_checked(objective, image: torch.Tensor, where: str) -> None:
