@@ -27,9 +27,9 @@ def model_inputs(*kinds):
 
 def draw_pool(wildcards):
     """{"reference": the reference sample's members}, the pool of prior draws a rejection sampler tests instead of
-    drawing its own; nothing when no sampler is a rejection sampler."""
+    drawing its own with `sets.rejection_from_reference`; nothing otherwise."""
     rejection = any(spec["kind"] == "rejection" for spec in SETS["samplers"].values())
-    return {"reference": "results/reference/members.parquet"} if rejection else {}
+    return {"reference": "results/reference/members.parquet"} if rejection and SETS["rejection_from_reference"] else {}
 
 
 def gpus(config):
@@ -102,7 +102,7 @@ def objective_check_settings(wildcards):
 
 def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
-    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "objectives")}
+    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "objectives", "rejection_from_reference")}
     world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
     return canonical(model_config(config, "classifier", "prior") | world
                      | {"sets": sets, "perceptual": config["perceptual"]})

@@ -48,8 +48,8 @@ rule check_objectives:
 
 
 rule invariant_sets:
-    """Every objective's and sampler's set for one source image (members batched, GPU when present); rejection
-    sets test the reference sample's draws, the run's one pool of pure-noise prior draws, when they match it."""
+    """Every objective's and sampler's set for one source image (members batched, GPU when present); with
+    `sets.rejection_from_reference`, rejection sets test the reference sample's draws instead of drawing."""
     input:
         unpack(lambda wildcards: model_inputs("classifier", "prior")),
         unpack(draw_pool),

@@ -229,6 +229,7 @@ def real_config(models: dict[str, Path], folder: Path) -> dict:
             "sources": {"kind": "folder", "path": str(folder), "classes": SOURCE_CLASSES, "per_class": 1, "seed": 0},
             "members": 3,
             "seed": 0,
+            "rejection_from_reference": True,
             "objectives": {
                 "label": {"kind": "label"},
                 "neuron": {"kind": "neuron", "layer": NEURON_LAYER, "unit": 3, "rel_tolerance": 0.5},
@@ -551,8 +552,7 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     run = run_snakemake(workdir, [REPO / "config.yaml", write_yaml(tmp_path / "turbo.yaml", overlay)], *targets,
                         hub_cache=hub_cache)
     assert run.returncode == 0, failure(run, workdir)
-    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 4, "reference_samples": 1,
-                                                  "invariant_sets": 1}
+    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 4, "invariant_sets": 1}
 
     sources = pd.read_parquet(workdir / "results" / "sources.parquet")
     assert sources["class_name"].tolist() == ["cat"] and sources["image_id"].iloc[0].startswith("photos.cat_chelsea_")
