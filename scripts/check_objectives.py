@@ -1,7 +1,7 @@
 """Snakemake script: build one configured objective on the classifier, before any of its sets is drawn."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.sets import check_objectives
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     check_objectives(snakemake.params.config, snakemake.output[0])

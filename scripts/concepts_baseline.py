@@ -1,7 +1,7 @@
 """Snakemake script: the data-only baseline, from real test images the classifier gets wrong and right."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import score_baseline
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

@@ -1,7 +1,7 @@
 """Snakemake script: CLIP embeddings of the accepted members and sources of a group's sets (or of the reference)."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import embed_sets
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

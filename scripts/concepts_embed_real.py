@@ -1,8 +1,8 @@
 """Snakemake script: CLIP embeddings of every real image of a split (a world split or the run's sources), with
 its `class_name`."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import embed_real_images
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

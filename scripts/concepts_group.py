@@ -1,8 +1,8 @@
 """Snakemake script: cluster one group's sets (pooled and one by one), name the clusters, rank the
 vocabulary's concepts by how much the group's decision depends on them, and lay out its embedding map."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import analyse_group
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     inputs, output, params = snakemake.input, snakemake.output, snakemake.params

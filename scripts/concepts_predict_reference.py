@@ -1,8 +1,8 @@
 """Snakemake script: the explained classifier's predicted class for every reference image, which the
 spurious-feature scorer's decision effect compares within the reference."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import predict_reference
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

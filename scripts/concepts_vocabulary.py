@@ -1,7 +1,7 @@
 """Snakemake script: embed the concept vocabulary and one prompt per class of the explained classifier."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.concepts import embed_vocabulary
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

@@ -1,7 +1,7 @@
 """Snakemake script: score prior samples with the oracle and save a grid of them."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.training import evaluate_world_prior
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

@@ -1,7 +1,7 @@
 """Snakemake script: the run's figures (samplers, guidance, evaluation) from the set summaries."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.report import draw_run_figures
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     output = snakemake.output

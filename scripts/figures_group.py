@@ -1,7 +1,7 @@
 """Snakemake script: one concept group's figures and the grids of its sets."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.report import draw_group_figures
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     inputs, output, params = snakemake.input, snakemake.output, snakemake.params

@@ -1,7 +1,7 @@
 """Snakemake script: generate every objective's and sampler's invariant set for one source image."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.sets import generate_invariant_sets
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     generate_invariant_sets(snakemake.wildcards.source, snakemake.input.sources, snakemake.output.summaries,

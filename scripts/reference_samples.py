@@ -4,8 +4,8 @@ With a class-templated prompt (latent priors), the one prior is re-prompted for 
 (see `reference_set`).
 """
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.sets import draw_reference_samples
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     draw_reference_samples(snakemake.input.sources, snakemake.output.members, snakemake.params.config,

@@ -1,7 +1,7 @@
 """Snakemake script: fine-tune the world's trained diffusion prior on offset noise (its second stage)."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.training import refine_world_prior
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

@@ -1,7 +1,7 @@
 """Snakemake script: write the self-contained HTML report and the Markdown summary."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.report import write_report
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params

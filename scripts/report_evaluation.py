@@ -1,7 +1,7 @@
 """Snakemake script: score both methods' flags against the world's planted shortcuts (evaluation only)."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.report import evaluate_flags
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     evaluate_flags(snakemake.input.spurious, snakemake.input.ground_truth, snakemake.input.get("baseline"),

@@ -1,7 +1,7 @@
 """Snakemake script: train one of the world's supervised models (classifier, oracle or CLIP)."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.training import train_world_model
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

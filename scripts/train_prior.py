@@ -1,7 +1,7 @@
 """Snakemake script: train the world's diffusion prior."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.training import train_world_prior
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     params = snakemake.params

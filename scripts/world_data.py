@@ -1,7 +1,7 @@
 """Snakemake script: write one split of the shortcut world."""
 
+from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.world import write_world_split
-from preimage.pipeline.workflow import redirect_output
 
 with redirect_output(snakemake.log[0]):
     output = snakemake.output

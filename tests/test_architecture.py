@@ -37,5 +37,5 @@ def test_workflow_files_import_only_the_pipeline():
 
 def test_the_contract_check_sees_workflow_imports(tmp_path):
     script = tmp_path / "step.py"
-    script.write_text("from preimage.pipeline.workflow import redirect_output\nfrom preimage.engine.sets import read_set\n")
-    assert imported_preimage_modules(script) == {"preimage.pipeline.workflow", "preimage.engine.sets"}
+    script.write_text("from preimage.pipeline.logs import redirect_output\nfrom preimage.engine.sets import read_set\n")
+    assert imported_preimage_modules(script) == {"preimage.pipeline.logs", "preimage.engine.sets"}

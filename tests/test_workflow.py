@@ -79,7 +79,7 @@ def write_parquet_table(table: pd.DataFrame, path: Path) -> Path:
 
 def _run_in_redirect(tmp_path: Path, raise_line: str) -> tuple[subprocess.CompletedProcess, str]:
     script = tmp_path / "job.py"
-    script.write_text("from preimage.pipeline.workflow import redirect_output\n"
+    script.write_text("from preimage.pipeline.logs import redirect_output\n"
                       f"with redirect_output({str(tmp_path / 'job.log')!r}):\n    print('working')\n    {raise_line}\n")
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     return run, (tmp_path / "job.log").read_text()
