@@ -114,6 +114,13 @@ def check_source(source: Tensor, image_size: int) -> Tensor:
     return source
 
 
+def check_generator(generator: object) -> torch.Generator:
+    """The caller's CPU generator, which picks every member's seed (or draw)."""
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator (it seeds the members), got {generator!r}")
+    return generator
+
+
 def member_generators(seeds: Tensor) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(seed)) for seed in seeds]
 
@@ -183,8 +190,7 @@ class Sampler(ABC):
     ) -> SampleResult:
         """Draw n members (images in [0, 1]) for `objective`, which was bound to `source` (1, 3, H, W)."""
         check_int("n", n, 1)
-        if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-            raise ValueError(f"generator must be a CPU torch.Generator (it seeds the members), got {generator!r}")
+        check_generator(generator)
         source = check_source(source, prior.image_size).to(prior.device)
         seeds = torch.randint(0, SEED_HIGH, (n,), generator=generator, dtype=torch.long)
         with torch.no_grad():

@@ -18,6 +18,7 @@ from preimage.engine.samplers.base import (
     Sampler,
     SampleResult,
     check_float,
+    check_generator,
     check_int,
     check_source,
     start_latents,
@@ -125,6 +126,7 @@ class PooledRejectionSampler:
     ) -> SampleResult:
         """n pool draws for `objective` (bound to `source`), each with its `accepted` flag."""
         check_int("n", n, 1)
+        check_generator(generator)
         if n > len(self.pool):
             raise ValueError(f"a set of {n} members needs a pool of at least {n} draws, the pool has {len(self.pool)}")
         size = tuple(self.pool.images.shape[-2:])
