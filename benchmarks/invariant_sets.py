@@ -7,10 +7,15 @@ Figures (all on CPU unless a GPU is visible):
   rejection members (the reference), for the label objective, per class;
 - diversity (mean pairwise LPIPS) with and without the repulsion term, with their acceptance and the share of
   members the oracle calls valid images;
+- with --compare-samplers (and nothing else): `guided`, `rejection` and `noise_opt` (DiG-IN's noise optimisation)
+  side by side on the label objective, same sources, members and seeds: acceptance, accepted members per second,
+  diversity, LPIPS to the source and denoiser (UNet) passes per member, as a table and the report's sampler figure;
 - with --pipeline, the wall time of the whole default pipeline in a fresh clone.
 
 Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 64] [--guidance-interval 0 1]
        [--repeats 2] [--pipeline]
+       python benchmarks/invariant_sets.py --compare-samplers [--per-class 1] [--members 32]
+       [--noise-opt '{"num_steps": 4, "iterations": 20}'] [--figure samplers.png]
 
 This machine's CPU time is shared, so one timing can be 30 % off the next; the speed comparison therefore
 interleaves the two samplers source by source (each source's guided set, then its rejection set), so a slow
@@ -20,6 +25,7 @@ minute slows both alike, and pools `--repeats` such rounds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
@@ -29,14 +35,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from preimage.data import load_images
 
 import preimage
+from preimage.analysis.report.figures import sampler_figure
+from preimage.analysis.report.tables import sampler_table
 from preimage.engine.models import load_lpips
 from preimage.engine.objectives import from_config as objective_from_config
 from preimage.engine.samplers.spec import from_config as sampler_from_config
 from preimage.pipeline.config import load_config
 from preimage.pipeline.models import model_dir, resolve_classifier, resolve_prior
+from preimage.pipeline.sources import load_images
 from preimage.pipeline.workflow import select_sources
 from preimage.utils.devices import device_name, native_bfloat16, resolve_device
 from preimage.world.generator import WorldSpec
@@ -81,6 +89,27 @@ def describe(name: str, summaries: pd.DataFrame) -> dict:
     return row
 
 
+def compare_samplers(samplers: dict[str, dict], objective: dict, sources: pd.DataFrame, images: torch.Tensor,
+                     classifier, prior, perceptual, n: int, figure: Path | None) -> pd.DataFrame:
+    """Each sampler's sets for the same sources, members and seeds; one row per sampler."""
+    summaries, passes = [], {}
+    for name, spec in samplers.items():
+        members, _, summary = run_sets(objective, spec, sources, images, classifier, prior, perceptual, n)
+        describe(f"label / {name}", summary)
+        summaries.append(summary.assign(sampler=name))
+        passes[name] = float(members["steps"].mean())
+    every = pd.concat(summaries, ignore_index=True)
+    table = sampler_table(every)
+    totals = every.groupby("sampler")[["accepted", "seconds"]].sum()
+    table["accepted_per_s"] = table["sampler"].map(totals["accepted"] / totals["seconds"])
+    table["unet_passes_per_member"] = table["sampler"].map(passes)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    if figure is not None:
+        sampler_figure(table).savefig(figure, dpi=150)
+        print(f"figure: {figure}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
@@ -94,6 +123,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of the interleaved neuron timing; their seconds are pooled")
     parser.add_argument("--pipeline", action="store_true", help="also time the default pipeline in a fresh clone")
+    parser.add_argument("--compare-samplers", action="store_true",
+                        help="only the side-by-side comparison of guided, rejection and noise_opt")
+    parser.add_argument("--per-class", type=int, help="use this many sources of each class (default: all)")
+    parser.add_argument("--noise-opt", type=json.loads, default={},
+                        help="JSON keyword arguments of the noise_opt sampler (its defaults otherwise)")
+    parser.add_argument("--figure", type=Path, help="--compare-samplers: write the sampler figure here")
     args = parser.parse_args()
     config = load_config(args.config)
     os.chdir(REPO)  # model folders are relative to the repository, as in the workflow
@@ -103,6 +138,8 @@ def main() -> None:
     oracle = load_oracle(model_dir(config, "oracle")).to(device)
     perceptual = load_lpips(**config["perceptual"], device=device)
     sources = select_sources(config)
+    if args.per_class is not None:
+        sources = sources.groupby("class_name", sort=False).head(args.per_class).reset_index(drop=True)
     images = load_images(sources, spec.image_size, world=spec).to(device)
     objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
     if args.guidance_scale is not None:
@@ -112,6 +149,13 @@ def main() -> None:
     rejection = samplers["rejection"]
     print(f"device {device} ({device_name(device)}, bf16 arithmetic: {native_bfloat16(device)}); prior UNet in "
           f"{prior.compute_dtype}; {len(sources)} sources; guided sampler {samplers['guided']}")
+
+    if args.compare_samplers:
+        contenders = {"guided": samplers["guided"], "rejection": rejection,
+                      "noise_opt": {"kind": "noise_opt", **args.noise_opt}}
+        compare_samplers(contenders, objectives["label"], sources, images, classifier, prior, perceptual,
+                         args.members, args.figure)
+        return
 
     rows = []
     print("label objective")

@@ -8,9 +8,12 @@ a chain. Snakemake's Snakefile, rules and scripts import only preimage.pipeline.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 
+import pytest
 from importlinter import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +42,13 @@ def test_the_contract_check_sees_workflow_imports(tmp_path):
     script = tmp_path / "step.py"
     script.write_text("from preimage.pipeline.logs import redirect_output\nfrom preimage.engine.sets import read_set\n")
     assert imported_preimage_modules(script) == {"preimage.pipeline.logs", "preimage.engine.sets"}
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_imports(script):
+    """The benchmark scripts are run by hand, not by the workflow: a moved module must not break them silently."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script[:-3]}", ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    assert callable(getattr(module, "main", None)), f"benchmarks/{script} has no main()"
