@@ -252,7 +252,6 @@ if BASELINE_SPLIT:
         output:
             "results/concepts/baseline.parquet",
         params:
-            classes=lambda wildcards: sorted({g.core for g in groups().values() if g.kind == "class"}),
             synonyms=canonical(CONCEPTS["synonyms"]),
             settings=canonical(CONCEPTS["spurious"]),
         log:

@@ -6,4 +6,4 @@ from preimage.pipeline.steps.concepts import score_baseline
 with redirect_output(snakemake.log[0]):
     params = snakemake.params
     score_baseline(snakemake.input.vocabulary, snakemake.input.embeddings, snakemake.input.predictions,
-                   params.classes, params.synonyms, params.settings, snakemake.output[0])
+                   snakemake.input.groups, params.synonyms, params.settings, snakemake.output[0])

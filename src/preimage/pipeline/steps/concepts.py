@@ -162,18 +162,21 @@ def stack_tables(tables: Sequence[str | PathLike], output: str | PathLike) -> pd
 
 
 def score_baseline(vocabulary: str | PathLike, embeddings: str | PathLike, predictions: str | PathLike,
-                   classes: Sequence[str], synonyms: Mapping[str, Sequence[str]], spurious_settings: Mapping,
+                   groups: str | PathLike, synonyms: Mapping[str, Sequence[str]], spurious_settings: Mapping,
                    output: str | PathLike) -> pd.DataFrame:
-    """The data-only baseline: the vocabulary's concepts scored on the real test images of `classes` the
-    classifier gets wrong against those it gets right (their CLIP `embeddings` and its `predictions`), with
-    `spurious_settings` (the config's concepts.spurious section), as Parquet."""
+    """The data-only baseline: the vocabulary's concepts scored on the real test images the classifier gets wrong
+    against those it gets right (their CLIP `embeddings` and its `predictions`), for the classes that are the core
+    of a concept group (the `groups` table of the concepts_groups checkpoint), with `spurious_settings` (the
+    config's concepts.spurious section), as Parquet."""
     from preimage.analysis.concepts.baseline import baseline_scores
     from preimage.analysis.concepts.embeddings import (
         EmbeddedVocabulary,
         embedding_matrix,
     )
     from preimage.analysis.concepts.spurious import SpuriousSettings
+    from preimage.pipeline.workflow import read_groups
 
+    classes = sorted({group.core for group in read_groups(groups).values() if group.kind == "class"})
     embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
     images = pd.read_parquet(embeddings).merge(
         pd.read_parquet(predictions)[["image_id", "prediction"]], on="image_id", validate="1:1")
