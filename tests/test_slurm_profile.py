@@ -120,7 +120,7 @@ def dry_run_jobs(workdir: Path, *args: str) -> dict[str, SimpleNamespace]:
     assert run.returncode == 0, run.stdout + run.stderr
     jobs: dict[str, SimpleNamespace] = {}
     for line in run.stdout.splitlines():
-        if match := re.match(r"rule (\w+):$", line):
+        if match := re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", line):  # every job's block has its resources
             job = jobs[match[1]] = SimpleNamespace(threads=1, resources={})
         elif match := re.match(r"\s+threads: (\d+)$", line):
             job.threads = int(match[1])

@@ -231,9 +231,9 @@ def draw_pool(reference: InvariantSet, source_class: str = "") -> DrawPool:
     table = reference.members.loc[rows]
     return DrawPool(
         images=reference.images[torch.from_numpy(rows.copy())],
-        seeds=torch.as_tensor(table["seed"].to_numpy(), dtype=torch.long),
-        steps=torch.as_tensor(table["steps"].to_numpy(), dtype=torch.long),
-        seconds=torch.as_tensor(table["seconds"].to_numpy(), dtype=torch.float32),
+        seeds=torch.tensor(table["seed"].to_numpy(), dtype=torch.long),
+        steps=torch.tensor(table["steps"].to_numpy(), dtype=torch.long),
+        seconds=torch.tensor(table["seconds"].to_numpy(), dtype=torch.float32),
         num_steps=int(settings["num_steps"]),
         eta=float(settings["eta"]),
     )
