@@ -121,6 +121,12 @@ def check_generator(generator: object) -> torch.Generator:
     return generator
 
 
+@torch.no_grad()
+def judge(objective: ObjectiveLike, images: Tensor) -> tuple[Tensor, Tensor]:
+    """The objective's (B,) loss and acceptance of final images, on the CPU: what a sampler records per member."""
+    return objective.loss(images).detach().float().cpu(), objective.accept(images).detach().bool().cpu()
+
+
 def member_generators(seeds: Tensor) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(seed)) for seed in seeds]
 
@@ -201,9 +207,7 @@ class Sampler(ABC):
             start = time.perf_counter()
             generators = member_generators(batch_seeds)
             images, trace, calls = self._sample_batch(prior, objective, source, z_source, generators)
-            with torch.no_grad():
-                loss = objective.loss(images).detach().float().cpu()
-                accepted = objective.accept(images).detach().bool().cpu()
+            loss, accepted = judge(objective, images)
             images = images.detach().float()
             seconds = (time.perf_counter() - start) / len(batch_seeds)
             parts.append(

@@ -21,6 +21,7 @@ from preimage.engine.samplers.base import (
     check_generator,
     check_int,
     check_source,
+    judge,
     start_latents,
 )
 
@@ -139,9 +140,7 @@ class PooledRejectionSampler:
         for batch in chosen.split(self.batch_size):
             start = time.perf_counter()
             images = self.pool.images[batch].to(prior.device, torch.float32)
-            with torch.no_grad():
-                loss = objective.loss(images).detach().float().cpu()
-                accepted = objective.accept(images).detach().bool().cpu()
+            loss, accepted = judge(objective, images)
             check = (time.perf_counter() - start) / len(batch)
             parts.append({"images": images, "accepted": accepted, "loss": loss,
                           "seconds": self.pool.seconds[batch].float() + check, "seeds": self.pool.seeds[batch],
