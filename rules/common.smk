@@ -102,7 +102,8 @@ def objective_check_settings(wildcards):
 
 def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
-    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "objectives", "rejection_from_reference")}
+    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
+                                      "rejection_from_reference")}
     world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
     return canonical(model_config(config, "classifier", "prior") | world
                      | {"sets": sets, "perceptual": config["perceptual"]})

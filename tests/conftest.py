@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny world configuration and the repository's own config."""
+"""Shared fixtures: a tiny world configuration, the repository's own config, tiny random models."""
 
 from __future__ import annotations
 
@@ -40,3 +40,27 @@ def tiny_world(config) -> dict:
     world = copy.deepcopy(config["world"])
     world["splits"] = {name: 64 for name in world["splits"]}
     return world
+
+
+TINY_SIZE = 16  # the side of `tiny_pixel_models`' images
+
+
+@pytest.fixture
+def tiny_pixel_models(tmp_path) -> tuple:
+    """A randomly initialised two-class timm classifier ("circle", "square") and pixel prior on 16 x 16 images,
+    saved and loaded the way the world's are."""
+    import timm
+    import torch
+
+    from preimage.engine.models import load_classifier
+    from preimage.engine.priors import PixelDiffusionPrior
+    from preimage.world.training.prior import build_scheduler, build_unet
+
+    torch.manual_seed(0)
+    build_unet(TINY_SIZE, {"block_out_channels": [8, 16], "layers_per_block": 1}).save_pretrained(tmp_path / "prior" / "unet")
+    build_scheduler().save_pretrained(tmp_path / "prior" / "scheduler")
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=2, channels=(8, 16, 32, 64))
+    timm.models.save_for_hf(model, str(tmp_path / "classifier"), model_config={"label_names": ["circle", "square"]},
+                            model_args={"channels": [8, 16, 32, 64]}, data_config={"input_size": (3, TINY_SIZE, TINY_SIZE)},
+                            safe_serialization=True)
+    return load_classifier(str(tmp_path / "classifier")), PixelDiffusionPrior.from_pretrained(tmp_path / "prior")

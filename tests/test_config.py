@@ -23,6 +23,7 @@ from preimage.pipeline.config import (
     ConfigError,
     check_yaml,
     load_config,
+    objective_samplers,
     schema_defaults,
     validate_config,
     world_uses,
@@ -159,6 +160,36 @@ def test_every_bad_spec_is_named_at_once_and_the_default_specs_pass(config) -> N
     text = invalid(config)
     assert "sets.samplers.guided: eta must be in [0.0, inf], got -1" in text
     assert "sets.objectives.neuron: rel_tolerance must be a finite number > 0, got 0" in text
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"counterfactal": {"guided": {"strength": 0.5}}},
+     "sets.sampler_overrides.counterfactal: no such objective; sets.objectives has ['counterfactual', 'label', "),
+    ({"counterfactual": {"guidd": {"strength": 0.5}}},
+     "sets.sampler_overrides.counterfactual.guidd: no such sampler; sets.samplers has ['guided', 'rejection']"),
+    ({"counterfactual": {"guided": {"kind": "rejection"}}},
+     "sets.sampler_overrides.counterfactual.guided: 'kind' cannot be overridden (it is 'guided' in sets.samplers)"),
+    ({"counterfactual": {"guided": {"strength": 1.5}}},
+     "sets.sampler_overrides.counterfactual.guided: strength must be in (0.0, 1.0], got 1.5"),
+    ({"counterfactual": {"rejection": {"distance_weight": 0.1}}},
+     "sets.sampler_overrides.counterfactual.rejection: field 'distance_weight' is not allowed for kind 'rejection'"),
+    ({"counterfactual": {"guided": [0.5]}}, "sets.sampler_overrides.counterfactual.guided"),
+])
+def test_sampler_overrides_name_a_configured_objective_and_sampler_and_merge_into_a_valid_spec(
+        config, overrides, message) -> None:
+    config["sets"]["sampler_overrides"] = overrides
+    text = invalid(config)
+    assert message in text, text
+
+
+def test_an_objective_draws_with_its_overrides_merged_over_the_samplers(config) -> None:
+    sets = validate_config(config)["sets"]
+    sets["sampler_overrides"] = {"counterfactual": {"guided": {"strength": 0.6, "distance_weight": 0.3}}}
+    edited = objective_samplers(sets, "counterfactual")
+    assert edited["guided"] == {**sets["samplers"]["guided"], "strength": 0.6, "distance_weight": 0.3}
+    assert edited["rejection"] == sets["samplers"]["rejection"]
+    assert objective_samplers(sets, "label") == sets["samplers"]
+    assert isinstance(from_config(edited["guided"]), GuidedSampler) and from_config(edited["guided"]).strength == 0.6
 
 
 def test_reading_the_config_imports_no_model_library(config) -> None:

@@ -241,6 +241,8 @@ def real_config(models: dict[str, Path], folder: Path) -> dict:
                 "rejection": {"kind": "rejection", "num_steps": 2, "batch_size": 3},
                 "noise_opt": {"kind": "noise_opt", "num_steps": 2, "iterations": 2, "batch_size": 3},
             },
+            # the guided counterfactual as a minimal edit, as config.yaml has it: a late start in the VAE's latents
+            "sampler_overrides": {"counterfactual": {"guided": {"strength": 0.7, "distance_weight": 0.1}}},
         },
         "reference": {"members": 8, "seed": 1, "num_steps": 2},
         "perceptual": {"allow_random": True},  # no LPIPS backbone offline: a seeded random trunk
@@ -446,6 +448,9 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
             with Image.open(folder / image) as png:
                 assert png.size == (IMAGE_SIZE, IMAGE_SIZE), set_id
         assert summary["sampler_name"].iloc[0] == set_id.rsplit("__", 1)[1]
+        strength = json.loads(members["sampler_params"].iloc[0]).get("strength")
+        edit = set_id.endswith("__counterfactual__guided")  # sets.sampler_overrides
+        assert strength == (0.7 if edit else 1.0) or (strength is None and "__rejection" in set_id), set_id
         assert 0 <= summary["acceptance_rate"].iloc[0] <= 1 and summary["members"].iloc[0] == len(members)
 
     # the reference sample, drawn with each source class's prompt
@@ -503,8 +508,11 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     for name in ("samplers.png", "samplers.pdf", "samplers.tex", "samplers.md", "guidance.png", "guidance.pdf"):
         assert (figures / name).is_file(), name
     samplers_table = (figures / "samplers.md").read_text()
-    for sampler in ("GuidedSampler", "RejectionSampler", "NoiseOptSampler"):
-        assert re.search(rf"^\| {sampler} +\| +{len(ids) // len(SAMPLERS)} \|", samplers_table, re.MULTILINE), sampler
+    sources = len(ids) // len(SAMPLERS) // len(config["sets"]["objectives"])
+    for objective in config["sets"]["objectives"]:
+        for sampler in ("GuidedSampler", "RejectionSampler", "NoiseOptSampler"):
+            row = rf"^\| {objective} +\| {sampler} +\| +{sources} \|"
+            assert re.search(row, samplers_table, re.MULTILINE), (objective, sampler)
     assert not list(figures.glob("evaluation*"))
 
     # the report, without an evaluation

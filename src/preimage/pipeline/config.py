@@ -134,7 +134,39 @@ def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
                 check(spec, f"sets.{section}.{name}")
             except ValueError as error:
                 problems.append(str(error))
+    if not problems and not any(path[:2] == ("sets", "sampler_overrides") for path in invalid):
+        problems += _override_problems(sets)
     return problems
+
+
+def _override_problems(sets: dict) -> list[str]:
+    """Each `sets.sampler_overrides` entry must name a configured objective and sampler, leave `kind` alone, and
+    give a spec the sampler accepts once merged."""
+    problems = []
+    for objective, overrides in sets.get("sampler_overrides", {}).items():
+        where = f"sets.sampler_overrides.{objective}"
+        if objective not in sets["objectives"]:
+            problems.append(f"{where}: no such objective; sets.objectives has {sorted(sets['objectives'])}")
+            continue
+        for sampler, fields in overrides.items():
+            if sampler not in sets["samplers"]:
+                problems.append(f"{where}.{sampler}: no such sampler; sets.samplers has {sorted(sets['samplers'])}")
+            elif "kind" in fields:
+                problems.append(f"{where}.{sampler}: 'kind' cannot be overridden (it is {sets['samplers'][sampler]['kind']!r}"
+                                " in sets.samplers); add another sampler for another kind")
+            else:
+                try:
+                    sampler_spec.check_config(objective_samplers(sets, objective)[sampler], f"{where}.{sampler}")
+                except ValueError as error:
+                    problems.append(str(error))
+    return problems
+
+
+def objective_samplers(sets: dict, objective: str) -> dict[str, dict]:
+    """The sampler specs that draw `objective`'s sets, by sampler name: `sets.samplers` with the objective's
+    `sets.sampler_overrides` merged in."""
+    overrides = sets.get("sampler_overrides", {}).get(objective, {})
+    return {name: {**spec, **overrides.get(name, {})} for name, spec in sets["samplers"].items()}
 
 
 def _world_problems(config: dict) -> list[str]:

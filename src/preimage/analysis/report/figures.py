@@ -152,16 +152,24 @@ def guidance_figure(summaries: pd.DataFrame) -> plt.Figure:
 
 
 def sampler_figure(table: pd.DataFrame) -> plt.Figure:
-    """One bar panel per metric of the sampler table."""
+    """One bar panel per metric of the sampler table: a bar per sampler, grouped by objective where the table
+    has one."""
     apply_style()
-    figure, axes = plt.subplots(1, len(SAMPLER_METRICS), figsize=(3.0 * len(SAMPLER_METRICS), 3.4),
+    by_objective = "objective" in table
+    samplers = table["sampler"].nunique()
+    width = 3.0 + (0.5 * table["objective"].nunique() if by_objective else 0.0)
+    figure, axes = plt.subplots(1, len(SAMPLER_METRICS), figsize=(width * len(SAMPLER_METRICS), 3.4),
                                 layout="constrained")
-    for axis, (column, label) in zip(axes, SAMPLER_METRICS.items()):
-        sns.barplot(data=table, x="sampler", y=column, hue="sampler", ax=axis, palette=PALETTE[: len(table)],
-                    legend=False)
+    for index, (axis, (column, label)) in enumerate(zip(axes, SAMPLER_METRICS.items())):
+        sns.barplot(data=table, x="objective" if by_objective else "sampler", y=column, hue="sampler", ax=axis,
+                    palette=PALETTE[:samplers], legend=by_objective and index == len(axes) - 1)
         axis.set_title(label)
         axis.set_xlabel("")
         axis.set_ylabel("")
+        if by_objective:
+            axis.tick_params(axis="x", labelrotation=30)
+    if by_objective:
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.01, 1), title="sampler")
     figure.suptitle("sampler comparison")
     return figure
 

@@ -13,14 +13,18 @@ SAMPLER_METRICS = {
 
 
 def sampler_table(summaries: pd.DataFrame) -> pd.DataFrame:
-    """Mean metrics per sampler over sets: acceptance, diversity, distance to source, cost."""
+    """Mean metrics over sets per objective and sampler (per sampler for summaries without `objective_name`):
+    acceptance, diversity, distance to source, cost. An objective's samplers may differ from another's
+    (`sets.sampler_overrides`), so a pipeline's samplers are compared objective by objective."""
     required = {"sampler", "acceptance_rate", "diversity", "mean_lpips_to_source", "mean_l2_to_source", "seconds",
                 "accepted"}
     missing = sorted(required - set(summaries.columns))
     if missing:
         raise ValueError(f"set summaries lack column(s) {missing} needed for the sampler table")
-    rows = summaries.assign(seconds_per_accepted=summaries["seconds"] / summaries["accepted"].clip(lower=1))
-    table = rows.groupby("sampler").agg(
+    rows = summaries.rename(columns={"objective_name": "objective"})
+    rows = rows.assign(seconds_per_accepted=rows["seconds"] / rows["accepted"].clip(lower=1))
+    keys = ["objective", "sampler"] if "objective" in rows else ["sampler"]
+    table = rows.groupby(keys).agg(
         sets=("sampler", "size"), acceptance_rate=("acceptance_rate", "mean"), diversity=("diversity", "mean"),
         mean_lpips_to_source=("mean_lpips_to_source", "mean"), mean_l2_to_source=("mean_l2_to_source", "mean"),
         seconds_per_accepted=("seconds_per_accepted", "mean"),

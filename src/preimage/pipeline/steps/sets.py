@@ -10,11 +10,13 @@ import json
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
+from preimage.pipeline.config import objective_samplers
 from preimage.pipeline.models import (
     CLASS_NAME,
     class_text,
@@ -33,6 +35,9 @@ from preimage.pipeline.workflow import select_sources
 from preimage.utils.devices import resolve_device
 from preimage.utils.images import to_uint8
 from preimage.utils.io import write_npy, write_parquet
+
+if TYPE_CHECKING:
+    from preimage.engine.samplers.rejection import DrawPool
 
 CHECK_IMAGE_SEED = 0  # the noise image `check_objectives` binds each objective to
 
@@ -80,16 +85,19 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
-    samplers = {name: sampler_from_config(spec, perceptual, where=f"sets.samplers.{name}")
-                for name, spec in sets["samplers"].items()}
-    if reference is not None:
-        samplers = _pooled(samplers, reference, _prompt_class(config, row.iloc[0]["class_name"]), sets["members"])
+    pool = None if reference is None else _reference_pool(reference, _prompt_class(config, row.iloc[0]["class_name"]))
     out_root = Path(summaries[0]).parent.parent
     written = []
     for objective_name, spec in sets["objectives"].items():
         where = f"sets.objectives.{objective_name}"
         objective = objective_from_config(spec, classifier, where=where)
         _bind_checked(objective, source, where)  # an error of the objective on this source names it
+        overridden = sets["sampler_overrides"].get(objective_name, {})
+        samplers = {name: sampler_from_config(sampler, perceptual, where=f"sets.sampler_overrides.{objective_name}.{name}"
+                                              if name in overridden else f"sets.samplers.{name}")
+                    for name, sampler in objective_samplers(sets, objective_name).items()}
+        if pool is not None:
+            samplers = _pooled(samplers, pool, sets["members"])
         written += generate_sets(source, row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
                                  sets["members"], sets["seed"], perceptual, out_root)
     return written
@@ -102,13 +110,18 @@ def _prompt_class(config: dict, class_name: str) -> str:
     return class_name if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else ""
 
 
-def _pooled(samplers: dict, reference: str | PathLike, prompt_class: str, members: int) -> dict:
-    """`samplers` with every rejection sampler the reference's draws serve replaced by one that tests those draws
-    (a pool smaller than a set keeps the sampler drawing its own)."""
-    from preimage.engine.samplers import PooledRejectionSampler
+def _reference_pool(reference: str | PathLike, prompt_class: str) -> DrawPool:
+    """The reference sample's draws for `prompt_class` (`preimage.engine.sets.draw_pool`)."""
     from preimage.engine.sets import draw_pool, read_set
 
-    pool = draw_pool(read_set(Path(reference).parent), prompt_class)
+    return draw_pool(read_set(Path(reference).parent), prompt_class)
+
+
+def _pooled(samplers: dict, pool: DrawPool, members: int) -> dict:
+    """`samplers` with every rejection sampler the reference's draws (`pool`) serve replaced by one that tests
+    those draws (a pool smaller than a set keeps the sampler drawing its own)."""
+    from preimage.engine.samplers import PooledRejectionSampler
+
     served = {name for name, sampler in samplers.items() if pool.serves(sampler)}
     if served and len(pool) < members:
         print(f"samplers {sorted(served)} draw their own: the reference has {len(pool)} draws for this class, "
