@@ -88,6 +88,7 @@ PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
         "num_steps": _int(1), "iterations": _int(1), "lr": _float(0.0, low_open=True), "strength": _STRENGTH,
         "noise_weight": _WEIGHT, "distance_weight": _WEIGHT, "repulsion_weight": _WEIGHT,
         "repulsion_space": _choice(REPULSION_SPACES), "optimize_condition": _bool, "batch_size": _int(1),
+        "stop_when_accepted": _bool,
     },
 }
 
