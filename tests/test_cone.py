@@ -162,3 +162,38 @@ def test_the_spec_builds_a_cone_from_the_robust_model_it_is_given() -> None:
         from_config(spec, where="sets.samplers.dvce")
     with pytest.raises(ValueError, match="field 'cone_angle' is not allowed for kind 'rejection'"):
         check_config({"kind": "rejection", "cone_angle": 30})
+
+
+class Conv(nn.Module):
+    """A conv layer and a two-class head: layers for the layer objectives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(images).mean((2, 3)))
+
+
+def test_the_kinds_the_config_check_lets_a_cone_read_are_those_with_a_robust_twin() -> None:
+    """objectives.spec.TWIN_KINDS (the torch-free check of a config with a cone) matches `with_model`."""
+    from preimage.engine.objectives import from_config as objective_from_config
+    from preimage.engine.objectives import function
+    from preimage.engine.objectives.spec import KINDS, TWIN_KINDS
+
+    specs = {"label": {}, "probs": {}, "logits": {}, "regression": {"tolerance": 1.0},
+             "neuron": {"layer": "conv", "unit": 0}, "channel": {"layer": "conv", "channel": 0},
+             "features": {"layer": "conv"}, "lowpass": {"factor": 2},
+             "masked": {"box": [0, 0, 2, 2], "image_size": PIXEL_SIZE}}
+    assert set(specs) | {"function", "sum"} == set(KINDS)
+    explained, robust = Conv(), Conv()
+    for kind, fields in specs.items():
+        objective = objective_from_config({"kind": kind, **fields}, explained)
+        if kind in TWIN_KINDS:
+            objective.with_model(robust)
+        else:
+            with pytest.raises(ValueError, match="cannot be read from another model"):
+                objective.with_model(robust)
+    with pytest.raises(ValueError, match="cannot be read from another model"):
+        function(explained, tolerance=1.0).with_model(robust)

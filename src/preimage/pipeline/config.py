@@ -20,7 +20,7 @@ from preimage.world.generator import SPLIT_KINDS, WorldSpec
 
 WORLD = "world"
 SOURCES = "sources"  # concepts.baseline_split / real_split: the images of sets.sources' folder or manifest
-MODEL_KINDS = ("classifier", "prior", "clip")
+MODEL_KINDS = ("classifier", "prior", "clip", "robust")  # robust: optional, for a guided sampler's cone
 
 
 class ConfigError(ValueError):
@@ -97,7 +97,7 @@ def world_uses(config: dict) -> list[str]:
 
 def world_models(config: dict) -> list[str]:
     """The model kinds (`models.<kind>`) that are the world's own trained models."""
-    return [kind for kind in MODEL_KINDS if config["models"][kind]["source"] == WORLD]
+    return [kind for kind in MODEL_KINDS if config["models"].get(kind, {}).get("source") == WORLD]
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -107,6 +107,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     problems = [_explain(e) for e in errors]
     problems += _spec_problems(config, {tuple(e.absolute_path) for e in errors})
+    problems += _cone_problems(config) if not problems else []
     problems += _world_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
@@ -134,6 +135,27 @@ def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
                 check(spec, f"sets.{section}.{name}")
             except ValueError as error:
                 problems.append(str(error))
+    return problems
+
+
+def _cone_problems(config: dict) -> list[str]:
+    """A sampler with a cone needs the robust classifier that spans it (`models.robust`), and objectives the
+    robust model can read (every sampler draws every objective)."""
+    coned = [name for name, spec in config["sets"]["samplers"].items() if sampler_spec.uses_cone(spec)]
+    if not coned:
+        return []
+    problems = []
+    if not (config.get("models") or {}).get("robust"):
+        problems += [f"sets.samplers.{name}.cone_angle: needs models.robust, the adversarially robust classifier "
+                     "whose gradient spans the cone (`{source: world}` on the shortcut world, else a timm folder)"
+                     for name in coned]
+    for name, spec in config["sets"]["objectives"].items():
+        for where, leaf in objective_spec.leaves(spec, f"sets.objectives.{name}"):
+            if leaf["kind"] not in objective_spec.TWIN_KINDS:
+                problems.append(f"{where}: kind {leaf['kind']!r} cannot be read from the robust model that spans "
+                                f"the cone of sets.samplers.{coned[0]} (a layer's units, a logit vector's scale and "
+                                f"a function are the explained model's own); with a cone sampler every objective "
+                                f"must be of kinds {list(objective_spec.TWIN_KINDS)}")
     return problems
 
 

@@ -23,6 +23,7 @@ from preimage.pipeline.models import (
     resolve_classifier,
     resolve_perceptual,
     resolve_prior,
+    resolve_robust,
 )
 from preimage.pipeline.sources import (
     REAL_IMAGE_SIZE,
@@ -67,6 +68,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     (`preimage.engine.samplers.PooledRejectionSampler`)."""
     from preimage.engine.objectives.spec import from_config as objective_from_config
     from preimage.engine.samplers.spec import from_config as sampler_from_config
+    from preimage.engine.samplers.spec import uses_cone
     from preimage.engine.sets import generate_sets
 
     torch.set_num_threads(threads)
@@ -80,7 +82,9 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
-    samplers = {name: sampler_from_config(spec, perceptual, where=f"sets.samplers.{name}")
+    cones = any(uses_cone(spec) for spec in sets["samplers"].values())
+    robust = resolve_robust(config, device) if cones else None  # loaded only for a sampler with a cone
+    samplers = {name: sampler_from_config(spec, perceptual, where=f"sets.samplers.{name}", robust=robust)
                 for name, spec in sets["samplers"].items()}
     if reference is not None:
         samplers = _pooled(samplers, reference, _prompt_class(config, row.iloc[0]["class_name"]), sets["members"])
