@@ -13,13 +13,14 @@ Per setting and sampler it prints:
   background on triangles) that show it;
 - the robust classifier's acceptance of the accepted members;
 - mean L1 and LPIPS distance of the members to their source;
-- seconds per member, accepted members and members of the target shape per second.
+- seconds per member, accepted members and members of the target shape per second;
+- per target class: acceptance, oracle agreement and shortcut share.
 
 It also measures, on `classifier_test`, the clean and PGD accuracy of the explained and the robust classifier under
-the robust model's training attack (its epsilon, `eval_steps` steps).
+the robust model's training attack (its epsilon, or each of `--epsilons`; `eval_steps` steps).
 
 Usage: python benchmarks/cone.py [--per-class 2] [--members 16] [--angles 30 60] [--strength 0.6]
-       [--distance-weight 0.1] [--threads 2]
+       [--distance-weight 0.1] [--threads 2] [--epsilons 0.25 0.5 1 2] [--skip-attack | --skip-sets]
 
 The samplers of one set run back to back (no cone, then each cone), so a slow minute on a shared machine slows
 them alike.
@@ -51,16 +52,17 @@ from preimage.world.training.robust import robust_accuracy
 REPO = Path(__file__).resolve().parents[1]
 
 
-def attack_rows(models: dict[str, torch.nn.Module], spec: WorldSpec, attack: dict, device: torch.device) -> None:
-    """Clean and PGD accuracy of each model on classifier_test."""
-    print(f"accuracy on classifier_test, clean and under PGD ({attack['norm']}, epsilon {attack['epsilon']}, "
-          f"{attack['eval_steps']} steps):")
-    for name, model in models.items():
-        torch.manual_seed(0)  # the attacks' random starts
-        start = time.perf_counter()
-        result = robust_accuracy(model, spec, attack, device)
-        print(f"  {name:<10} clean {result['clean_accuracy']:.1%}  adversarial {result['adversarial_accuracy']:.1%}"
-              f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+def attack_rows(models: dict[str, torch.nn.Module], spec: WorldSpec, attack: dict, epsilons: list[float],
+                device: torch.device) -> None:
+    """Clean and PGD accuracy of each model on classifier_test, at each epsilon."""
+    print(f"accuracy on classifier_test, clean and under PGD ({attack['norm']}, {attack['eval_steps']} steps):")
+    for epsilon in epsilons:
+        for name, model in models.items():
+            torch.manual_seed(0)  # the attacks' random starts
+            start = time.perf_counter()
+            result = robust_accuracy(model, spec, attack | {"epsilon": epsilon}, device)
+            print(f"  epsilon {epsilon:<5g} {name:<10} clean {result['clean_accuracy']:.1%}  adversarial "
+                  f"{result['adversarial_accuracy']:.1%}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def shortcut_values(spec: WorldSpec) -> dict[str, tuple[str, str]]:
@@ -130,7 +132,10 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=0.6, help="the late start's strength")
     parser.add_argument("--distance-weight", type=float, default=0.1, help="the late start's L1 weight")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--epsilons", type=float, nargs="+",
+                        help="PGD radii of the accuracy check (default: the robust model's training epsilon)")
     parser.add_argument("--skip-attack", action="store_true", help="leave out the clean / PGD accuracies")
+    parser.add_argument("--skip-sets", action="store_true", help="only the clean / PGD accuracies")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -143,24 +148,37 @@ def main() -> None:
     oracle = load_oracle(model_dir(config, "oracle")).to(device)
     print(f"device {device} ({device_name(device)}), {args.threads} threads; robust model {model_dir(config, 'robust')}")
     if not args.skip_attack:
-        attack_rows({"classifier": models["classifier"], "robust": models["robust"]}, spec,
-                    config["training"]["robust"]["attack"], device)
+        attack = config["training"]["robust"]["attack"]
+        attack_rows({"classifier": models["classifier"], "robust": models["robust"]}, spec, attack,
+                    args.epsilons or [attack["epsilon"]], device)
+    if args.skip_sets:
+        return
     sources = select_sources(config).groupby("class_name", sort=False).head(args.per_class).reset_index(drop=True)
     images = load_images(sources, spec.image_size, world=spec).to(device)
     settings = {"pure noise": {"kind": "guided"},
                 f"late start {args.strength:g}, L1 {args.distance_weight:g}":
                     {"kind": "guided", "strength": args.strength, "distance_weight": args.distance_weight}}
     print(f"{len(sources)} sources, every other class as the target, {args.members} members per set")
-    rows = []
+    rows, by_target = [], []
     for setting, base in settings.items():
         samplers = {"no cone": base} | {f"cone {angle:g}°": base | {"cone_angle": angle} for angle in args.angles}
         start = time.perf_counter()
         sets = draw(samplers, sources, images, spec.shapes, models, args.members)
         for name, drawn in sets.items():
             rows.append({"start": setting, "sampler": name, **measure(drawn, oracle, models["robust"], spec, device)})
+            for target in spec.shapes:
+                part = measure([item for item in drawn if item["target"] == target], oracle, models["robust"], spec,
+                               device)
+                by_target.append({"start": setting, "sampler": name, "target": target, **part})
         print(f"  {setting}: {time.perf_counter() - start:.0f} s", flush=True)
-    table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
+    print("per target: acceptance / oracle agreement of the accepted members / shortcut share")
+    per_target = pd.DataFrame(by_target)
+    cells = per_target.apply(lambda r: f"{r.acceptance:.2f} / {r.oracle_agreement:.2f}"
+                             + ("" if np.isnan(r.shortcut_share) else f" / {r.shortcut_share:.2f}"), axis=1)
+    order = pd.MultiIndex.from_frame(per_target[["start", "sampler"]].drop_duplicates())
+    print(per_target.assign(cell=cells).pivot(index=["start", "sampler"], columns="target", values="cell")
+          .reindex(index=order, columns=list(spec.shapes)).to_markdown())
 
 
 if __name__ == "__main__":
