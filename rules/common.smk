@@ -7,7 +7,8 @@ from pathlib import Path
 from preimage.pipeline.config import SOURCES, world_models
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import group_figure_stems, set_figure_dir
-from preimage.pipeline.workflow import canonical, model_config, real_model_files, resolved_device, source_files
+from preimage.pipeline.workflow import (canonical, model_config, real_model_files, resolved_device, set_job_models,
+                                       source_files)
 
 SETS = config["sets"]
 SOURCE_FILES = source_files(config)
@@ -19,7 +20,7 @@ def model_inputs(*kinds):
     trained = {}
     if world_models(config):
         trained = {"classifier": rules.train_classifier.output.weights, "prior": PRIOR_UNET,
-                   "clip": rules.train_clip.output.weights}
+                   "clip": rules.train_clip.output.weights, "robust": rules.train_robust.output.weights}
     inputs = {kind: trained[kind] for kind in kinds if kind in world_models(config)}
     real = real_model_files(config, *kinds)
     return inputs | ({"model_files": real} if real else {})
@@ -105,7 +106,7 @@ def job_settings(wildcards):
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
                                       "rejection_from_reference")}
     world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
-    return canonical(model_config(config, "classifier", "prior") | world
+    return canonical(model_config(config, *set_job_models(config)) | world
                      | {"sets": sets, "perceptual": config["perceptual"]})
 
 

@@ -18,7 +18,7 @@ from preimage.analysis.concepts.groups import (
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, world_models
+from preimage.pipeline.config import MODEL_KINDS, cone_samplers, world_models
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -52,11 +52,19 @@ def canonical(value: Any) -> Any:
 def model_config(config: dict, *kinds: str) -> dict:
     """The config a rule needs to load the `kinds` models (default: all): their `models` entries, the device
     and, when one of them is a world model, the world and training settings that name its folder."""
-    kinds = kinds or MODEL_KINDS
+    kinds = kinds or tuple(kind for kind in MODEL_KINDS if kind in config["models"])
     part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
     if set(kinds) & set(world_models(config)):
-        part |= {"world": config["world"], "training": config["training"]}
+        # the robust model's training settings only for rules that load it: changing them reruns no other rule
+        training = {key: value for key, value in config["training"].items() if key != "robust" or key in kinds}
+        part |= {"world": config["world"], "training": training}
     return canonical(part)
+
+
+def set_job_models(config: dict) -> tuple[str, ...]:
+    """The models a set job loads: the classifier and the prior, and the robust classifier where a sampler of
+    `sets.samplers` (or `sets.sampler_overrides`) has a cone (`cone_angle`)."""
+    return ("classifier", "prior", "robust") if cone_samplers(config["sets"]) else ("classifier", "prior")
 
 
 def real_model_files(config: dict, *kinds: str) -> list[str]:
