@@ -9,10 +9,10 @@ priors the prompt embedding can be optimised too (per member). Members are optim
 per-coordinate) unless repulsion couples them.
 
 With `stop_when_accepted`, a member whose image passes the objective's acceptance test keeps that image (its
-first passing one, the unoptimised draw included) and the batch stops once every member has one: the
-optimisation spends its iterations only on the members that still fail, and an easy objective costs little more
-than rejection sampling. The acceptance test runs on the images each iteration computes anyway (one
-classifier pass, no gradient).
+first passing one, the unoptimised draw included) and leaves the optimisation: later iterations run the sampler
+on the members that still fail only, so a member costs the denoiser passes it needed (its `steps`) and an easy
+objective costs little more than rejection sampling. The acceptance test runs on the images each iteration
+computes anyway (one classifier pass, no gradient).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class NoiseOptSampler(Sampler):
     ) -> None:
         """`repulsion_features` maps images to (B, D) features, e.g. `preimage.engine.models.load_lpips(...).embed` for
         LPIPS; None means pixels pooled to 16 x 16. `stop_when_accepted` keeps each member's first image that
-        passes and stops the batch once all have one."""
+        passes and optimises only the members that have none."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.iterations = check_int("iterations", iterations, 1)
         self.lr = check_float("lr", lr, 0.0, low_open=True)
@@ -88,41 +88,54 @@ class NoiseOptSampler(Sampler):
         source: Tensor,
         z_source: Tensor,
         generators: list[torch.Generator],
-    ) -> tuple[Tensor, Tensor, int]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         timesteps = prior.timesteps(self.num_steps, self.strength)
+        size = len(generators)
         # optimised in float32 even for a float16 prior: Adam's eps rounds to 0 in float16
-        noise = prior.sample_noise(len(generators), generators).float().requires_grad_(True)
-        condition = self._initial_condition(prior, len(generators))
+        noise = prior.sample_noise(size, generators).float().requires_grad_(True)
+        condition = self._initial_condition(prior, size)
         parameters = [noise] if condition is None else [noise, condition]
         optimizer = torch.optim.Adam(parameters, lr=self.lr)
-        kept = _Kept(len(generators))
+        done = torch.zeros(size, dtype=torch.bool)  # members holding their first passing image
+        calls = torch.zeros(size, dtype=torch.long)
+        kept: Tensor | None = None
+        last_loss = torch.zeros(size)
         trace = []
         for _ in range(self.iterations):
+            active = (~done).nonzero().flatten()
+            rows = active.to(noise.device)
             with torch.enable_grad():
-                images = self._generate(prior, z_source, timesteps, noise, condition, checkpointed=True)
+                images = self._generate(prior, z_source, timesteps, noise[rows], _rows(condition, rows), True)
                 objective_loss = objective.loss(images)
-                if self.stop_when_accepted:
-                    kept.update(objective, images.detach(), objective_loss.detach())
-                trace.append(kept.loss_where_kept(objective_loss.detach()))
-                if kept.all():
+            calls[active] += len(timesteps)
+            last_loss[active] = objective_loss.detach().float().cpu()
+            trace.append(last_loss.clone())
+            if kept is None:
+                kept = torch.zeros_like(images.detach())
+            if self.stop_when_accepted:
+                with torch.no_grad():
+                    passed = objective.accept(images.detach()).bool().cpu()
+                kept[rows[passed.to(rows.device)]] = images.detach()[passed.to(images.device)]
+                done[active[passed]] = True
+                if done.all():
                     break
+            with torch.enable_grad():
                 total = (
                     objective_loss
-                    + self.noise_weight * gaussian_penalty(noise, prior.noise_offset)
+                    + self.noise_weight * gaussian_penalty(noise[rows], prior.noise_offset)
                     + regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
                 )
                 optimizer.zero_grad(set_to_none=True)
                 total.sum().backward()
             optimizer.step()
-        calls = len(trace) * len(timesteps)
-        if kept.all():
-            images = kept.images
-        else:
+        remaining = (~done).nonzero().flatten()
+        if len(remaining):
+            rows = remaining.to(noise.device)
             with torch.no_grad():
-                images = kept.merge(self._generate(prior, z_source, timesteps, noise, condition, checkpointed=False))
-            calls += len(timesteps)
-        trace += [trace[-1]] * (self.iterations - len(trace))  # a stopped batch keeps its last losses
-        return images, torch.stack(trace), calls
+                kept[rows] = self._generate(prior, z_source, timesteps, noise[rows], _rows(condition, rows), False)
+            calls[remaining] += len(timesteps)
+        trace += [trace[-1]] * (self.iterations - len(trace))  # a stopped batch keeps its members' last losses
+        return kept, torch.stack(trace), calls
 
     def _initial_condition(self, prior: DiffusionPrior, batch: int) -> Tensor | None:
         """A per-member copy of the prompt embedding to optimise, or None to keep the prior's own."""
@@ -157,35 +170,7 @@ def ddim_step(prior: DiffusionPrior, z: Tensor, t: Tensor, condition: Tensor | N
     return prior.step(z, t, prior.predict(z, t, condition))
 
 
-class _Kept:
-    """Each member's first image that passed the objective, and its loss then (`stop_when_accepted`)."""
 
-    def __init__(self, size: int) -> None:
-        self.done = torch.zeros(size, dtype=torch.bool)
-        self.images: Tensor | None = None
-        self.loss: Tensor | None = None
-
-    def update(self, objective: ObjectiveLike, images: Tensor, loss: Tensor) -> None:
-        """Keep the images of members that pass now and had not passed before."""
-        with torch.no_grad():
-            new = objective.accept(images).bool().cpu() & ~self.done
-        if not new.any():
-            return
-        if self.images is None:
-            self.images, self.loss = images.clone(), loss.clone()
-        on_device = new.to(images.device)
-        self.images[on_device], self.loss[on_device] = images[on_device], loss[on_device]
-        self.done |= new
-
-    def all(self) -> bool:
-        return bool(self.done.all())
-
-    def loss_where_kept(self, loss: Tensor) -> Tensor:
-        """`loss` with each kept member's loss at the image it keeps."""
-        return loss if self.loss is None else torch.where(self.done.to(loss.device), self.loss, loss)
-
-    def merge(self, images: Tensor) -> Tensor:
-        """`images` with the kept members' images in place of theirs."""
-        if self.images is None:
-            return images
-        return torch.where(self.done.to(images.device).view(-1, 1, 1, 1), self.images, images)
+def _rows(condition: Tensor | None, rows: Tensor) -> Tensor | None:
+    """The optimised prompt embeddings of the members at `rows`, or None."""
+    return None if condition is None else condition[rows]
