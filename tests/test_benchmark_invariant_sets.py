@@ -26,7 +26,8 @@ def test_the_samplers_are_compared_on_the_same_sources_with_their_denoiser_passe
     images = torch.rand(2, 3, TINY_SIZE, TINY_SIZE, generator=torch.Generator().manual_seed(0))
     samplers = {"guided": {"kind": "guided", "num_steps": 3, "batch_size": 2},
                 "rejection": {"kind": "rejection", "num_steps": 3, "batch_size": 2},
-                "noise_opt": {"kind": "noise_opt", "num_steps": 2, "iterations": 2, "batch_size": 2}}
+                "noise_opt": {"kind": "noise_opt", "num_steps": 2, "iterations": 2, "batch_size": 2,
+                              "stop_when_accepted": False}}
     figure = tmp_path / "samplers.png"
     table = script.compare_samplers(samplers, {"kind": "label"}, sources, images, classifier, prior, None, 2, figure)
     rows = table.set_index("sampler")

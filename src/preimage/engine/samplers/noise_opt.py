@@ -60,7 +60,7 @@ class NoiseOptSampler(Sampler):
         repulsion_features: FeatureSpace | None = None,
         optimize_condition: bool = False,
         batch_size: int = 4,
-        stop_when_accepted: bool = False,
+        stop_when_accepted: bool = True,
     ) -> None:
         """`repulsion_features` maps images to (B, D) features, e.g. `preimage.engine.models.load_lpips(...).embed` for
         LPIPS; None means pixels pooled to 16 x 16. `stop_when_accepted` keeps each member's first image that
