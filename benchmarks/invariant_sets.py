@@ -8,14 +8,15 @@ Figures (all on CPU unless a GPU is visible):
 - diversity (mean pairwise LPIPS) with and without the repulsion term, with their acceptance and the share of
   members the oracle calls valid images;
 - with --compare-samplers (and nothing else): `guided`, `rejection` and `noise_opt` (DiG-IN's noise optimisation)
-  side by side on the label objective, same sources, members and seeds: acceptance, accepted members per second,
-  diversity, LPIPS to the source and denoiser (UNet) passes per member, as a table and the report's sampler figure;
+  side by side on the label objective (or `--objective`), same sources, members and seeds: acceptance, accepted
+  members per second, diversity, LPIPS to the source and denoiser (UNet) passes per member, as a table and the
+  report's sampler figure;
 - with --pipeline, the wall time of the whole default pipeline in a fresh clone.
 
 Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 64] [--guidance-interval 0 1]
        [--repeats 2] [--pipeline]
        python benchmarks/invariant_sets.py --compare-samplers [--per-class 1] [--members 32]
-       [--noise-opt '{"num_steps": 4, "iterations": 20}'] [--figure samplers.png]
+       [--noise-opt '{"num_steps": 4, "iterations": 20}'] [--objective neuron] [--figure samplers.png]
 
 This machine's CPU time is shared, so one timing can be 30 % off the next; the speed comparison therefore
 interleaves the two samplers source by source (each source's guided set, then its rejection set), so a slow
@@ -89,15 +90,15 @@ def describe(name: str, summaries: pd.DataFrame) -> dict:
     return row
 
 
-def compare_samplers(samplers: dict[str, dict], objective: dict, sources: pd.DataFrame, images: torch.Tensor,
-                     classifier, prior, perceptual, n: int, figure: Path | None) -> pd.DataFrame:
-    """Each sampler's sets for the same sources, members and seeds; one row per sampler."""
+def compare_samplers(samplers: dict[str, dict], name: str, objective: dict, sources: pd.DataFrame,
+                     images: torch.Tensor, classifier, prior, perceptual, n: int, figure: Path | None) -> pd.DataFrame:
+    """Each sampler's sets of objective `name` for the same sources, members and seeds; one row per sampler."""
     summaries, passes = [], {}
-    for name, spec in samplers.items():
+    for sampler, spec in samplers.items():
         members, _, summary = run_sets(objective, spec, sources, images, classifier, prior, perceptual, n)
-        describe(f"label / {name}", summary)
-        summaries.append(summary.assign(sampler=name))
-        passes[name] = float(members["steps"].mean())
+        describe(f"{name} / {sampler}", summary)
+        summaries.append(summary.assign(sampler=sampler))
+        passes[sampler] = float(members["steps"].mean())
     every = pd.concat(summaries, ignore_index=True)
     table = sampler_table(every)
     totals = every.groupby("sampler")[["accepted", "seconds"]].sum()
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--noise-opt", type=json.loads, default={},
                         help="JSON keyword arguments of the noise_opt sampler (its defaults otherwise)")
     parser.add_argument("--figure", type=Path, help="--compare-samplers: write the sampler figure here")
+    parser.add_argument("--objective", default="label", help="--compare-samplers: the objective of sets.objectives")
     args = parser.parse_args()
     config = load_config(args.config)
     os.chdir(REPO)  # model folders are relative to the repository, as in the workflow
@@ -153,8 +155,8 @@ def main() -> None:
     if args.compare_samplers:
         contenders = {"guided": samplers["guided"], "rejection": rejection,
                       "noise_opt": {"kind": "noise_opt", **args.noise_opt}}
-        compare_samplers(contenders, objectives["label"], sources, images, classifier, prior, perceptual,
-                         args.members, args.figure)
+        compare_samplers(contenders, args.objective, objectives[args.objective], sources, images, classifier, prior,
+                         perceptual, args.members, args.figure)
         return
 
     rows = []

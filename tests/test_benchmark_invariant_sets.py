@@ -29,7 +29,7 @@ def test_the_samplers_are_compared_on_the_same_sources_with_their_denoiser_passe
                 "noise_opt": {"kind": "noise_opt", "num_steps": 2, "iterations": 2, "batch_size": 2,
                               "stop_when_accepted": False}}
     figure = tmp_path / "samplers.png"
-    table = script.compare_samplers(samplers, {"kind": "label"}, sources, images, classifier, prior, None, 2, figure)
+    table = script.compare_samplers(samplers, "label", {"kind": "label"}, sources, images, classifier, prior, None, 2, figure)
     rows = table.set_index("sampler")
     assert set(rows.index) == set(samplers) and (rows["sets"] == 2).all()
     assert rows.loc["rejection", "unet_passes_per_member"] == 3
