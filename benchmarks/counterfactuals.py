@@ -16,7 +16,7 @@ the decision needs. For each setting, over the same sources and seeds, this prin
 
 Usage: python benchmarks/counterfactuals.py [--config config.yaml] [--objective counterfactual]
        [--per-class 2] [--members 16] [--strengths 1 0.7 0.6 0.5] [--distance-weights 0 0.3 1]
-       [--guided '{"eta": 1}'] [--rejection] [--markdown table.md]
+       [--guided '{"eta": 1}'] [--cone-angle 30] [--rejection] [--markdown table.md]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 import preimage
-from preimage.engine.models import load_lpips
+from preimage.engine.models import load_classifier, load_lpips
 from preimage.engine.objectives import from_config as objective_from_config
 from preimage.engine.samplers.spec import from_config as sampler_from_config
 from preimage.pipeline.config import load_config
@@ -44,14 +44,18 @@ from preimage.world.oracle import head_layout, load_oracle, read_attributes
 REPO = Path(__file__).resolve().parents[1]
 
 
-def settings(base: dict, strengths: list[float], weights: list[float], rejection: bool) -> dict[str, dict]:
+def settings(base: dict, strengths: list[float], weights: list[float], rejection: bool,
+             cone_angle: float | None = None) -> dict[str, dict]:
     """Sampler specs by name: the guided sampler at every strength and distance weight (a weight only below
-    strength 1, where there is a source to stay close to), and with `rejection` the rejection sampler at every
-    strength (SDEdit with a filter)."""
+    strength 1, where there is a source to stay close to), with `cone_angle` each also with DVCE's cone, and with
+    `rejection` the rejection sampler at every strength (SDEdit with a filter)."""
     specs = {}
     for strength in strengths:
         for weight in weights if strength < 1 else [0.0]:
-            specs[f"guided s={strength:g} d={weight:g}"] = base | {"strength": strength, "distance_weight": weight}
+            name, spec = f"guided s={strength:g} d={weight:g}", base | {"strength": strength, "distance_weight": weight}
+            specs[name] = spec
+            if cone_angle is not None:
+                specs[f"{name} cone={cone_angle:g}"] = spec | {"cone_angle": cone_angle}
         if rejection:
             specs[f"rejection s={strength:g}"] = {"kind": "rejection", "strength": strength}
     return specs
@@ -65,9 +69,11 @@ def changed_attributes(members: pd.DataFrame, source: pd.Series, shapes: tuple[s
 
 
 def measure(name: str, sampler_spec: dict, objective_spec: dict, target: str, sources: pd.DataFrame,
-            images: torch.Tensor, classifier, prior, perceptual, oracle, shapes: tuple[str, ...], n: int) -> dict:
-    """One setting's sets, one per source with the source's index as seed, and their figures."""
-    sampler = sampler_from_config(sampler_spec, perceptual)
+            images: torch.Tensor, classifier, prior, perceptual, oracle, shapes: tuple[str, ...], n: int,
+            robust: torch.nn.Module | None = None) -> dict:
+    """One setting's sets, one per source with the source's index as seed, and their figures; `robust` spans the
+    cone of a spec with `cone_angle`."""
+    sampler = sampler_from_config(sampler_spec, perceptual, robust=robust)
     source_attributes = read_attributes(oracle, images, shapes)
     summaries, changed, on_target = [], [], []
     for i, row in enumerate(sources.itertuples()):
@@ -107,6 +113,8 @@ def main() -> None:
     parser.add_argument("--distance-weights", type=float, nargs="+", default=[0.0, 0.3, 1.0])
     parser.add_argument("--guided", type=json.loads, default={},
                         help="JSON keyword arguments of the guided sampler over the config's (e.g. eta)")
+    parser.add_argument("--cone-angle", type=float,
+                        help="also each guided setting with DVCE's cone around the world's robust classifier")
     parser.add_argument("--rejection", action="store_true", help="also the rejection sampler at each strength")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
@@ -122,6 +130,7 @@ def main() -> None:
     classifier, prior = resolve_classifier(config, device), resolve_prior(config, device)
     oracle = load_oracle(model_dir(config, "oracle")).to(device)
     perceptual = load_lpips(**config["perceptual"], device=device)
+    robust = None if args.cone_angle is None else load_classifier(model_dir(config, "robust")).to(device)
     sources = select_sources(config)
     sources = sources[sources["class_name"] != target].groupby("class_name", sort=False).head(args.per_class)
     sources = sources.reset_index(drop=True)
@@ -130,9 +139,10 @@ def main() -> None:
     print(f"device {device} ({device_name(device)}, bf16 arithmetic: {native_bfloat16(device)}); prior UNet in "
           f"{prior.compute_dtype}; objective {objective_spec}; {len(sources)} sources "
           f"({', '.join(sources['class_name'].unique())}), {args.members} members each; guided base {guided}")
+    grid = settings(guided, args.strengths, args.distance_weights, args.rejection, args.cone_angle)
     rows = [measure(name, spec, objective_spec, target, sources, images, classifier, prior, perceptual, oracle,
-                    world.shapes, args.members)
-            for name, spec in settings(guided, args.strengths, args.distance_weights, args.rejection).items()]
+                    world.shapes, args.members, robust)
+            for name, spec in grid.items()]
     table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")
     print(table)
     if args.markdown is not None:

@@ -24,7 +24,7 @@ def load_script() -> ModuleType:
     return module
 
 
-def test_the_grid_weighs_the_distance_only_for_late_starts_and_adds_rejection_on_request() -> None:
+def test_the_grid_weighs_the_distance_only_for_late_starts_and_adds_rejection_and_cones_on_request() -> None:
     specs = load_script().settings({"kind": "guided", "num_steps": 5}, [1.0, 0.6], [0.0, 0.3], rejection=True)
     assert specs == {
         "guided s=1 d=0": {"kind": "guided", "num_steps": 5, "strength": 1.0, "distance_weight": 0.0},
@@ -33,6 +33,10 @@ def test_the_grid_weighs_the_distance_only_for_late_starts_and_adds_rejection_on
         "guided s=0.6 d=0.3": {"kind": "guided", "num_steps": 5, "strength": 0.6, "distance_weight": 0.3},
         "rejection s=0.6": {"kind": "rejection", "strength": 0.6},
     }
+    coned = load_script().settings({"kind": "guided"}, [0.7], [0.1], rejection=False, cone_angle=30)
+    assert coned == {"guided s=0.7 d=0.1": {"kind": "guided", "strength": 0.7, "distance_weight": 0.1},
+                     "guided s=0.7 d=0.1 cone=30": {"kind": "guided", "strength": 0.7, "distance_weight": 0.1,
+                                                    "cone_angle": 30}}
 
 
 def test_changed_attributes_leave_out_the_shape_validity_and_continuous_readings() -> None:
