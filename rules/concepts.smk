@@ -121,7 +121,7 @@ rule real_sources:
         images="results/real/sources.npy",
     params:
         # and the world for a world classifier, whose class names come from it
-        config=canonical(({"world": config["world"]} if "classifier" in world_models(config) else {})
+        config=canonical(({"world": shared_world(config)} if "classifier" in world_models(config) else {})
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]},
                             "concepts": {"real_images": CONCEPTS["real_images"]}}),
     log:

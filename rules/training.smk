@@ -9,6 +9,8 @@ PRIOR_BASE_DIR = base_prior_dir(config)  # its first stage; the same directory u
 PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
+REGRESSOR_DIR = (model_dir(config, "regressor") if "regression" in config["world"] and "regressor" in config["training"]
+                 else None)  # the optional regression task's regressor
 
 
 rule train_prior:
@@ -18,7 +20,7 @@ rule train_prior:
         scheduler=f"{PRIOR_BASE_DIR}/scheduler/scheduler_config.json",
         metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(prior_first_stage(config["training"]["prior"])),
         device=config["device"],
     threads: workflow.cores
@@ -39,7 +41,7 @@ rule train_classifier:
         config=f"{CLASSIFIER_DIR}/config.json",
         metrics=f"{CLASSIFIER_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["classifier"]),
         device=config["device"],
     threads: workflow.cores
@@ -59,7 +61,7 @@ use rule train_classifier as train_oracle with:
         config=f"{ORACLE_DIR}/config.json",
         metrics=f"{ORACLE_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["oracle"]),
         device=config["device"],
     log:
@@ -68,13 +70,30 @@ use rule train_classifier as train_oracle with:
         "results/benchmarks/train_oracle.tsv",
 
 
+if REGRESSOR_DIR:
+
+    use rule train_classifier as train_regressor with:
+        output:
+            weights=f"{REGRESSOR_DIR}/model.safetensors",
+            config=f"{REGRESSOR_DIR}/config.json",
+            metrics=f"{REGRESSOR_DIR}/metrics.json",
+        params:
+            world=canonical(config["world"]),  # the regression task with its shortcut and splits
+            training=canonical(config["training"]["regressor"]),
+            device=config["device"],
+        log:
+            "logs/train_regressor.log",
+        benchmark:
+            "results/benchmarks/train_regressor.tsv",
+
+
 use rule train_classifier as train_clip with:
     output:
         weights=f"{CLIP_DIR}/open_clip_model.safetensors",
         config=f"{CLIP_DIR}/open_clip_config.json",
         metrics=f"{CLIP_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["clip"]),
         device=config["device"],
     log:
@@ -94,7 +113,7 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
             scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
             metrics=f"{PRIOR_DIR}/metrics.json",
         params:
-            world=canonical(config["world"]),
+            world=canonical(shared_world(config)),
             training=canonical(config["training"]["prior"]),
             device=config["device"],
         threads: workflow.cores
@@ -119,7 +138,7 @@ rule evaluate_prior:
     wildcard_constraints:
         prior=r"models/[^/]+/prior-[0-9a-f]+",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         evaluation=canonical(config["evaluation"]),
         device=config["device"],
     threads: workflow.cores
@@ -140,4 +159,5 @@ rule train_world:
         rules.train_classifier.output,
         rules.train_oracle.output,
         rules.train_clip.output,
+        rules.train_regressor.output if REGRESSOR_DIR else [],
         expand("{prior}/{file}", prior={PRIOR_BASE_DIR, PRIOR_DIR}, file=["evaluation.json", "samples.png"]),

@@ -20,7 +20,9 @@ from preimage.world.generator import SPLIT_KINDS, WorldSpec
 
 WORLD = "world"
 SOURCES = "sources"  # concepts.baseline_split / real_split: the images of sets.sources' folder or manifest
-MODEL_KINDS = ("classifier", "prior", "clip")
+MODEL_KINDS = ("classifier", "prior", "clip", "regressor")  # regressor: optional, for objectives naming it
+# the optional models an objective's `model` field may name (sets.objectives.<name>.model), when configured
+NAMED_MODELS = ("regressor",)
 
 
 class ConfigError(ValueError):
@@ -97,7 +99,25 @@ def world_uses(config: dict) -> list[str]:
 
 def world_models(config: dict) -> list[str]:
     """The model kinds (`models.<kind>`) that are the world's own trained models."""
-    return [kind for kind in MODEL_KINDS if config["models"][kind]["source"] == WORLD]
+    return [kind for kind in MODEL_KINDS if config["models"].get(kind, {}).get("source") == WORLD]
+
+
+def named_models(config: dict) -> tuple[str, ...]:
+    """The models an objective's `model` field may name in this config: those of NAMED_MODELS under `models`."""
+    return tuple(kind for kind in NAMED_MODELS if kind in (config.get("models") or {}))
+
+
+def shared_world(config: dict) -> dict:
+    """The `world` section without its regression task: what the world's splits and every model but the
+    regressor depend on, so adding or editing `world.regression` reruns only the regressor and the ground truth."""
+    return {key: value for key, value in config["world"].items() if key != "regression"}
+
+
+def models_named(objectives: dict) -> tuple[str, ...]:
+    """The models that the objective specs `objectives` (name -> spec, as `sets.objectives`) name in a `model`
+    field (a sum's parts too), sorted: the models a job drawing or checking them loads besides the classifier."""
+    return tuple(sorted({leaf["model"] for spec in objectives.values() for _, leaf in objective_spec.leaves(spec)
+                         if "model" in leaf and leaf["kind"] != "function"}))
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -120,7 +140,7 @@ def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
     sets = config.get("sets")
     if not isinstance(sets, dict):
         return []
-    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=()),
+    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=named_models(config)),
               "samplers": sampler_spec.check_config}
     problems = []
     for section, check in checks.items():
@@ -178,6 +198,12 @@ def _world_problems(config: dict) -> list[str]:
     missing = [key for key in needed if key not in config]
     if missing:
         return [f"{key}: required because {', '.join(uses)}" for key in missing]
+    if "regressor" in world_models(config):
+        lacking = [f"{section}.{key}" for section, key in (("world", "regression"), ("training", "regressor"))
+                   if key not in config[section]]
+        if lacking:
+            return [f"{key}: required because models.regressor.source = world (the world's regressor learns the "
+                    "regression task `world.regression` with the settings `training.regressor`)" for key in lacking]
     try:
         WorldSpec.from_config(config["world"])
     except ValueError as error:

@@ -18,7 +18,7 @@ from preimage.analysis.concepts.groups import (
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, world_models
+from preimage.pipeline.config import MODEL_KINDS, shared_world, world_models
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -52,10 +52,13 @@ def canonical(value: Any) -> Any:
 def model_config(config: dict, *kinds: str) -> dict:
     """The config a rule needs to load the `kinds` models (default: all): their `models` entries, the device
     and, when one of them is a world model, the world and training settings that name its folder."""
-    kinds = kinds or MODEL_KINDS
+    kinds = kinds or tuple(kind for kind in MODEL_KINDS if kind in config["models"])
     part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
     if set(kinds) & set(world_models(config)):
-        part |= {"world": config["world"], "training": config["training"]}
+        # the regressor's task and training settings only for rules that load it: editing them reruns no other rule
+        regressor = "regressor" in kinds
+        training = {key: value for key, value in config["training"].items() if key != "regressor" or regressor}
+        part |= {"world": config["world"] if regressor else shared_world(config), "training": training}
     return canonical(part)
 
 
