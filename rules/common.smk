@@ -7,7 +7,8 @@ from pathlib import Path
 from preimage.pipeline.config import SOURCES, models_named, shared_world, world_models
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import group_figure_stems, set_figure_dir
-from preimage.pipeline.workflow import canonical, model_config, real_model_files, resolved_device, source_files
+from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
+                                       source_files)
 
 SETS = config["sets"]
 SOURCE_FILES = source_files(config)
@@ -42,6 +43,13 @@ def gpus(config):
 def groups():
     """The run's concept groups by slug: known once the call-keeping sets are drawn (checkpoint)."""
     return read_groups(checkpoints.concepts_groups.get().output.groups)
+
+
+def group_contrast(wildcards):
+    """{"contrast": the embeddings of the groups a regression counterfactual's group is scored against (the other
+    direction's)}; nothing for any other group, which is scored against the reference."""
+    slugs = contrast_groups(groups(), wildcards.group)
+    return {"contrast": expand(rules.concepts_embed_group.output[0], group=slugs)} if slugs else {}
 
 
 def group_paths(pattern):

@@ -198,9 +198,11 @@ rule concepts_predict_reference:
 rule concepts_group:
     """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
     the decision depends on them, flagged against a permutation null and confirmed on the model's calls on
-    the reference, and the 2-D map of its embeddings
+    the reference (a regression counterfactual's group: against the other direction's members), and the 2-D
+    map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
+        unpack(group_contrast),
         groups=rules.concepts_groups.output.groups,
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_group.output[0],

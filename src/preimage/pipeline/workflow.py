@@ -15,6 +15,7 @@ from preimage.analysis.concepts.groups import (
     SET_ID_SEPARATOR,
     Group,
     concept_groups,
+    contrast_kind,
     keeps_the_call,
     objective_name,
 )
@@ -161,6 +162,13 @@ def groups_table(groups: Mapping[str, Group]) -> pd.DataFrame:
     rows = [{"set_id": set_id, "slug": slug, "group": group.name, "kind": group.kind, "core": group.core}
             for slug, group in groups.items() for set_id in group.set_ids]
     return pd.DataFrame(rows, columns=["set_id", "slug", "group", "kind", "core"])
+
+
+def contrast_groups(groups: Mapping[str, Group], slug: str) -> list[str]:
+    """The slugs of the groups that group `slug` is scored against instead of the reference: for a regression
+    counterfactual, every group of the opposite direction (`contrast_kind`); none for any other group."""
+    other = contrast_kind(groups[slug].kind)
+    return [name for name, group in groups.items() if other is not None and group.kind == other]
 
 
 def read_groups(table: str | Path) -> dict[str, Group]:
