@@ -118,8 +118,9 @@ def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
                                       "rejection_from_reference")}
-    world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" else {}
-    return canonical(model_config(config, "classifier", "prior", *models_named(SETS["objectives"])) | world
+    models = model_config(config, "classifier", "prior", *models_named(SETS["objectives"]))
+    world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" and "world" not in models else {}
+    return canonical(models | world
                      | {"sets": sets, "perceptual": config["perceptual"]})
 
 
