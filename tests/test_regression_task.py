@@ -148,3 +148,16 @@ def test_the_regressor_shortcut_is_scored_on_the_moved_up_group(config):
     classifier_only = found[found["kind"] == "class"]  # e.g. the data-only baseline: no regressor explained
     summary, _ = evaluate({"baseline": classifier_only}, truth)
     assert (summary.iloc[0].planted, summary.iloc[0].recall) == (2, 1.0)
+
+
+def test_the_report_says_what_a_moved_group_is_compared_with():
+    from preimage.analysis.report.document import GroupSection
+
+    def section(kind: str, core: str | None) -> GroupSection:
+        return GroupSection(group="g", core=core, set_ids=[], scores=pd.DataFrame(), clusters=pd.DataFrame(), kind=kind)
+
+    up = section(MOVED_UP, None)
+    assert up.note == "regression output moved up: what it adds over moving it the other way"
+    assert up.compared_with == "members of the moved down groups"
+    assert section("class", "square").note == "keeps class square"
+    assert section("objective", None).compared_with == "reference samples" and section("objective", None).note == ""
