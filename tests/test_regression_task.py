@@ -57,6 +57,9 @@ def test_the_ground_truth_holds_the_regressor_shortcut_beside_the_classifiers(co
     assert (truth["model"] == "classifier").sum() == len(config["world"]["shortcuts"])
     without = {key: value for key, value in config["world"].items() if key != "regression"}
     assert set(ground_truth(WorldSpec.from_config(without))["model"]) == {"classifier"}
+    independent = copy.deepcopy(config["world"])
+    independent["regression"]["shortcut"]["strength"] = 0  # presets/world_no_shortcut.yaml: nothing planted
+    assert set(ground_truth(WorldSpec.from_config(independent))["model"]) == {"classifier"}
 
 
 def test_the_regression_task_moves_only_the_regressor_and_its_rules(config):
@@ -161,3 +164,17 @@ def test_the_report_says_what_a_moved_group_is_compared_with():
     assert up.compared_with == "members of the moved down groups"
     assert section("class", "square").note == "keeps class square"
     assert section("objective", None).compared_with == "reference samples" and section("objective", None).note == ""
+
+
+def test_an_overlay_removes_the_regressor_and_its_objectives_with_null(config):
+    from snakemake.utils import update_config
+
+    update_config(config, {"models": {"regressor": None},
+                           "sets": {"objectives": {"size": None, "size_up": None, "size_down": None},
+                                    "sampler_overrides": {"size_up": None, "size_down": None}}})
+    validate_config(config)
+    assert "regressor" not in config["models"] and models_named(config["sets"]["objectives"]) == ()
+    assert set(config["sets"]["sampler_overrides"]) == {"counterfactual"}
+    config["models"]["classifier"] = None  # a required model cannot be removed: the schema names it
+    with pytest.raises(ConfigError, match=r"models.classifier: None is not of type 'object'"):
+        validate_config(config)

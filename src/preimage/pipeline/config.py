@@ -120,9 +120,31 @@ def models_named(objectives: dict) -> tuple[str, ...]:
                          if "model" in leaf and leaf["kind"] != "function"}))
 
 
+# the sections whose entries an overlay may remove by setting them to null (a --configfile overlay merges into
+# config.yaml and cannot delete a key): its objectives, samplers and their overrides, and the optional models
+REMOVABLE = (("sets", "objectives"), ("sets", "samplers"), ("sets", "sampler_overrides"), ("models",))
+
+
+def _drop_removed(config: dict) -> None:
+    """Remove (in place) the entries of the REMOVABLE sections set to null, e.g. `sets.objectives.size: null` in
+    an overlay that explains another classifier with no regressor; a null classifier, prior or CLIP model stays,
+    so the schema names it."""
+    for path in REMOVABLE:
+        section = config
+        for key in path:
+            section = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            continue
+        for name in [name for name, value in section.items() if value is None]:
+            if path != ("models",) or name in NAMED_MODELS:
+                del section[name]
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Check a configuration dict and fill in the schema's defaults (in place, and returned); raise ConfigError
-    naming every bad key and what is allowed."""
+    naming every bad key and what is allowed. Objectives, samplers, sampler overrides and optional models set to
+    null are removed first (how an overlay drops what config.yaml has)."""
+    _drop_removed(config)
     validator = DefaultingValidator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     problems = [_explain(e) for e in errors]

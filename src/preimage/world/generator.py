@@ -317,11 +317,12 @@ GROUND_TRUTH_COLUMNS = ["model", "class", "attribute", "value", "strength"]
 
 def ground_truth(spec: WorldSpec) -> pd.DataFrame:
     """The planted shortcuts as a table: read by evaluation code only, never by explanation code. One row per
-    classifier shortcut (model "classifier", its class) and, with a regression task, one for the regressor's
-    (model "regressor", class "up": its value is what moving the regressor's output up should add)."""
+    classifier shortcut (model "classifier", its class) and, with a regression task whose shortcut has a strength
+    above 0, one for the regressor's (model "regressor", class "up": its value is what moving the regressor's
+    output up should add)."""
     rows = [{"model": "classifier", "class": s.cls, "attribute": s.attribute, "value": s.value,
              "strength": s.strength} for s in spec.shortcuts]
-    if spec.regression is not None:
+    if spec.regression is not None and spec.regression.strength > 0:  # strength 0: independent, nothing planted
         r = spec.regression
         rows.append({"model": "regressor", "class": REGRESSOR_UP, "attribute": r.attribute, "value": r.value,
                      "strength": r.strength})
