@@ -8,6 +8,7 @@ from preimage.pipeline.config import SOURCES, models_named, shared_world, world_
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import group_figure_stems, set_figure_dir
 from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
+                                       set_job_models,
                                        source_files)
 
 SETS = config["sets"]
@@ -20,7 +21,7 @@ def model_inputs(*kinds):
     trained = {}
     if world_models(config):
         trained = {"classifier": rules.train_classifier.output.weights, "prior": PRIOR_UNET,
-                   "clip": rules.train_clip.output.weights}
+                   "clip": rules.train_clip.output.weights, "robust": rules.train_robust.output.weights}
         if "regressor" in world_models(config):
             trained["regressor"] = rules.train_regressor.output.weights
     inputs = {kind: trained[kind] for kind in kinds if kind in world_models(config)}
@@ -118,7 +119,7 @@ def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
                                       "rejection_from_reference")}
-    models = model_config(config, "classifier", "prior", *models_named(SETS["objectives"]))
+    models = model_config(config, *set_job_models(config))
     world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" and "world" not in models else {}
     return canonical(models | world
                      | {"sets": sets, "perceptual": config["perceptual"]})

@@ -51,7 +51,7 @@ rule invariant_sets:
     """Every objective's and sampler's set for one source image (members batched, GPU when present); with
     `sets.rejection_from_reference`, rejection sets test the reference sample's draws instead of drawing."""
     input:
-        unpack(lambda wildcards: model_inputs("classifier", "prior", *models_named(SETS["objectives"]))),
+        unpack(lambda wildcards: model_inputs(*set_job_models(config))),
         unpack(draw_pool),
         sources="results/sources.parquet",
         objectives_checked=expand("results/checks/objectives/{objective}.json", objective=OBJECTIVES),

@@ -9,6 +9,7 @@ PRIOR_BASE_DIR = base_prior_dir(config)  # its first stage; the same directory u
 PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
+ROBUST_DIR = model_dir(config, "robust")
 REGRESSOR_DIR = (model_dir(config, "regressor") if "regression" in config["world"] and "regressor" in config["training"]
                  else None)  # the optional regression task's regressor
 
@@ -68,6 +69,21 @@ use rule train_classifier as train_oracle with:
         "logs/train_oracle.log",
     benchmark:
         "results/benchmarks/train_oracle.tsv",
+
+
+use rule train_classifier as train_robust with:
+    output:
+        weights=f"{ROBUST_DIR}/model.safetensors",
+        config=f"{ROBUST_DIR}/config.json",
+        metrics=f"{ROBUST_DIR}/metrics.json",
+    params:
+        world=canonical(shared_world(config)),
+        training=canonical(config["training"]["robust"]),
+        device=config["device"],
+    log:
+        "logs/train_robust.log",
+    benchmark:
+        "results/benchmarks/train_robust.tsv",
 
 
 if REGRESSOR_DIR:
@@ -159,5 +175,6 @@ rule train_world:
         rules.train_classifier.output,
         rules.train_oracle.output,
         rules.train_clip.output,
+        rules.train_robust.output,
         rules.train_regressor.output if REGRESSOR_DIR else [],
         expand("{prior}/{file}", prior={PRIOR_BASE_DIR, PRIOR_DIR}, file=["evaluation.json", "samples.png"]),

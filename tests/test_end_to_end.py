@@ -88,7 +88,7 @@ NEURON_LAYER = "layer4.0.bn1"  # a pre-activation in resnet10t's last block (tim
 SAMPLERS = ("guided", "rejection", "noise_opt")
 # Rules that make, train or evaluate with the shortcut world: none may run on real models.
 WORLD_RULES = {"world_data", "world_ground_truth", "train_classifier", "train_prior", "refine_prior", "train_clip",
-               "train_oracle", "evaluate_prior", "train_world", "report_evaluation"}
+               "train_oracle", "train_robust", "evaluate_prior", "train_world", "report_evaluation"}
 RUN_TIMEOUT = 900
 # A sitecustomize module for every Python process of a run (Snakemake and each job's script): an audit hook that
 # records each file or folder opened or listed under the paths in PREIMAGE_TEST_FORBIDDEN into PREIMAGE_TEST_OPENED.

@@ -30,7 +30,7 @@ from preimage.engine.priors import (
     SdxlDiffusionPrior,
 )
 from preimage.engine.samplers.spec import from_config as sampler_from_config
-from preimage.pipeline.config import validate_config, world_uses
+from preimage.pipeline.config import objective_samplers, validate_config, world_uses
 from preimage.pipeline.models import (
     class_text,
     classifier_label_names,
@@ -221,7 +221,8 @@ def test_sdxl_folder_resolves_to_the_sdxl_prior(config, sdxl_dir) -> None:
     real = with_models(config, prior=settings)
     prior = resolve_prior(real, "cpu", class_name="church")
     assert isinstance(prior, SdxlDiffusionPrior) and prior.prompt == "a church"
-    assert prior.describe()["timestep_spacing"] == "leading" and prior.unet.dtype == torch.float32
+    assert prior.describe()["timestep_spacing"] == "leading"
+    assert prior.unet.dtype == resolve_dtype("models.prior.dtype", "auto", "cpu")  # the default dtype, per CPU
 
 
 def test_a_missing_hub_id_names_the_fetch_command(config) -> None:
@@ -304,6 +305,9 @@ def test_presets_overlay_config_yaml_with_valid_real_model_settings(config, pres
         assert spec["kind"] != "label" or spec.get("target", "source") in synsets | {"source"}
     for spec in merged["sets"]["samplers"].values():
         sampler_from_config(spec)
+    # the counterfactual is a minimal edit, guided as strongly as the preset guides: no world-tuned scale leaks
+    edit = objective_samplers(merged["sets"], "counterfactual")["guided"]
+    assert edit["strength"] < 1 and edit["guidance_scale"] == merged["sets"]["samplers"]["guided"]["guidance_scale"]
     assert merged["perceptual"] == {"net": "alex", "backbone_file": None, "allow_random": False}
 
 

@@ -178,3 +178,10 @@ def test_an_overlay_removes_the_regressor_and_its_objectives_with_null(config):
     config["models"]["classifier"] = None  # a required model cannot be removed: the schema names it
     with pytest.raises(ConfigError, match=r"models.classifier: None is not of type 'object'"):
         validate_config(config)
+
+
+def test_a_cone_is_refused_for_an_objective_on_the_regressor(config):
+    config["models"]["robust"] = {"source": "world"}
+    config["sets"]["sampler_overrides"]["size_up"]["guided"]["cone_angle"] = 30
+    with pytest.raises(ConfigError, match=r"sets.objectives.size_up: names model 'regressor', but the robust model"):
+        validate_config(config)

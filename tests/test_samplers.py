@@ -276,6 +276,21 @@ def test_noise_optimisation_lowers_the_loss(prior, source) -> None:
     assert result.loss.mean() < 0.5 * result.trace[0].mean()
 
 
+def test_noise_optimisation_can_stop_a_member_at_its_first_passing_image(prior, source) -> None:
+    """Everything passes at once: each member keeps its unoptimised draw after one pass of the sampler; a member
+    that never passes is optimised for every iteration, as without stopping."""
+    plain = NoiseOptSampler(num_steps=2, iterations=3, batch_size=2)
+    stopping = NoiseOptSampler(num_steps=2, iterations=3, batch_size=2, stop_when_accepted=True)
+    easy = draw(stopping, prior, Anything(0.0), source, n=2)
+    unoptimised = draw(NoiseOptSampler(num_steps=2, iterations=1, lr=1e-12, batch_size=2), prior, Anything(0.0), source, n=2)
+    torch.testing.assert_close(easy.images, unoptimised.images)
+    assert (easy.steps == 2).all() and easy.trace.shape == (3, 2) and easy.accepted.all()
+    impossible = RedMean(5.0)  # a red mean of 5 is out of reach of images in [0, 1]
+    torch.testing.assert_close(draw(stopping, prior, impossible, source, n=2).images,
+                               draw(plain, prior, impossible, source, n=2).images)
+    assert (draw(stopping, prior, impossible, source, n=2).steps == 4 * 2).all()
+
+
 def test_noise_penalty_measures_noise_against_the_priors_own_offset() -> None:
     generator = torch.Generator().manual_seed(0)
     white = torch.randn(64, 3, 32, 32, generator=generator)

@@ -24,6 +24,7 @@ GPU_RULES = (
     "train_clip",
     "train_classifier",
     "train_oracle",
+    "train_robust",
     "evaluate_prior",
     "concepts_vocabulary",
     "concepts_embed_group",

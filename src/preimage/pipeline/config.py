@@ -20,7 +20,8 @@ from preimage.world.generator import SPLIT_KINDS, WorldSpec
 
 WORLD = "world"
 SOURCES = "sources"  # concepts.baseline_split / real_split: the images of sets.sources' folder or manifest
-MODEL_KINDS = ("classifier", "prior", "clip", "regressor")  # regressor: optional, for objectives naming it
+# robust: optional, for a guided sampler's cone; regressor: optional, for objectives naming it
+MODEL_KINDS = ("classifier", "prior", "clip", "robust", "regressor")
 # the optional models an objective's `model` field may name (sets.objectives.<name>.model), when configured
 NAMED_MODELS = ("regressor",)
 
@@ -149,6 +150,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     problems = [_explain(e) for e in errors]
     problems += _spec_problems(config, {tuple(e.absolute_path) for e in errors})
+    problems += _cone_problems(config) if not problems else []
     problems += _world_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
@@ -209,6 +211,41 @@ def objective_samplers(sets: dict, objective: str) -> dict[str, dict]:
     `sets.sampler_overrides` merged in."""
     overrides = sets.get("sampler_overrides", {}).get(objective, {})
     return {name: {**spec, **overrides.get(name, {})} for name, spec in sets["samplers"].items()}
+
+
+def cone_samplers(sets: dict) -> dict[str, list[str]]:
+    """{objective: its samplers with a cone (`cone_angle`)}, over each objective's merged sampler specs
+    (`objective_samplers`); objectives drawn without a cone are left out."""
+    coned = {objective: [name for name, spec in objective_samplers(sets, objective).items()
+                         if sampler_spec.uses_cone(spec)] for objective in sets["objectives"]}
+    return {objective: names for objective, names in coned.items() if names}
+
+
+def _cone_problems(config: dict) -> list[str]:
+    """A sampler with a cone needs the robust classifier that spans it (`models.robust`), and every objective it
+    draws must be one the robust model can read."""
+    coned = cone_samplers(config["sets"])
+    if not coned:
+        return []
+    problems = []
+    if not (config.get("models") or {}).get("robust"):
+        samplers = sorted({name for names in coned.values() for name in names})
+        problems.append(f"cone_angle of sampler(s) {samplers}: needs models.robust, the adversarially robust classifier "
+                        "whose gradient spans the cone (`{source: world}` on the shortcut world, else a timm folder)")
+    for objective, names in coned.items():
+        for where, leaf in objective_spec.leaves(config["sets"]["objectives"][objective], f"sets.objectives.{objective}"):
+            if leaf["kind"] not in objective_spec.TWIN_KINDS:
+                problems.append(f"{where}: kind {leaf['kind']!r} cannot be read from the robust model that spans the "
+                                f"cone of sampler {names[0]!r} (a layer's units, a logit vector's scale and a function "
+                                f"are the explained model's own); objectives drawn with a cone must be of kinds "
+                                f"{list(objective_spec.TWIN_KINDS)}: give the cone to the objectives that allow it "
+                                f"(sets.sampler_overrides.<objective>.{names[0]}: {{cone_angle: 30}}) or take it from "
+                                f"this one (sets.sampler_overrides.{objective}.{names[0]}: {{cone_angle: null}})")
+            elif "model" in leaf:
+                problems.append(f"{where}: names model {leaf['model']!r}, but the robust model that spans the cone of "
+                                f"sampler {names[0]!r} is the explained classifier's twin; draw it without the cone "
+                                f"(sets.sampler_overrides.{objective}.{names[0]}: {{cone_angle: null}})")
+    return problems
 
 
 def _world_problems(config: dict) -> list[str]:

@@ -1,6 +1,6 @@
 """Turn the pipeline config into loaded models: the world's own, or real ones, and the prompts of a prior.
 
-`models.<classifier|prior|clip>.source: world` means the shortcut world's trained model (at `model_dir`);
+`models.<classifier|prior|clip|robust>.source: world` means the shortcut world's trained model (at `model_dir`);
 anything else names a real model, loaded offline from a local folder, a local weight file or the Hugging Face
 cache, never downloaded. Missing keys take the schema's defaults, so a config without a `models` section runs
 the world; unknown keys raise, naming the key.
@@ -65,7 +65,8 @@ def settings_with_defaults(given: dict, defaults: dict, where: str) -> dict[str,
     return defaults | given
 
 
-WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "regressor")
+WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "robust", "regressor")
+BIASED_DATA_MODELS = ("classifier", "robust")  # trained on the biased classifier_train split
 
 
 def model_dir(config: dict, model: str) -> str:
@@ -77,7 +78,8 @@ def model_dir(config: dict, model: str) -> str:
     if model not in WORLD_MODELS:
         raise ValueError(f"unknown world model {model!r}; expected one of {list(WORLD_MODELS)}")
     spec = WorldSpec.from_config(config["world"])
-    data = spec.regression_fingerprint() if model == "regressor" else spec.data_fingerprint(biased=model == "classifier")
+    data = (spec.regression_fingerprint() if model == "regressor"
+            else spec.data_fingerprint(biased=model in BIASED_DATA_MODELS))
     return f"models/{spec.name}/{model}-{stable_hash([data, config['training'][model]])}"
 
 
@@ -141,6 +143,18 @@ def resolve_classifier(config: dict, device: str | torch.device) -> torch.nn.Mod
     from preimage.engine.models import load_classifier
 
     return _load_model(config, "classifier", load_classifier, device)
+
+
+def resolve_robust(config: dict, device: str | torch.device) -> torch.nn.Module:
+    """The adversarially robust classifier of `models.robust`, whose gradient spans a guided sampler's cone: the
+    world's (trained by `training.robust`), or a timm folder / "hf-hub:id" / timm name (+ file) as for the
+    classifier. Without `models.robust` there is none, and asking for it raises naming the key."""
+    from preimage.engine.models import load_classifier
+
+    if not (config.get("models") or {}).get("robust"):
+        raise ValueError("models.robust: not given; a guided sampler with cone_angle needs the robust classifier "
+                         "(`{source: world}` on the shortcut world, else a timm folder)")
+    return _load_model(config, "robust", load_classifier, device)
 
 
 def resolve_regressor(config: dict, device: str | torch.device) -> torch.nn.Module:

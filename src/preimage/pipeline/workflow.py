@@ -19,7 +19,7 @@ from preimage.analysis.concepts.groups import (
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, shared_world, world_models
+from preimage.pipeline.config import MODEL_KINDS, cone_samplers, models_named, shared_world, world_models
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -56,11 +56,20 @@ def model_config(config: dict, *kinds: str) -> dict:
     kinds = kinds or tuple(kind for kind in MODEL_KINDS if kind in config["models"])
     part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
     if set(kinds) & set(world_models(config)):
-        # the regressor's task and training settings only for rules that load it: editing them reruns no other rule
-        regressor = "regressor" in kinds
-        training = {key: value for key, value in config["training"].items() if key != "regressor" or regressor}
-        part |= {"world": config["world"] if regressor else shared_world(config), "training": training}
+        # the robust model's and the regressor's training settings (and the regressor's task) only for rules that
+        # load them: changing them reruns no other rule
+        training = {key: value for key, value in config["training"].items()
+                    if key not in ("robust", "regressor") or key in kinds}
+        part |= {"world": config["world"] if "regressor" in kinds else shared_world(config), "training": training}
     return canonical(part)
+
+
+def set_job_models(config: dict) -> tuple[str, ...]:
+    """The models a set job loads: the classifier and the prior, the robust classifier where a sampler of
+    `sets.samplers` (or `sets.sampler_overrides`) has a cone (`cone_angle`), and the models objectives name in
+    their `model` field (the regressor)."""
+    cone = ("robust",) if cone_samplers(config["sets"]) else ()
+    return ("classifier", "prior", *cone, *models_named(config["sets"]["objectives"]))
 
 
 def real_model_files(config: dict, *kinds: str) -> list[str]:

@@ -86,6 +86,16 @@ class Objective(ABC):
     def name(self) -> str:
         """Short label, used as the key of this part's value in a Sum."""
 
+    def with_model(self, model: torch.nn.Module) -> Objective:
+        """The same objective (kind, targets as bound, tolerances) read from `model`, a model with the same
+        outputs as the one it reads, e.g. an adversarially robust twin of the explained classifier (the guided
+        sampler's cone, `preimage.engine.samplers.cone`). Objectives on a model's output (label, probs,
+        regression) read `model` instead; image-space ones (lowpass, masked) read no model and stay as they are.
+        The others raise: a layer's units, a logit vector's scale and a function belong to their own model."""
+        raise ValueError(f"{self.name}: cannot be read from another model (its units, scale or function are its "
+                         "own model's); a cone needs objectives on the model's output (label, probs, regression) "
+                         "or in image space (lowpass, masked)")
+
     def _reads(self) -> tuple[Read, ...]:
         """The model outputs and layers this objective reads, so a Sum can run each model once per batch.
 
@@ -170,6 +180,9 @@ class Sum(Objective):
     def bind(self, source: Tensor) -> Sum:
         with sharing(source, self._reads()):
             return Sum(tuple((weight, part.bind(source)) for weight, part in self.terms))
+
+    def with_model(self, model: torch.nn.Module) -> Sum:
+        return Sum(tuple((weight, part.with_model(model)) for weight, part in self.terms))
 
     def describe(self) -> dict:
         return {"kind": "sum", "parts": [{"weight": w, "objective": p.describe()} for w, p in self.terms]}

@@ -28,6 +28,9 @@ class Lowpass(ToleranceObjective):
 
     kind: ClassVar[str] = "lowpass"
 
+    def with_model(self, model: object) -> Lowpass:
+        return self  # reads the image, no model
+
     def __post_init__(self) -> None:
         if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
             raise ValueError(f"lowpass factor must be an integer >= 1, got {self.factor!r}")
@@ -66,6 +69,9 @@ class Masked(ToleranceObjective):
     tolerance: float = 0.05
 
     kind: ClassVar[str] = "masked"
+
+    def with_model(self, model: object) -> Masked:
+        return self  # reads the image, no model
 
     def __post_init__(self) -> None:
         if not isinstance(self.mask, Tensor) or self.mask.dim() not in (2, 3, 4) or any(

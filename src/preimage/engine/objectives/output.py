@@ -66,6 +66,9 @@ class Label(Leaf):
 
     kind: ClassVar[str] = "label"
 
+    def with_model(self, model: nn.Module) -> Label:
+        return self._evolve(model=model)
+
     def _reads(self) -> tuple[Read, ...]:
         return (Read(self.model),)
 
@@ -124,6 +127,9 @@ class Probs(ToleranceObjective):
     tolerance: float = 0.05
 
     kind: ClassVar[str] = "probs"
+
+    def with_model(self, model: nn.Module) -> Probs:
+        return self._evolve(model=model)
 
     def _reads(self) -> tuple[Read, ...]:
         return (Read(self.model),)
@@ -196,6 +202,9 @@ class Regression(ToleranceObjective):
     tolerance: float
 
     kind: ClassVar[str] = "regression"
+
+    def with_model(self, model: nn.Module) -> Regression:
+        return self._evolve(model=model)
 
     def _reads(self) -> tuple[Read, ...]:
         return (Read(self.model),)

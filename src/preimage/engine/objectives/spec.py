@@ -50,6 +50,8 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
 KINDS = tuple(sorted(_FIELDS))
 LAYER_KINDS = ("neuron", "channel", "features")  # the kinds that read a named layer of the model
 MODEL_KINDS = ("label", "probs", "logits", "regression", *LAYER_KINDS)  # the kinds that read the (explained) model
+# the kinds `Objective.with_model` reads from another model with the same outputs (a guided sampler's cone)
+TWIN_KINDS = ("label", "probs", "regression", "lowpass", "masked")
 METRICS = ("l2", "cosine")  # of features (preimage.engine.objectives.internal.Features.metrics)
 # the kinds whose target cannot be relative (scale/shift), and why
 _NOT_RELATIVE = {"label": "a class index cannot be scaled or shifted",

@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "base": ["ObjectiveLike", "SampleResult", "Sampler", "SamplerLike"],
+        "cone": ["Cone", "cone_projection"],
         "diversity": ["PixelFeatures", "farthest_point_subset", "pairwise_sq_distances", "repulsion_loss"],
         "guided": ["GuidedSampler"],
         "noise_opt": ["NoiseOptSampler"],

@@ -257,11 +257,14 @@ class Sampler(ABC):
 
 
 def describe_value(value: Any) -> Any:
-    """JSON-friendly parameter values: callables (feature spaces) by their class (and method) name."""
+    """JSON-friendly parameter values: parts with a `describe` (a cone) by it, callables (feature spaces) by
+    their class (and method) name."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (tuple, list)):
         return [describe_value(item) for item in value]
+    if callable(getattr(value, "describe", None)):
+        return value.describe()
     if inspect.ismethod(value):  # a bound method, e.g. "Lpips.embed"
         return f"{type(value.__self__).__name__}.{value.__name__}"
     return type(value).__name__

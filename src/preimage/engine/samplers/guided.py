@@ -34,6 +34,13 @@ score moves the DDIM update:
   2023, for the members that need it). The first try whose image passes replaces the member; a member whose
   tries all fail keeps its first image. Only the first pass is in the loss trace; a member's steps and seconds
   include its tries. A chain with no step at or below `restart_level` (a few-step sampler) makes no restarts.
+- `cone` (a `preimage.engine.samplers.cone.Cone`) projects the objective's gradient onto a cone of a given
+  half-angle around the gradient of the same objective read from an adversarially robust model, as DVCE does
+  (Augustin et al. 2022): where the two gradients differ by more than the angle, the objective's gradient is
+  replaced by the closest vector of the cone, so the guidance follows only directions the robust model also
+  finds meaningful rather than the explained model's adversarial ones. The projection is per member, on the
+  gradients with respect to the guided variable, before the distance and repulsion terms are added; it costs a
+  forward and backward pass of the robust model per guided step.
 - `gradient_dtype` runs the decode, the objective and the regularisers of the guidance gradient under autocast
   ("auto": bfloat16 where the device computes it natively, see `preimage.utils.devices`). The gradient only sets
   a direction, normalised per member, so bfloat16 rounding barely moves it; every acceptance test (restarts,
@@ -43,6 +50,8 @@ The measurements behind these choices are in docs/samplers.md.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -59,6 +68,7 @@ from preimage.engine.samplers.base import (
     regularisers,
     start_latents,
 )
+from preimage.engine.samplers.cone import Cone
 from preimage.engine.samplers.diversity import FeatureSpace
 from preimage.utils.devices import autocast, check_dtype_name, resolve_dtype
 
@@ -82,6 +92,7 @@ class GuidedSampler(Sampler):
         restarts: int = 2,
         restart_level: float = 0.3,
         gradient_dtype: str = "auto",
+        cone: Cone | None = None,
     ) -> None:
         """The defaults are the settings tuned on the shortcut world (docs/samplers.md): guidance
         only below noise level 0.85, where the Tweedie estimate is sharp enough for the classifier's gradient,
@@ -89,7 +100,8 @@ class GuidedSampler(Sampler):
         (B, D) features, e.g. `preimage.engine.models.load_lpips(...).embed` for LPIPS; None means pixels pooled
         to 16 x 16. The loss trace has one row per guided step (the final step is never guided).
         `gradient_dtype` ("auto", "float32", "bfloat16", "float16") is the autocast dtype of the guidance
-        gradient only; "auto" is bfloat16 where the device computes it natively."""
+        gradient only; "auto" is bfloat16 where the device computes it natively. `cone` keeps the objective's
+        gradient within a cone around a robust model's gradient (DVCE); None guides with the gradient as it is."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.guidance_scale = check_float("guidance_scale", guidance_scale, 0.0)
         self.strength = check_float("strength", strength, 0.0, 1.0, low_open=True)
@@ -106,6 +118,9 @@ class GuidedSampler(Sampler):
         self.restarts = check_int("restarts", restarts, 0)
         self.restart_level = check_float("restart_level", restart_level, 0.0, 1.0, low_open=True)
         self.gradient_dtype = check_dtype_name("gradient_dtype", gradient_dtype)
+        if cone is not None and not isinstance(cone, Cone):
+            raise ValueError(f"cone must be a preimage.engine.samplers.cone.Cone or None, got {cone!r}")
+        self.cone = cone
 
     @property
     def _regularised(self) -> bool:
@@ -122,10 +137,11 @@ class GuidedSampler(Sampler):
         timesteps = prior.timesteps(self.num_steps, self.strength)
         noise = prior.sample_noise(len(generators), generators)
         z = start_latents(prior, z_source, timesteps[0], self.strength, noise)
-        z, trace, chain_calls = self._run_chain(prior, objective, source, z, timesteps, generators)
+        guide = Guide(objective, self.cone.reference(objective) if self.cone else None)
+        z, trace, chain_calls = self._run_chain(prior, guide, source, z, timesteps, generators)
         calls = torch.full((len(generators),), chain_calls, dtype=torch.long)
         if self.restarts:
-            z, tries_calls = self._restart_failures(prior, objective, source, z, timesteps, generators)
+            z, tries_calls = self._restart_failures(prior, guide, source, z, timesteps, generators)
             calls += tries_calls
         with torch.no_grad():
             images = prior.decode(z)
@@ -134,7 +150,7 @@ class GuidedSampler(Sampler):
     def _run_chain(
         self,
         prior: DiffusionPrior,
-        objective: ObjectiveLike,
+        guide: Guide,
         source: Tensor,
         z: Tensor,
         timesteps: Tensor,
@@ -153,7 +169,7 @@ class GuidedSampler(Sampler):
             repeats = self.recurrence if guides else 1
             calls += repeats
             for repeat in range(repeats):
-                z_prev, loss = self._guided_step(prior, objective if guides else None, source, z, t, generators)
+                z_prev, loss = self._guided_step(prior, guide if guides else None, source, z, t, generators)
                 if repeat < repeats - 1:
                     fresh = prior.sample_noise(len(generators), generators)
                     z = prior.renoise(z_prev, prior.previous_timestep(t), t, fresh)
@@ -165,7 +181,7 @@ class GuidedSampler(Sampler):
     def _restart_failures(
         self,
         prior: DiffusionPrior,
-        objective: ObjectiveLike,
+        guide: Guide,
         source: Tensor,
         z: Tensor,
         timesteps: Tensor,
@@ -181,7 +197,7 @@ class GuidedSampler(Sampler):
         if len(tail) == 0:
             return z, calls
         z = z.clone()
-        failed = ~self._accepts(prior, objective, z)
+        failed = ~self._accepts(prior, guide.objective, z)
         for _ in range(self.restarts):
             members = failed.nonzero().flatten().tolist()
             if not members:
@@ -189,9 +205,9 @@ class GuidedSampler(Sampler):
             own = [generators[i] for i in members]
             with torch.no_grad():
                 restarted = prior.noise_to(z[members], tail[0], prior.sample_noise(len(own), own))
-            tried, _, tail_calls = self._run_chain(prior, objective, source, restarted, tail, own)
+            tried, _, tail_calls = self._run_chain(prior, guide, source, restarted, tail, own)
             calls[members] += tail_calls
-            passed = [j for j, ok in enumerate(self._accepts(prior, objective, tried).tolist()) if ok]
+            passed = [j for j, ok in enumerate(self._accepts(prior, guide.objective, tried).tolist()) if ok]
             kept = [members[j] for j in passed]
             z[kept] = tried[passed]
             failed[kept] = False
@@ -209,7 +225,7 @@ class GuidedSampler(Sampler):
     def _guided_step(
         self,
         prior: DiffusionPrior,
-        objective: ObjectiveLike | None,
+        guide: Guide | None,
         source: Tensor,
         z_t: Tensor,
         t: Tensor,
@@ -217,7 +233,7 @@ class GuidedSampler(Sampler):
     ) -> tuple[Tensor, Tensor | None]:
         """One guided DDIM step; also returns the objective loss of the Tweedie estimate at t.
 
-        Without an objective (outside the guidance interval) only the distance and repulsion terms steer.
+        Without a guide (outside the guidance interval) only the distance and repulsion terms steer.
         """
         z_t = z_t.detach().requires_grad_(self.through_denoiser)
         with torch.set_grad_enabled(self.through_denoiser):
@@ -227,15 +243,35 @@ class GuidedSampler(Sampler):
         dtype = resolve_dtype("gradient_dtype", self.gradient_dtype, prior.device)
         with torch.enable_grad(), autocast(prior.device, dtype):
             images = prior.decode(z0 if self.through_denoiser else leaf)
-            total = regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
-            objective_loss = None
-            if objective is not None:
-                objective_loss = objective.loss(images).float()
-                total = total + objective_loss
-            (gradient,) = torch.autograd.grad(total.sum(), leaf)
+            extra = regularisers(images, source, self.distance_weight, self.repulsion_weight, self.repulsion_features)
+            objective_loss = None if guide is None else guide.objective.loss(images).float()
+            gradient = self._gradient(images, leaf, extra, objective_loss, guide)
         with torch.no_grad():
             z_prev = prior.step(z_t.detach(), t, output.detach(), eta=self.eta, generator=generators)
-            weight = torch.ones_like(total) if self._regularised else objective_loss.clamp(max=1.0)
+            weight = torch.ones_like(extra) if self._regularised else objective_loss.clamp(max=1.0)
             weight = weight.detach().float().view(-1, *[1] * (z_t.ndim - 1))
             shift = self.guidance_scale * (1 - prior.alpha_bar(t)).sqrt() * weight * per_member_unit_rms(gradient)
             return (z_prev - shift.to(z_prev.dtype)), None if objective_loss is None else objective_loss.detach()
+
+    def _gradient(self, images: Tensor, leaf: Tensor, extra: Tensor, objective_loss: Tensor | None,
+                  guide: Guide | None) -> Tensor:
+        """The gradient of objective loss plus regularisers with respect to `leaf`; with a cone, the objective's
+        part is first projected around the gradient of the robust model's twin of the objective."""
+        if objective_loss is None or guide.reference is None:
+            total = extra if objective_loss is None else extra + objective_loss
+            return torch.autograd.grad(total.sum(), leaf)[0]
+        (gradient,) = torch.autograd.grad(objective_loss.sum(), leaf, retain_graph=True)
+        robust_loss = guide.reference.loss(images).float()
+        (robust_gradient,) = torch.autograd.grad(robust_loss.sum(), leaf, retain_graph=self._regularised)
+        gradient = self.cone.project(gradient, robust_gradient)
+        if self._regularised:
+            gradient = gradient + torch.autograd.grad(extra.sum(), leaf)[0]
+        return gradient
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What a guided step steers by: the objective, and its robust model's twin where the sampler has a cone."""
+
+    objective: ObjectiveLike
+    reference: ObjectiveLike | None = None

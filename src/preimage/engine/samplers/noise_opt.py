@@ -7,6 +7,12 @@ A moment-matching penalty keeps the noise Gaussian-like (zero mean, unit varianc
 optimised noise stays where the sampler was trained and its images stay on the prior's manifold. For latent
 priors the prompt embedding can be optimised too (per member). Members are optimised independently (Adam is
 per-coordinate) unless repulsion couples them.
+
+With `stop_when_accepted`, a member whose image passes the objective's acceptance test keeps that image (its
+first passing one, the unoptimised draw included) and the batch stops once every member has one: the
+optimisation spends its iterations only on the members that still fail, and an easy objective costs little more
+than rejection sampling. The acceptance test runs on the images each iteration computes anyway (one
+classifier pass, no gradient).
 """
 
 from __future__ import annotations
@@ -54,9 +60,11 @@ class NoiseOptSampler(Sampler):
         repulsion_features: FeatureSpace | None = None,
         optimize_condition: bool = False,
         batch_size: int = 4,
+        stop_when_accepted: bool = False,
     ) -> None:
         """`repulsion_features` maps images to (B, D) features, e.g. `preimage.engine.models.load_lpips(...).embed` for
-        LPIPS; None means pixels pooled to 16 x 16."""
+        LPIPS; None means pixels pooled to 16 x 16. `stop_when_accepted` keeps each member's first image that
+        passes and stops the batch once all have one."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.iterations = check_int("iterations", iterations, 1)
         self.lr = check_float("lr", lr, 0.0, low_open=True)
@@ -69,6 +77,9 @@ class NoiseOptSampler(Sampler):
             raise ValueError(f"optimize_condition must be a bool, got {optimize_condition!r}")
         self.optimize_condition = optimize_condition
         self.batch_size = check_int("batch_size", batch_size, 1)
+        if not isinstance(stop_when_accepted, bool):
+            raise ValueError(f"stop_when_accepted must be a bool, got {stop_when_accepted!r}")
+        self.stop_when_accepted = stop_when_accepted
 
     def _sample_batch(
         self,
@@ -84,11 +95,17 @@ class NoiseOptSampler(Sampler):
         condition = self._initial_condition(prior, len(generators))
         parameters = [noise] if condition is None else [noise, condition]
         optimizer = torch.optim.Adam(parameters, lr=self.lr)
+        kept = _Kept(len(generators))
         trace = []
         for _ in range(self.iterations):
             with torch.enable_grad():
                 images = self._generate(prior, z_source, timesteps, noise, condition, checkpointed=True)
                 objective_loss = objective.loss(images)
+                if self.stop_when_accepted:
+                    kept.update(objective, images.detach(), objective_loss.detach())
+                trace.append(kept.loss_where_kept(objective_loss.detach()))
+                if kept.all():
+                    break
                 total = (
                     objective_loss
                     + self.noise_weight * gaussian_penalty(noise, prior.noise_offset)
@@ -97,10 +114,15 @@ class NoiseOptSampler(Sampler):
                 optimizer.zero_grad(set_to_none=True)
                 total.sum().backward()
             optimizer.step()
-            trace.append(objective_loss.detach())
-        with torch.no_grad():
-            images = self._generate(prior, z_source, timesteps, noise, condition, checkpointed=False)
-        return images, torch.stack(trace), (self.iterations + 1) * len(timesteps)
+        calls = len(trace) * len(timesteps)
+        if kept.all():
+            images = kept.images
+        else:
+            with torch.no_grad():
+                images = kept.merge(self._generate(prior, z_source, timesteps, noise, condition, checkpointed=False))
+            calls += len(timesteps)
+        trace += [trace[-1]] * (self.iterations - len(trace))  # a stopped batch keeps its last losses
+        return images, torch.stack(trace), calls
 
     def _initial_condition(self, prior: DiffusionPrior, batch: int) -> Tensor | None:
         """A per-member copy of the prompt embedding to optimise, or None to keep the prior's own."""
@@ -133,3 +155,37 @@ def ddim_step(prior: DiffusionPrior, z: Tensor, t: Tensor, condition: Tensor | N
     """One deterministic DDIM step under an optional condition override."""
     condition = None if condition is None else condition.to(prior.dtype)
     return prior.step(z, t, prior.predict(z, t, condition))
+
+
+class _Kept:
+    """Each member's first image that passed the objective, and its loss then (`stop_when_accepted`)."""
+
+    def __init__(self, size: int) -> None:
+        self.done = torch.zeros(size, dtype=torch.bool)
+        self.images: Tensor | None = None
+        self.loss: Tensor | None = None
+
+    def update(self, objective: ObjectiveLike, images: Tensor, loss: Tensor) -> None:
+        """Keep the images of members that pass now and had not passed before."""
+        with torch.no_grad():
+            new = objective.accept(images).bool().cpu() & ~self.done
+        if not new.any():
+            return
+        if self.images is None:
+            self.images, self.loss = images.clone(), loss.clone()
+        on_device = new.to(images.device)
+        self.images[on_device], self.loss[on_device] = images[on_device], loss[on_device]
+        self.done |= new
+
+    def all(self) -> bool:
+        return bool(self.done.all())
+
+    def loss_where_kept(self, loss: Tensor) -> Tensor:
+        """`loss` with each kept member's loss at the image it keeps."""
+        return loss if self.loss is None else torch.where(self.done.to(loss.device), self.loss, loss)
+
+    def merge(self, images: Tensor) -> Tensor:
+        """`images` with the kept members' images in place of theirs."""
+        if self.images is None:
+            return images
+        return torch.where(self.done.to(images.device).view(-1, 1, 1, 1), self.images, images)

@@ -2,7 +2,10 @@
 
 A spec is ``{"kind": "guided" | "rejection" | "noise_opt", **keyword arguments of that sampler}``; the
 sampler's own __init__ validates the values. ``repulsion_space: lpips | pixels`` picks the feature space
-of the repulsion term: LPIPS needs the `perceptual` module passed in.
+of the repulsion term: LPIPS needs the `perceptual` module passed in. ``cone_angle`` (degrees, guided only)
+stands for ``cone``: the guided sampler keeps its objective's gradient within that angle of the gradient of the
+same objective read from the adversarially robust model passed in as `robust` (DVCE's cone projection,
+`preimage.engine.samplers.cone`); null or absent means no cone.
 
 `check_config` checks a spec the same way without importing the samplers (they import torch and diffusers),
 so the pipeline checks every configured sampler when it reads its config: `PARAMETERS` lists each kind's
@@ -72,13 +75,15 @@ def _optional(inner: Callable[[object], str | None]) -> Callable[[object], str |
 
 _STRENGTH = _float(0.0, 1.0, low_open=True)
 _WEIGHT = _float(0.0)
-# kind -> {keyword argument: its check}; `repulsion_space` stands for `repulsion_features`
+_CONE_ANGLE = _float(0.0, 90.0, low_open=True)  # degrees: preimage.engine.samplers.cone.Cone's range
+# kind -> {keyword argument: its check}; `repulsion_space` stands for `repulsion_features`, `cone_angle` for `cone`
 PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
     "guided": {
         "num_steps": _int(1), "guidance_scale": _WEIGHT, "strength": _STRENGTH, "distance_weight": _WEIGHT,
         "recurrence": _int(1), "repulsion_weight": _WEIGHT, "repulsion_space": _choice(REPULSION_SPACES),
         "batch_size": _int(1), "eta": _WEIGHT, "through_denoiser": _bool, "guidance_interval": _interval,
         "restarts": _int(0), "restart_level": _STRENGTH, "gradient_dtype": _choice(GRADIENT_DTYPES),
+        "cone_angle": _optional(_CONE_ANGLE),
     },
     "rejection": {
         "num_steps": _int(1), "strength": _STRENGTH, "batch_size": _int(1), "eta": _WEIGHT,
@@ -88,6 +93,7 @@ PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
         "num_steps": _int(1), "iterations": _int(1), "lr": _float(0.0, low_open=True), "strength": _STRENGTH,
         "noise_weight": _WEIGHT, "distance_weight": _WEIGHT, "repulsion_weight": _WEIGHT,
         "repulsion_space": _choice(REPULSION_SPACES), "optimize_condition": _bool, "batch_size": _int(1),
+        "stop_when_accepted": _bool,
     },
 }
 
@@ -119,8 +125,11 @@ def _did_you_mean(word: object, choices) -> str:
     return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
 
 
-def from_config(spec: Mapping[str, Any], perceptual: nn.Module | None = None, where: str = WHERE) -> Sampler:
-    """The sampler a config dict describes; an unknown kind or field raises naming it and what is allowed."""
+def from_config(spec: Mapping[str, Any], perceptual: nn.Module | None = None, where: str = WHERE,
+                robust: nn.Module | None = None) -> Sampler:
+    """The sampler a config dict describes; an unknown kind or field raises naming it and what is allowed.
+    `perceptual` (LPIPS) serves `repulsion_space: lpips`, `robust` (an adversarially robust classifier)
+    `cone_angle`."""
     from preimage.engine import samplers
 
     check_config(spec, where)
@@ -129,6 +138,9 @@ def from_config(spec: Mapping[str, Any], perceptual: nn.Module | None = None, wh
     space = fields.pop("repulsion_space", None)
     if space is not None:
         fields["repulsion_features"] = _repulsion_features(space, perceptual, where)
+    angle = fields.pop("cone_angle", None)
+    if angle is not None:
+        fields["cone"] = _cone(angle, robust, where)
     try:
         return getattr(samplers, CLASSES[kind])(**fields)
     except ValueError as error:  # a range check_config does not know of
@@ -142,3 +154,17 @@ def _repulsion_features(space: str, perceptual: nn.Module | None, where: str):
         raise ValueError(f"{where}: repulsion_space 'lpips' needs an LPIPS module "
                          "(preimage.engine.models.load_lpips)")
     return perceptual.embed
+
+
+def uses_cone(spec: object) -> bool:
+    """Whether a sampler spec asks for a cone, so the caller loads the robust model only then."""
+    return isinstance(spec, Mapping) and spec.get("cone_angle") is not None
+
+
+def _cone(angle: float, robust: nn.Module | None, where: str):
+    from preimage.engine.samplers.cone import Cone
+
+    if robust is None:
+        raise ValueError(f"{where}: cone_angle needs the adversarially robust classifier whose gradient spans the "
+                         "cone (models.robust in the pipeline; from_config(..., robust=model) from Python)")
+    return Cone(robust, angle)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from preimage.pipeline.config import models_named, objective_samplers
+from preimage.pipeline.config import cone_samplers, models_named, objective_samplers
 from preimage.pipeline.models import (
     CLASS_NAME,
     class_text,
@@ -26,6 +26,7 @@ from preimage.pipeline.models import (
     resolve_named_models,
     resolve_perceptual,
     resolve_prior,
+    resolve_robust,
 )
 from preimage.pipeline.sources import (
     REAL_IMAGE_SIZE,
@@ -87,6 +88,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
+    robust = resolve_robust(config, device) if cone_samplers(sets) else None  # only for a sampler with a cone
     pool = None if reference is None else _reference_pool(reference, _prompt_class(config, row.iloc[0]["class_name"]))
     out_root = Path(summaries[0]).parent.parent
     written = []
@@ -96,7 +98,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
         _bind_checked(objective, source, where)  # an error of the objective on this source names it
         overridden = sets["sampler_overrides"].get(objective_name, {})
         samplers = {name: sampler_from_config(sampler, perceptual, where=f"sets.sampler_overrides.{objective_name}.{name}"
-                                              if name in overridden else f"sets.samplers.{name}")
+                                              if name in overridden else f"sets.samplers.{name}", robust=robust)
                     for name, sampler in objective_samplers(sets, objective_name).items()}
         if pool is not None:
             samplers = _pooled(samplers, pool, sets["members"])

@@ -36,11 +36,13 @@ def fit(
     cfg: dict,
     device: torch.device,
     desc: str,
+    perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[float]:
     """Supervised training with AdamW and a one-cycle schedule; returns the per-step losses.
 
     `batch_loss(outputs, index)` receives the model outputs and the batch's row indices, so one loop
-    serves a single-label classifier and the multi-head oracle alike.
+    serves a single-label classifier and the multi-head oracle alike. `perturb(batch, index)`, where given,
+    replaces each batch (on the device) before the forward pass: adversarial training's attack.
     """
     generator = seed_everything(cfg["seed"])
     model.to(device).train()
@@ -53,7 +55,10 @@ def fit(
     for epoch in range(cfg["epochs"]):
         batches = tqdm(list(epoch_batches(len(inputs), cfg["batch_size"], generator)), desc=f"{desc} epoch {epoch + 1}", mininterval=5)
         for index in batches:
-            loss = batch_loss(model(inputs[index].to(device)), index)
+            batch = inputs[index].to(device)
+            if perturb is not None:
+                batch = perturb(batch, index)
+            loss = batch_loss(model(batch), index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
