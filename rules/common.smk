@@ -4,10 +4,11 @@
 
 from pathlib import Path
 
-from preimage.pipeline.config import SOURCES, world_models
+from preimage.pipeline.config import SOURCES, models_named, shared_world, world_models
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import group_figure_stems, set_figure_dir
-from preimage.pipeline.workflow import (canonical, model_config, real_model_files, resolved_device, set_job_models,
+from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
+                                       set_job_models,
                                        source_files)
 
 SETS = config["sets"]
@@ -21,6 +22,8 @@ def model_inputs(*kinds):
     if world_models(config):
         trained = {"classifier": rules.train_classifier.output.weights, "prior": PRIOR_UNET,
                    "clip": rules.train_clip.output.weights, "robust": rules.train_robust.output.weights}
+        if "regressor" in world_models(config):
+            trained["regressor"] = rules.train_regressor.output.weights
     inputs = {kind: trained[kind] for kind in kinds if kind in world_models(config)}
     real = real_model_files(config, *kinds)
     return inputs | ({"model_files": real} if real else {})
@@ -41,6 +44,13 @@ def gpus(config):
 def groups():
     """The run's concept groups by slug: known once the call-keeping sets are drawn (checkpoint)."""
     return read_groups(checkpoints.concepts_groups.get().output.groups)
+
+
+def group_contrast(wildcards):
+    """{"contrast": the embeddings of the groups a regression counterfactual's group is scored against (the other
+    direction's)}; nothing for any other group, which is scored against the reference."""
+    slugs = contrast_groups(groups(), wildcards.group)
+    return {"contrast": expand(rules.concepts_embed_group.output[0], group=slugs)} if slugs else {}
 
 
 def group_paths(pattern):
@@ -93,20 +103,25 @@ def real_image_files():
 
 
 def objective_check_settings(wildcards):
-    """What one objective's check reads: that objective and the classifier's entry (a world classifier's folder is
-    named by the world and its training settings); not the device: the check runs on the CPU."""
-    world = ({"world": config["world"], "training": {"classifier": config["training"]["classifier"]}}
-             if "classifier" in world_models(config) else {})
-    return canonical({"models": {"classifier": config["models"]["classifier"]},
-                      "sets": {"objectives": {wildcards.objective: SETS["objectives"][wildcards.objective]}}} | world)
+    """What one objective's check reads: that objective and the entries of the classifier and of any model it names
+    (a world model's folder is named by the world and its training settings); not the device: the check runs on
+    the CPU."""
+    objectives = {wildcards.objective: SETS["objectives"][wildcards.objective]}
+    kinds = ("classifier", *models_named(objectives))
+    trained = [kind for kind in kinds if kind in world_models(config)]
+    world = ({"world": config["world"] if "regressor" in trained else shared_world(config),
+              "training": {kind: config["training"][kind] for kind in trained}} if trained else {})
+    return canonical({"models": {kind: config["models"][kind] for kind in kinds},
+                      "sets": {"objectives": objectives}} | world)
 
 
 def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
                                       "rejection_from_reference")}
-    world = {"world": config["world"]} if SETS["sources"]["kind"] == "world" else {}
-    return canonical(model_config(config, *set_job_models(config)) | world
+    models = model_config(config, *set_job_models(config))
+    world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" and "world" not in models else {}
+    return canonical(models | world
                      | {"sets": sets, "perceptual": config["perceptual"]})
 
 

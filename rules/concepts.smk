@@ -121,7 +121,7 @@ rule real_sources:
         images="results/real/sources.npy",
     params:
         # and the world for a world classifier, whose class names come from it
-        config=canonical(({"world": config["world"]} if "classifier" in world_models(config) else {})
+        config=canonical(({"world": shared_world(config)} if "classifier" in world_models(config) else {})
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]},
                             "concepts": {"real_images": CONCEPTS["real_images"]}}),
     log:
@@ -198,9 +198,11 @@ rule concepts_predict_reference:
 rule concepts_group:
     """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
     the decision depends on them, flagged against a permutation null and confirmed on the model's calls on
-    the reference, and the 2-D map of its embeddings
+    the reference (a regression counterfactual's group: against the other direction's members), and the 2-D
+    map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
+        unpack(group_contrast),
         groups=rules.concepts_groups.output.groups,
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_group.output[0],

@@ -17,7 +17,7 @@ rule select_sources:
     output:
         "results/sources.parquet",
     params:
-        config=canonical({key: config[key] for key in ("world",) if key in config}
+        config=canonical(({"world": shared_world(config)} if "world" in config else {})
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]}}),
     log:
         "logs/select_sources.log",
@@ -31,7 +31,7 @@ rule check_objectives:
     """One objective built on the classifier (layer name, class names, units) before any of its sets is drawn; one
     job per objective, so adding an objective checks only it, and new classifier weights recheck and redraw all."""
     input:
-        unpack(lambda wildcards: model_inputs("classifier")),
+        unpack(lambda wildcards: model_inputs("classifier", *models_named({wildcards.objective: SETS["objectives"][wildcards.objective]}))),
     output:
         "results/checks/objectives/{objective}.json",
     wildcard_constraints:

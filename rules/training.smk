@@ -10,6 +10,8 @@ PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
 ROBUST_DIR = model_dir(config, "robust")
+REGRESSOR_DIR = (model_dir(config, "regressor") if "regression" in config["world"] and "regressor" in config["training"]
+                 else None)  # the optional regression task's regressor
 
 
 rule train_prior:
@@ -19,7 +21,7 @@ rule train_prior:
         scheduler=f"{PRIOR_BASE_DIR}/scheduler/scheduler_config.json",
         metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(prior_first_stage(config["training"]["prior"])),
         device=config["device"],
     threads: workflow.cores
@@ -40,7 +42,7 @@ rule train_classifier:
         config=f"{CLASSIFIER_DIR}/config.json",
         metrics=f"{CLASSIFIER_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["classifier"]),
         device=config["device"],
     threads: workflow.cores
@@ -60,7 +62,7 @@ use rule train_classifier as train_oracle with:
         config=f"{ORACLE_DIR}/config.json",
         metrics=f"{ORACLE_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["oracle"]),
         device=config["device"],
     log:
@@ -75,7 +77,7 @@ use rule train_classifier as train_robust with:
         config=f"{ROBUST_DIR}/config.json",
         metrics=f"{ROBUST_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["robust"]),
         device=config["device"],
     log:
@@ -84,13 +86,30 @@ use rule train_classifier as train_robust with:
         "results/benchmarks/train_robust.tsv",
 
 
+if REGRESSOR_DIR:
+
+    use rule train_classifier as train_regressor with:
+        output:
+            weights=f"{REGRESSOR_DIR}/model.safetensors",
+            config=f"{REGRESSOR_DIR}/config.json",
+            metrics=f"{REGRESSOR_DIR}/metrics.json",
+        params:
+            world=canonical(config["world"]),  # the regression task with its shortcut and splits
+            training=canonical(config["training"]["regressor"]),
+            device=config["device"],
+        log:
+            "logs/train_regressor.log",
+        benchmark:
+            "results/benchmarks/train_regressor.tsv",
+
+
 use rule train_classifier as train_clip with:
     output:
         weights=f"{CLIP_DIR}/open_clip_model.safetensors",
         config=f"{CLIP_DIR}/open_clip_config.json",
         metrics=f"{CLIP_DIR}/metrics.json",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         training=canonical(config["training"]["clip"]),
         device=config["device"],
     log:
@@ -110,7 +129,7 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
             scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
             metrics=f"{PRIOR_DIR}/metrics.json",
         params:
-            world=canonical(config["world"]),
+            world=canonical(shared_world(config)),
             training=canonical(config["training"]["prior"]),
             device=config["device"],
         threads: workflow.cores
@@ -135,7 +154,7 @@ rule evaluate_prior:
     wildcard_constraints:
         prior=r"models/[^/]+/prior-[0-9a-f]+",
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
         evaluation=canonical(config["evaluation"]),
         device=config["device"],
     threads: workflow.cores
@@ -157,4 +176,5 @@ rule train_world:
         rules.train_oracle.output,
         rules.train_clip.output,
         rules.train_robust.output,
+        rules.train_regressor.output if REGRESSOR_DIR else [],
         expand("{prior}/{file}", prior={PRIOR_BASE_DIR, PRIOR_DIR}, file=["evaluation.json", "samples.png"]),

@@ -1,6 +1,6 @@
 # Data of the embedded shortcut world: attribute tables, pixels and the ground truth of its shortcuts.
 
-from preimage.pipeline.config import SPLIT_KINDS
+from preimage.pipeline.config import SPLIT_KINDS, shared_world
 
 
 rule world_data:
@@ -12,7 +12,7 @@ rule world_data:
     wildcard_constraints:
         split="|".join(SPLIT_KINDS),
     params:
-        world=canonical(config["world"]),
+        world=canonical(shared_world(config)),
     log:
         "logs/world_data/{split}.log",
     benchmark:
@@ -26,7 +26,7 @@ rule world_ground_truth:
     output:
         "results/world/ground_truth.parquet",
     params:
-        world=canonical(config["world"]),
+        world=canonical(config["world"]),  # the regression task too
     log:
         "logs/world_ground_truth.log",
     benchmark:

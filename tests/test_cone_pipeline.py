@@ -16,9 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def with_cone(config: dict, robust: dict | None = None) -> dict:
-    """A cone sampler beside the default ones, and the default objectives the robust model can read."""
+    """A cone sampler beside the default ones, and the default objectives the robust model can read (not the neuron,
+    nor those read from the regressor)."""
     config["sets"]["samplers"]["dvce"] = {"kind": "guided", "cone_angle": 30}
-    del config["sets"]["objectives"]["neuron"]
+    sets = config["sets"]
+    for name in ["neuron", *(name for name, spec in sets["objectives"].items() if "model" in spec)]:
+        del sets["objectives"][name]
+        sets["sampler_overrides"].pop(name, None)
     if robust is not None:
         config["models"]["robust"] = robust
     return config
@@ -48,7 +52,7 @@ def test_an_override_gives_the_cone_to_one_objective_and_only_that_objective_mus
     config["models"]["robust"] = {"source": "world"}
     config["sets"]["sampler_overrides"] = {"counterfactual": {"guided": {"cone_angle": 30}}}
     validated = validate_config(config)
-    assert set_job_models(validated) == ("classifier", "prior", "robust")
+    assert set_job_models(validated) == ("classifier", "prior", "robust", "regressor")
     config["sets"]["sampler_overrides"] = {"neuron": {"guided": {"cone_angle": 30}}}
     with pytest.raises(ConfigError, match=r"sets.objectives.neuron: kind 'neuron' cannot be read from the robust "
                                           r"model .*\(sets.sampler_overrides.neuron.guided: \{cone_angle: null\}"):
@@ -57,7 +61,7 @@ def test_an_override_gives_the_cone_to_one_objective_and_only_that_objective_mus
 
 def test_the_robust_model_loads_only_for_a_set_job_with_a_cone(config) -> None:
     validate_config(config)
-    assert set_job_models(config) == ("classifier", "prior") and "robust" not in world_models(config)
+    assert set_job_models(config) == ("classifier", "prior", "regressor") and "robust" not in world_models(config)
     plain = model_config(config, *set_job_models(config))
     assert "robust" not in plain["training"] and "robust" not in plain["models"]
     with pytest.raises(ValueError, match="models.robust: not given"):
@@ -92,4 +96,4 @@ def test_the_dvce_preset_gives_the_default_runs_guided_counterfactual_a_cone(con
     assert cone_samplers(merged["sets"]) == {"counterfactual": ["guided"]}
     edit = objective_samplers(merged["sets"], "counterfactual")["guided"]
     assert edit["cone_angle"] == 30 and edit["strength"] == 0.7  # the minimal edit of config.yaml, with a cone
-    assert set_job_models(merged) == ("classifier", "prior", "robust")
+    assert set_job_models(merged) == ("classifier", "prior", "robust", "regressor")

@@ -37,7 +37,7 @@ def real_run(config: dict) -> dict:
     for key in ("world", "training", "evaluation"):
         real.pop(key)
     real["models"] = {"classifier": {"source": "models/my-classifier"}, "prior": {"source": "models/my-sd"},
-                      "clip": {"source": "models/my-clip"}}
+                      "clip": {"source": "models/my-clip"}, "regressor": {"source": "models/my-regressor"}}
     real["sets"]["sources"] = {"kind": "folder", "path": "data/images", "per_class": 2, "seed": 0}
     real["concepts"].update(vocabulary="common", baseline_split="sources", real_split="sources")
     real["report"]["evaluate"] = False
@@ -145,7 +145,7 @@ def invalid(config: dict, source: str = "my.yaml") -> str:
     ("objectives", "both", {"kind": "sum", "parts": [{"kind": "label"}, {"kind": "lowpass", "factor": 0}]},
      "sets.objectives.both.parts[1]: factor must be an integer >= 1, got 0"),
     ("objectives", "other", {"kind": "label", "model": "oracle"},
-     "sets.objectives.other: field 'model': unknown model 'oracle'; no named models are available here"),
+     "sets.objectives.other: field 'model': unknown model 'oracle'; named models: regressor"),
 ])
 def test_objective_and_sampler_specs_are_checked_when_the_config_is_read(config, section, name, spec, message) -> None:
     config["sets"][section][name] = spec

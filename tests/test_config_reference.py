@@ -109,9 +109,9 @@ def test_a_key_without_a_description_is_caught() -> None:
     schema = copy.deepcopy(load_schema())
     del schema["properties"]["report"]["properties"]["title"]["description"]
     del schema["properties"]["sets"]["properties"]["members"]["description"]  # a $ref with its own description
-    del schema["definitions"]["weights_source"]["properties"]["source"]["description"]  # shared by three models
+    del schema["definitions"]["weights_source"]["properties"]["source"]["description"]  # shared by four models
     assert undocumented(schema) == ["models.classifier.source", "models.clip.source", "models.robust.source",
-                                    "sets.members", "report.title"]
+                                    "models.regressor.source", "sets.members", "report.title"]
 
 
 def test_variants_of_a_one_of_are_listed_each_with_its_keys() -> None:

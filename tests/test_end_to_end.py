@@ -276,6 +276,7 @@ def turbo_overlay(models: dict[str, Path], manifest: Path) -> dict:
             "prior": {"source": str(models["turbo"]), "prompt": "a photo of a {class_name}", "negative_prompt": "",
                       "cfg_scale": 0.0, "timestep_spacing": "trailing", "dtype": "float32"},
             "clip": {"source": str(models["clip"])},
+            "regressor": None,  # null removes config.yaml's world regressor
         },
         "sets": {
             "sources": {"kind": "manifest", "path": str(manifest), "classes": ["cat"], "per_class": 1, "seed": 0},
@@ -285,7 +286,9 @@ def turbo_overlay(models: dict[str, Path], manifest: Path) -> dict:
                 "neuron": {"kind": "neuron", "layer": NEURON_LAYER, "unit": 5, "rel_tolerance": 0.5},
                 "lowpass": {"kind": "lowpass", "factor": 8, "tolerance": 0.6},  # a random prior draws greys
                 "counterfactual": {"kind": "label", "target": "vehicle"},
+                "size": None, "size_up": None, "size_down": None,  # config.yaml's objectives on the regressor
             },
+            "sampler_overrides": {"size_up": None, "size_down": None},
             "samplers": {
                 "guided": {"kind": "guided", "num_steps": 2, "guidance_scale": 0.3, "restarts": 0, "batch_size": 2},
                 "rejection": {"kind": "rejection", "num_steps": 1, "batch_size": 2},

@@ -25,6 +25,7 @@ GPU_RULES = (
     "train_classifier",
     "train_oracle",
     "train_robust",
+    "train_regressor",
     "evaluate_prior",
     "concepts_vocabulary",
     "concepts_embed_group",

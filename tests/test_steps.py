@@ -79,6 +79,7 @@ def test_stack_tables_keeps_the_order_of_its_inputs(tmp_path):
 
 
 def test_an_unknown_world_model_is_a_clear_error(tiny_world, tmp_path):
-    expected = r"unknown world model 'prior'; expected one of \['classifier', 'oracle', 'clip', 'robust'\]"
+    expected = (r"unknown world model 'prior'; expected one of \['classifier', 'oracle', 'clip', 'robust', "
+                r"'regressor'\]")
     with pytest.raises(ValueError, match=expected):
         train_world_model("prior", tiny_world, {}, "cpu", tmp_path / "metrics.json", 1)

@@ -135,7 +135,9 @@ def test_the_objectives_check_names_a_bad_layer_unit_or_class_with_its_key_path(
     monkeypatch.chdir(REPO)  # the world classifier's folder is relative to the repository
     config = load_config(REPO / "config.yaml")
     marker = tmp_path / "objectives.json"
-    assert check_objectives(config, marker)["neuron"] == "neuron:layer4.0.bn2:165" and marker.is_file()
+    checked = check_objectives(config, marker)
+    assert checked["neuron"] == "neuron:layer4.0.bn2:165" and marker.is_file()
+    assert checked["size_up"].startswith("regression")  # built and bound on the regressor it names
     objectives = config["sets"]["objectives"]
     objectives["neuron"]["layer"] = "layer4.0.bn3"
     objectives["wide"] = {"kind": "neuron", "layer": "layer4.0.bn2", "unit": 9999}
@@ -145,7 +147,7 @@ def test_the_objectives_check_names_a_bad_layer_unit_or_class_with_its_key_path(
     with pytest.raises(ValueError) as error:
         check_objectives(config, tmp_path / "again.json")
     lines = str(error.value).splitlines()
-    assert lines[0] == "4 of 7 objectives do not fit the classifier (models.classifier):", lines
+    assert lines[0] == f"4 of {len(objectives)} objectives do not fit the classifier (models.classifier):", lines
     assert lines[1].startswith("  sets.objectives.neuron.layer: layer 'layer4.0.bn3' is not a module of ResNet")
     assert "nearest matches: layer4.0.bn2" in lines[1]
     assert lines[2] == "  sets.objectives.wide: neuron unit 9999 is out of range: layer 'layer4.0.bn2' has 256 units"

@@ -73,8 +73,8 @@ def test_broken_split_removes_each_shortcut_from_its_class(config):
 
 def test_ground_truth_lists_the_planted_shortcuts(config):
     truth = ground_truth(WorldSpec.from_config(config["world"]))
-    assert list(truth.columns) == ["class", "attribute", "value", "strength"]
-    assert truth.to_dict("records") == [
+    assert list(truth.columns) == ["model", "class", "attribute", "value", "strength"]
+    assert truth[truth["model"] == "classifier"].drop(columns="model").to_dict("records") == [
         {"class": s["class"], "attribute": s["attribute"], "value": s["value"], "strength": s["strength"]}
         for s in config["world"]["shortcuts"]
     ]

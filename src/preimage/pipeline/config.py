@@ -20,7 +20,10 @@ from preimage.world.generator import SPLIT_KINDS, WorldSpec
 
 WORLD = "world"
 SOURCES = "sources"  # concepts.baseline_split / real_split: the images of sets.sources' folder or manifest
-MODEL_KINDS = ("classifier", "prior", "clip", "robust")  # robust: optional, for a guided sampler's cone
+# robust: optional, for a guided sampler's cone; regressor: optional, for objectives naming it
+MODEL_KINDS = ("classifier", "prior", "clip", "robust", "regressor")
+# the optional models an objective's `model` field may name (sets.objectives.<name>.model), when configured
+NAMED_MODELS = ("regressor",)
 
 
 class ConfigError(ValueError):
@@ -100,9 +103,49 @@ def world_models(config: dict) -> list[str]:
     return [kind for kind in MODEL_KINDS if config["models"].get(kind, {}).get("source") == WORLD]
 
 
+def named_models(config: dict) -> tuple[str, ...]:
+    """The models an objective's `model` field may name in this config: those of NAMED_MODELS under `models`."""
+    return tuple(kind for kind in NAMED_MODELS if kind in (config.get("models") or {}))
+
+
+def shared_world(config: dict) -> dict:
+    """The `world` section without its regression task: what the world's splits and every model but the
+    regressor depend on, so adding or editing `world.regression` reruns only the regressor and the ground truth."""
+    return {key: value for key, value in config["world"].items() if key != "regression"}
+
+
+def models_named(objectives: dict) -> tuple[str, ...]:
+    """The models that the objective specs `objectives` (name -> spec, as `sets.objectives`) name in a `model`
+    field (a sum's parts too), sorted: the models a job drawing or checking them loads besides the classifier."""
+    return tuple(sorted({leaf["model"] for spec in objectives.values() for _, leaf in objective_spec.leaves(spec)
+                         if "model" in leaf and leaf["kind"] != "function"}))
+
+
+# the sections whose entries an overlay may remove by setting them to null (a --configfile overlay merges into
+# config.yaml and cannot delete a key): its objectives, samplers and their overrides, and the optional models
+REMOVABLE = (("sets", "objectives"), ("sets", "samplers"), ("sets", "sampler_overrides"), ("models",))
+
+
+def _drop_removed(config: dict) -> None:
+    """Remove (in place) the entries of the REMOVABLE sections set to null, e.g. `sets.objectives.size: null` in
+    an overlay that explains another classifier with no regressor; a null classifier, prior or CLIP model stays,
+    so the schema names it."""
+    for path in REMOVABLE:
+        section = config
+        for key in path:
+            section = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            continue
+        for name in [name for name, value in section.items() if value is None]:
+            if path != ("models",) or name in NAMED_MODELS:
+                del section[name]
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Check a configuration dict and fill in the schema's defaults (in place, and returned); raise ConfigError
-    naming every bad key and what is allowed."""
+    naming every bad key and what is allowed. Objectives, samplers, sampler overrides and optional models set to
+    null are removed first (how an overlay drops what config.yaml has)."""
+    _drop_removed(config)
     validator = DefaultingValidator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     problems = [_explain(e) for e in errors]
@@ -121,7 +164,7 @@ def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
     sets = config.get("sets")
     if not isinstance(sets, dict):
         return []
-    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=()),
+    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=named_models(config)),
               "samplers": sampler_spec.check_config}
     problems = []
     for section, check in checks.items():
@@ -198,6 +241,10 @@ def _cone_problems(config: dict) -> list[str]:
                                 f"{list(objective_spec.TWIN_KINDS)}: give the cone to the objectives that allow it "
                                 f"(sets.sampler_overrides.<objective>.{names[0]}: {{cone_angle: 30}}) or take it from "
                                 f"this one (sets.sampler_overrides.{objective}.{names[0]}: {{cone_angle: null}})")
+            elif "model" in leaf:
+                problems.append(f"{where}: names model {leaf['model']!r}, but the robust model that spans the cone of "
+                                f"sampler {names[0]!r} is the explained classifier's twin; draw it without the cone "
+                                f"(sets.sampler_overrides.{objective}.{names[0]}: {{cone_angle: null}})")
     return problems
 
 
@@ -210,6 +257,12 @@ def _world_problems(config: dict) -> list[str]:
     missing = [key for key in needed if key not in config]
     if missing:
         return [f"{key}: required because {', '.join(uses)}" for key in missing]
+    if "regressor" in world_models(config):
+        lacking = [f"{section}.{key}" for section, key in (("world", "regression"), ("training", "regressor"))
+                   if key not in config[section]]
+        if lacking:
+            return [f"{key}: required because models.regressor.source = world (the world's regressor learns the "
+                    "regression task `world.regression` with the settings `training.regressor`)" for key in lacking]
     try:
         WorldSpec.from_config(config["world"])
     except ValueError as error:

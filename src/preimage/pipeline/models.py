@@ -13,7 +13,7 @@ the workflow (as Snakemake does when it builds the job graph) imports none of th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ def settings_with_defaults(given: dict, defaults: dict, where: str) -> dict[str,
     return defaults | given
 
 
-WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "robust")
+WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "robust", "regressor")
 BIASED_DATA_MODELS = ("classifier", "robust")  # trained on the biased classifier_train split
 
 
@@ -78,7 +78,8 @@ def model_dir(config: dict, model: str) -> str:
     if model not in WORLD_MODELS:
         raise ValueError(f"unknown world model {model!r}; expected one of {list(WORLD_MODELS)}")
     spec = WorldSpec.from_config(config["world"])
-    data = spec.data_fingerprint(biased=model in BIASED_DATA_MODELS)
+    data = (spec.regression_fingerprint() if model == "regressor"
+            else spec.data_fingerprint(biased=model in BIASED_DATA_MODELS))
     return f"models/{spec.name}/{model}-{stable_hash([data, config['training'][model]])}"
 
 
@@ -154,6 +155,30 @@ def resolve_robust(config: dict, device: str | torch.device) -> torch.nn.Module:
         raise ValueError("models.robust: not given; a guided sampler with cone_angle needs the robust classifier "
                          "(`{source: world}` on the shortcut world, else a timm folder)")
     return _load_model(config, "robust", load_classifier, device)
+
+
+def resolve_regressor(config: dict, device: str | torch.device) -> torch.nn.Module:
+    """The regressor of `models.regressor` that objectives name with `model: regressor`: the world's (trained on
+    `world.regression`), or a timm folder / "hf-hub:id" / timm name (+ file) with one output. Without
+    `models.regressor` there is none, and asking for it raises naming the key."""
+    from preimage.engine.models import load_classifier
+
+    if "regressor" not in (config.get("models") or {}):
+        raise ValueError("models.regressor: not given; an objective with `model: regressor` needs it "
+                         "(`{source: world}` on the shortcut world, else a timm folder)")
+    model = _load_model(config, "regressor", load_classifier, device)
+    if model.num_classes != 1:
+        raise ValueError(f"models.regressor: the model has {model.num_classes} outputs; a regressor has one")
+    return model
+
+
+def resolve_named_models(config: dict, device: str | torch.device, names: Collection[str]) -> dict[str, Any]:
+    """The models objectives name in their `model` field (`names`, e.g. {"regressor"}), loaded by name."""
+    loaders = {"regressor": resolve_regressor}
+    unknown = sorted(set(names) - set(loaders))
+    if unknown:
+        raise ValueError(f"objective field 'model': unknown model(s) {unknown}; named models: {sorted(loaders)}")
+    return {name: loaders[name](config, device) for name in sorted(names)}
 
 
 def resolve_clip(config: dict, device: str | torch.device) -> ClipModel:

@@ -15,10 +15,11 @@ from preimage.analysis.concepts.groups import (
     SET_ID_SEPARATOR,
     Group,
     concept_groups,
+    contrast_kind,
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, cone_samplers, world_models
+from preimage.pipeline.config import MODEL_KINDS, cone_samplers, models_named, shared_world, world_models
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -55,16 +56,20 @@ def model_config(config: dict, *kinds: str) -> dict:
     kinds = kinds or tuple(kind for kind in MODEL_KINDS if kind in config["models"])
     part: dict[str, Any] = {"device": config["device"], "models": {kind: config["models"][kind] for kind in kinds}}
     if set(kinds) & set(world_models(config)):
-        # the robust model's training settings only for rules that load it: changing them reruns no other rule
-        training = {key: value for key, value in config["training"].items() if key != "robust" or key in kinds}
-        part |= {"world": config["world"], "training": training}
+        # the robust model's and the regressor's training settings (and the regressor's task) only for rules that
+        # load them: changing them reruns no other rule
+        training = {key: value for key, value in config["training"].items()
+                    if key not in ("robust", "regressor") or key in kinds}
+        part |= {"world": config["world"] if "regressor" in kinds else shared_world(config), "training": training}
     return canonical(part)
 
 
 def set_job_models(config: dict) -> tuple[str, ...]:
-    """The models a set job loads: the classifier and the prior, and the robust classifier where a sampler of
-    `sets.samplers` (or `sets.sampler_overrides`) has a cone (`cone_angle`)."""
-    return ("classifier", "prior", "robust") if cone_samplers(config["sets"]) else ("classifier", "prior")
+    """The models a set job loads: the classifier and the prior, the robust classifier where a sampler of
+    `sets.samplers` (or `sets.sampler_overrides`) has a cone (`cone_angle`), and the models objectives name in
+    their `model` field (the regressor)."""
+    cone = ("robust",) if cone_samplers(config["sets"]) else ()
+    return ("classifier", "prior", *cone, *models_named(config["sets"]["objectives"]))
 
 
 def real_model_files(config: dict, *kinds: str) -> list[str]:
@@ -166,6 +171,13 @@ def groups_table(groups: Mapping[str, Group]) -> pd.DataFrame:
     rows = [{"set_id": set_id, "slug": slug, "group": group.name, "kind": group.kind, "core": group.core}
             for slug, group in groups.items() for set_id in group.set_ids]
     return pd.DataFrame(rows, columns=["set_id", "slug", "group", "kind", "core"])
+
+
+def contrast_groups(groups: Mapping[str, Group], slug: str) -> list[str]:
+    """The slugs of the groups that group `slug` is scored against instead of the reference: for a regression
+    counterfactual, every group of the opposite direction (`contrast_kind`); none for any other group."""
+    other = contrast_kind(groups[slug].kind)
+    return [name for name, group in groups.items() if other is not None and group.kind == other]
 
 
 def read_groups(table: str | Path) -> dict[str, Group]:

@@ -2,9 +2,12 @@
 the one place that reads the ground truth, and nothing it computes flows back into explanations.
 
 Only groups of kind "class" (the sets the model calls a class: invariant sets and label
-counterfactuals) are evaluated. The universe is every candidate (class, concept) pair a method scored,
-plus planted pairs it could not score (a concept missing from the vocabulary, a class without sets),
-which count as misses. Precision, recall and F1 come from scikit-learn with `zero_division=1`: a method
+counterfactuals) are evaluated for the classifier. The regressor's planted shortcut (ground-truth model
+"regressor", class "up") is matched to the flags of the groups of kind "moved up" (regression counterfactuals
+that move its output up, scored against those moving it down), under the class "up"; it is evaluated for a
+method that scored such a group (the data-only baseline explains the classifier only). The universe is every
+candidate (class, concept) pair a method scored, plus planted pairs it could not score (a concept missing from
+the vocabulary, a class without sets), which count as misses. Precision, recall and F1 come from scikit-learn with `zero_division=1`: a method
 that flags nothing invents nothing (precision 1), and a world with nothing planted is fully recalled,
 so a clean model explained without flags scores F1 = 1.
 """
@@ -15,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
+from preimage.analysis.concepts.groups import MOVED_UP
+from preimage.world.generator import REGRESSOR_UP
 from preimage.world.vocabulary import world_concept
 
 PAIR = ["class", "concept"]
@@ -33,11 +38,25 @@ def planted_pairs(ground_truth: pd.DataFrame) -> pd.DataFrame:
     return ground_truth.assign(concept=concepts).reset_index(drop=True)
 
 
+def evaluated_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The candidate (class, concept) scores evaluation reads: class groups under their core class, and the
+    "moved up" groups of regression counterfactuals under the class "up" (several such groups: a pair is
+    flagged when any group flags it, with its best rank and score)."""
+    classes = scores[(scores["kind"] == "class") & scores["extrinsic"]]
+    up = scores[(scores["kind"] == MOVED_UP) & scores["extrinsic"]].assign(**{"class": REGRESSOR_UP})
+    if up.empty:
+        return classes
+    up = up.groupby(PAIR, as_index=False).agg(score=("score", "max"), rank=("rank", "min"), flagged=("flagged", "any"))
+    return pd.concat([classes, up.assign(kind=MOVED_UP, extrinsic=True)], ignore_index=True)
+
+
 def evaluate_method(scores: pd.DataFrame, planted: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame]:
     """Summary metrics of one method and its per-pair table (planted pairs and false flags)."""
-    scored = scores[(scores["kind"] == "class") & scores["extrinsic"]]
+    scored = evaluated_scores(scores)
     classes = sorted(set(scored["class"]))
     universe = scored[PAIR + ["score", "rank", "flagged"]].drop_duplicates(PAIR)
+    if "model" in planted and REGRESSOR_UP not in classes:
+        planted = planted[planted["model"] != "regressor"]  # a method that explained no regressor
     targets = planted[PAIR + ["attribute", "value"]].assign(planted=True)
     pairs = universe.merge(targets, on=PAIR, how="outer")
     pairs["planted"] = pairs["planted"].astype("boolean").fillna(False).astype(bool)

@@ -7,6 +7,12 @@ Splits come in three kinds:
 - ``unbiased``: every attribute independent and uniform; trains the prior, the CLIP model and the oracle.
 - ``broken``: each shortcut reversed: its class never shows the value, other classes show it half of
   the time; measures whether the classifier relies on the shortcut.
+
+An optional regression task (`RegressionSpec`) has splits of its own (`REGRESSION_SPLITS`): every attribute is
+drawn as in an unbiased split, except that the regression shortcut's attribute goes with the target there: in
+``regressor_train`` and ``regressor_test`` images in the target's upper half show the shortcut's value with
+probability `strength` (else any value uniformly), images in the lower half only by that chance; in
+``regressor_broken`` the correlation is reversed (the upper half never shows it, the lower half half of the time).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ SPLIT_KINDS: dict[str, str] = {
     "unbiased_test": "unbiased",
 }
 BROKEN_RATE = 0.5
+# the regression task's splits (world.regression.splits keys -> split names) and their kinds
+REGRESSION_SPLITS: dict[str, str] = {"train": "regressor_train", "test": "regressor_test", "broken": "regressor_broken"}
+REGRESSION_KINDS: dict[str, str] = {"regressor_train": "biased", "regressor_test": "biased",
+                                    "regressor_broken": "broken"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,62 @@ class Shortcut:
 
 
 @dataclass(frozen=True)
+class RegressionSpec:
+    """The world's regression task: predict a continuous attribute (`target`), normalised to [0, 1] over its range,
+    with a planted shortcut: a categorical attribute value that goes with the target's upper half."""
+
+    target: str
+    attribute: str
+    value: str
+    strength: float
+    split_sizes: tuple[tuple[str, int], ...]
+
+    @property
+    def low_high(self) -> tuple[float, float]:
+        return CONTINUOUS[self.target]
+
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        """Target values in the regressor's normalised units: 0 at the range's low end, 1 at its high end."""
+        low, high = self.low_high
+        return (np.asarray(values, dtype=np.float64) - low) / (high - low)
+
+    def regression_fingerprint(self) -> str:
+        """Short stable hash of what decides the regressor's data: the world's seed, size and shapes and the
+        regression task; the classifier's shortcuts and splits play no part."""
+        if self.regression is None:
+            raise ValueError("world.regression: not given; the world has no regression task")
+        return stable_hash({"seed": self.seed, "image_size": self.image_size, "shapes": self.shapes,
+                            "regression": asdict(self.regression)})
+
+    def size_of(self, split: str) -> int:
+        if split in REGRESSION_KINDS:
+            return self._regression().size_of(next(k for k, v in REGRESSION_SPLITS.items() if v == split))
+        return dict(self.split_sizes)[split]
+
+    def _regression(self) -> RegressionSpec:
+        if self.regression is None:
+            raise ValueError("world.regression: not given; the world has no regression task or splits")
+        return self.regression
+
+
+def _regression_from_config(entry: dict | None) -> RegressionSpec | None:
+    """The `world.regression` section as a spec (None when absent), checking the target and shortcut names."""
+    if entry is None:
+        return None
+    if entry["target"] not in CONTINUOUS:
+        raise ValueError(f"world.regression.target: {entry['target']!r}; expected one of {list(CONTINUOUS)}")
+    shortcut = entry["shortcut"]
+    attribute, value = shortcut["attribute"], shortcut["value"]
+    if attribute not in CATEGORICAL:
+        raise ValueError(f"world.regression.shortcut.attribute: {attribute!r}; expected one of {list(CATEGORICAL)}")
+    if value not in CATEGORICAL[attribute]:
+        raise ValueError(f"world.regression.shortcut.value: {value!r} is not a value of {attribute}; expected one "
+                         f"of {list(CATEGORICAL[attribute])}")
+    sizes = tuple(sorted((key, int(entry["splits"][key])) for key in REGRESSION_SPLITS))
+    return RegressionSpec(entry["target"], attribute, value, float(shortcut["strength"]), sizes)
+
+
+@dataclass(frozen=True)
 class WorldSpec:
     """Everything that determines a world's data; two equal specs give byte-identical splits."""
 
@@ -52,6 +118,7 @@ class WorldSpec:
     shortcuts: tuple[Shortcut, ...]
     leak: float
     split_sizes: tuple[tuple[str, int], ...]
+    regression: RegressionSpec | None = None
 
     @classmethod
     def from_config(cls, world: dict) -> WorldSpec:
@@ -78,6 +145,7 @@ class WorldSpec:
             shortcuts=shortcuts,
             leak=float(world["shortcut_leak"]),
             split_sizes=tuple(sorted((k, int(v)) for k, v in world["splits"].items())),
+            regression=_regression_from_config(world.get("regression")),
         )
 
     def data_fingerprint(self, biased: bool) -> str:
@@ -97,8 +165,40 @@ class WorldSpec:
             fields |= {"shortcuts": [asdict(s) for s in self.shortcuts], "leak": self.leak}
         return stable_hash(fields)
 
+    def regression_fingerprint(self) -> str:
+        """Short stable hash of what decides the regressor's data: the world's seed, size and shapes and the
+        regression task; the classifier's shortcuts and splits play no part."""
+        if self.regression is None:
+            raise ValueError("world.regression: not given; the world has no regression task")
+        return stable_hash({"seed": self.seed, "image_size": self.image_size, "shapes": self.shapes,
+                            "regression": asdict(self.regression)})
+
     def size_of(self, split: str) -> int:
+        if split in REGRESSION_KINDS:
+            return self._regression().size_of(next(k for k, v in REGRESSION_SPLITS.items() if v == split))
         return dict(self.split_sizes)[split]
+
+    def _regression(self) -> RegressionSpec:
+        if self.regression is None:
+            raise ValueError("world.regression: not given; the world has no regression task or splits")
+        return self.regression
+
+
+def _regression_from_config(entry: dict | None) -> RegressionSpec | None:
+    """The `world.regression` section as a spec (None when absent), checking the target and shortcut names."""
+    if entry is None:
+        return None
+    if entry["target"] not in CONTINUOUS:
+        raise ValueError(f"world.regression.target: {entry['target']!r}; expected one of {list(CONTINUOUS)}")
+    shortcut = entry["shortcut"]
+    attribute, value = shortcut["attribute"], shortcut["value"]
+    if attribute not in CATEGORICAL:
+        raise ValueError(f"world.regression.shortcut.attribute: {attribute!r}; expected one of {list(CATEGORICAL)}")
+    if value not in CATEGORICAL[attribute]:
+        raise ValueError(f"world.regression.shortcut.value: {value!r} is not a value of {attribute}; expected one "
+                         f"of {list(CATEGORICAL[attribute])}")
+    sizes = tuple(sorted((key, int(entry["splits"][key])) for key in REGRESSION_SPLITS))
+    return RegressionSpec(entry["target"], attribute, value, float(shortcut["strength"]), sizes)
 
 
 
@@ -144,11 +244,45 @@ def _rng(spec: WorldSpec, split: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([spec.seed, zlib.crc32(split.encode())]))
 
 
+def regression_value_probability(regression: RegressionSpec, kind: str, upper: np.ndarray) -> np.ndarray:
+    """P(shortcut attribute = its value) per image of a regression split kind, given whether the image's target
+    lies in the upper half of its range (`upper`, booleans)."""
+    chance = 1.0 / len(CATEGORICAL[regression.attribute])
+    if kind == "biased":
+        return np.where(upper, regression.strength + (1 - regression.strength) * chance,
+                        (1 - regression.strength) * chance)
+    if kind == "broken":
+        return np.where(upper, 0.0, BROKEN_RATE)
+    raise ValueError(f"unknown regression split kind {kind!r}; expected biased or broken")
+
+
+def _plant_regression_shortcut(table: pd.DataFrame, regression: RegressionSpec, kind: str,
+                               rng: np.random.Generator) -> None:
+    """Redraw the shortcut attribute of a regression split so its value goes with the target (in place)."""
+    upper = regression.normalise(table[regression.target].to_numpy()) >= 0.5
+    shows = rng.random(len(table)) < regression_value_probability(regression, kind, upper)
+    others = np.asarray([v for v in CATEGORICAL[regression.attribute] if v != regression.value], dtype=object)
+    table[regression.attribute] = np.where(shows, regression.value, rng.choice(others, size=len(table))).astype(str)
+
+
 def sample_attributes(spec: WorldSpec, split: str) -> pd.DataFrame:
     """Draw the attribute table of a split: one row per image, balanced over classes."""
+    if split in REGRESSION_KINDS:
+        return _sample_regression_attributes(spec, split)
     if split not in SPLIT_KINDS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLIT_KINDS)}")
-    kind, n, rng = SPLIT_KINDS[split], spec.size_of(split), _rng(spec, split)
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLIT_KINDS)} or {list(REGRESSION_KINDS)}")
+    return _sample(spec, split, SPLIT_KINDS[split])
+
+
+def _sample_regression_attributes(spec: WorldSpec, split: str) -> pd.DataFrame:
+    """A regression split: an unbiased draw whose shortcut attribute is then redrawn to go with the target."""
+    table = _sample(spec, split, "unbiased")
+    _plant_regression_shortcut(table, spec._regression(), REGRESSION_KINDS[split], _rng(spec, f"{split}/shortcut"))
+    return table
+
+
+def _sample(spec: WorldSpec, split: str, kind: str) -> pd.DataFrame:
+    n, rng = spec.size_of(split), _rng(spec, split)
     labels = rng.permutation(np.arange(n) % len(spec.shapes))
     table = pd.DataFrame({"image_id": [f"{split}-{i:06d}" for i in range(n)], "label": labels})
     table["shape"] = np.asarray(spec.shapes)[labels]
@@ -178,9 +312,21 @@ def make_split(spec: WorldSpec, split: str) -> tuple[pd.DataFrame, np.ndarray]:
     return table, render_images(table, spec.image_size)
 
 
+GROUND_TRUTH_COLUMNS = ["model", "class", "attribute", "value", "strength"]
+
+
 def ground_truth(spec: WorldSpec) -> pd.DataFrame:
-    """The planted shortcuts as a table: read by evaluation code only, never by explanation code."""
-    return pd.DataFrame(
-        [asdict(s) | {"class": s.cls} for s in spec.shortcuts],
-        columns=["class", "attribute", "value", "strength"],
-    )
+    """The planted shortcuts as a table: read by evaluation code only, never by explanation code. One row per
+    classifier shortcut (model "classifier", its class) and, with a regression task whose shortcut has a strength
+    above 0, one for the regressor's (model "regressor", class "up": its value is what moving the regressor's
+    output up should add)."""
+    rows = [{"model": "classifier", "class": s.cls, "attribute": s.attribute, "value": s.value,
+             "strength": s.strength} for s in spec.shortcuts]
+    if spec.regression is not None and spec.regression.strength > 0:  # strength 0: independent, nothing planted
+        r = spec.regression
+        rows.append({"model": "regressor", "class": REGRESSOR_UP, "attribute": r.attribute, "value": r.value,
+                     "strength": r.strength})
+    return pd.DataFrame(rows, columns=GROUND_TRUTH_COLUMNS)
+
+
+REGRESSOR_UP = "up"  # the ground truth's class of the regressor's shortcut: the direction that adds its value

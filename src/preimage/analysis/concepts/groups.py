@@ -8,8 +8,12 @@ A *group* is the sets explained together, and its *core* the class whose decisio
   label counterfactuals with target c; the core is c. Both are samples of {x : model(x) = c}, and the
   counterfactuals are where the model's reliance shows most: what it takes to make a circle a square is
   what the model needs beyond the square's shape;
-- kind "objective": any other objective (a neuron, a channel, an image-space function, a counterfactual
-  on logits or probabilities), per objective, pooled over sources; no core class.
+- kinds "moved up" and "moved down": a regression counterfactual (`kind: regression` with a `target_shift`),
+  per objective, pooled over sources; no core class. Each direction is scored against the other direction's
+  members (`contrast_kind`): both edit the same sources, so what the sources bring cancels and what remains is
+  what moving the regressor's output up (or down) adds;
+- kind "objective": any other objective (a neuron, a channel, an image-space function, a regression kept within
+  its tolerance, a counterfactual on logits or probabilities), per objective, pooled over sources; no core class.
 
 Group names become file names through `group_slug`.
 """
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 SET_ID_SEPARATOR = "__"  # set ids are '<source_id>__<objective>__<sampler>'
 CLASS_KINDS = ("label", "logits", "probs")
+MOVED_UP, MOVED_DOWN = "moved up", "moved down"  # the group kinds of regression counterfactuals
 SET_ID_PARTS = 3
 
 
@@ -58,6 +63,21 @@ def keeps_the_call(objective: Mapping) -> bool:
     return objective.get("kind") in CLASS_KINDS and target == "source" and not relative
 
 
+def regression_direction(objective: Mapping) -> str | None:
+    """MOVED_UP or MOVED_DOWN for a regression counterfactual shifted up or down (`target_shift` > 0 or < 0);
+    None for any other objective (an absolute target or a scale says no direction without the source's value)."""
+    shift = objective.get("target_shift") if objective.get("kind") == "regression" else None
+    if not shift:
+        return None
+    return MOVED_UP if shift > 0 else MOVED_DOWN
+
+
+def contrast_kind(kind: str) -> str | None:
+    """The group kind a group of `kind` is scored against instead of the reference: a regression
+    counterfactual's opposite direction; None (the reference) for every other kind."""
+    return {MOVED_UP: MOVED_DOWN, MOVED_DOWN: MOVED_UP}.get(kind)
+
+
 def set_group(objective: Mapping, name: str, called_class: str) -> tuple[str, str, str | None]:
     """(group name, kind, core class) of a set with objective spec `objective` called `name`, from a source
     the model calls `called_class`."""
@@ -66,7 +86,7 @@ def set_group(objective: Mapping, name: str, called_class: str) -> tuple[str, st
         return called_class, "class", called_class
     if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
         return target, "class", target
-    return name, "objective", None
+    return name, regression_direction(objective) or "objective", None
 
 
 def concept_groups(set_ids: Sequence[str], called_class: Callable[[str], str], objectives: Mapping[str, Mapping]

@@ -124,7 +124,7 @@ def build_report(
     scores = pd.read_parquet(spurious)
     sections = [
         GroupSection(
-            group=group.name, core=group.core, set_ids=list(group.set_ids),
+            group=group.name, core=group.core, set_ids=list(group.set_ids), kind=group.kind,
             scores=scores[scores["group"] == group.name].reset_index(drop=True),
             clusters=pd.read_parquet(clusters[slug]),
             figures={name: Path(path) for name, path in figures.groups[slug].items()},

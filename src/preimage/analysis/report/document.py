@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP, contrast_kind
 from preimage.analysis.report.figures import read_pngs
 from preimage.analysis.report.tables import to_markdown
 from preimage.utils.io import atomic_path, image_grid
@@ -43,6 +44,23 @@ class GroupSection:
     figures: dict[str, Path] = field(default_factory=dict)
     """PNG paths: "enrichment", "embedding", "clusters"."""
     set_figures: dict[str, Path] = field(default_factory=dict)
+    kind: str = "class"
+    """The group's kind (`preimage.analysis.concepts.groups`): "class", "objective", "moved up" or "moved down"."""
+
+    @property
+    def compared_with(self) -> str:
+        """What the group's members were scored against: the reference, or the other direction's members."""
+        other = contrast_kind(self.kind)
+        return f"members of the {other} groups" if other else "reference samples"
+
+    @property
+    def note(self) -> str:
+        """A heading's note: the class a group keeps, or what a regression counterfactual's flags mean."""
+        if self.core:
+            return f"keeps class {self.core}"
+        if self.kind in (MOVED_UP, MOVED_DOWN):
+            return f"regression output {self.kind}: what it adds over moving it the other way"
+        return ""
     """PNG path of each set's grid, by set id."""
 
 
@@ -124,7 +142,7 @@ of the class the model assigns them, not their own.</p>
 {{ table(report.misclassified) }}
 {% endif %}
 {% for section in report.groups %}
-<h2 id="{{ section.group }}">{{ section.group }}{% if section.core %} <span class="note">(keeps class {{ section.core }})</span>{% endif %}</h2>
+<h2 id="{{ section.group }}">{{ section.group }}{% if section.note %} <span class="note">({{ section.note }})</span>{% endif %}</h2>
 <h3>Concepts the decision depends on</h3>
 <table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>sets</th><th>flag</th><th>evidence</th></tr>
 {% for row in concepts(section.scores) %}
@@ -134,7 +152,7 @@ of the class the model assigns them, not their own.</p>
 {% endfor %}</table>
 {% set first = section.scores.iloc[0] %}
 <p class="note">Threshold {{ fmt(first.threshold) }} (permutation null {{ fmt(first.null_threshold) }}).
-{{ first.members }} members against {{ first.reference }} reference samples, compared {{ first.comparison }}{% if first.comparison == "stratified" %}:
+{{ first.members }} members against {{ first.reference }} {{ section.compared_with }}, compared {{ first.comparison }}{% if first.comparison == "stratified" %}:
 {{ first.recognised_members }} members vs {{ first.recognised_reference }} reference images CLIP recognises as {{ section.core }} (enrichment),
 {{ first.absent_members }} vs {{ first.absent_reference }} where CLIP finds it absent (reliance);
 the model calls {{ first.called_reference }} reference images {{ section.core }} (decision){% endif %}.
@@ -197,7 +215,8 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]
         flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
-        lines += [f"## {section.group}", "", f"Flagged concepts: **{flagged}**.", "", to_markdown(table)]
+        heading = f"## {section.group}" + (f" ({section.note})" if section.note else "")
+        lines += [heading, "", f"Flagged concepts: **{flagged}**.", "", to_markdown(table)]
         lines += [link(path, name) for name, path in section.figures.items()] + [""]
     if report.samplers is not None:
         lines += ["## Samplers", "", to_markdown(report.samplers)]

@@ -126,10 +126,12 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
                   synonyms: Mapping[str, Sequence[str]], cluster_settings: Mapping, spurious_settings: Mapping,
                   map_points: int,
                   assignments_output: str | PathLike, clusters_output: str | PathLike,
-                  spurious_output: str | PathLike, map_output: str | PathLike) -> None:
+                  spurious_output: str | PathLike, map_output: str | PathLike,
+                  contrast: Sequence[str | PathLike] | None = None) -> None:
     """One concept group's analysis from its embeddings: cluster its sets (pooled and one by one) and name the
     clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision depends on
-    them, against the reference and the classifier's calls on it; lay out its 2-D embedding map (with the
+    them, against the reference and the classifier's calls on it (or, with `contrast`, the embedding tables of
+    the groups it is compared with instead: a regression counterfactual's other direction); lay out its 2-D embedding map (with the
     `real` images' embeddings when given). `cluster_settings` and `spurious_settings` are the config's
     concepts.clusters and concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
     from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
@@ -144,7 +146,8 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
     scoring = settings_from_config(SpuriousSettings, spurious_settings, "concepts.spurious")
     assignments, named = cluster_pool(pool, embedded.text, embedded.concepts, embedded.logit_scale, clustering)
     predictions = pd.read_parquet(reference_predictions)
-    scores = score_group(pool, reference_table, embedded, group, synonyms, scoring, predictions)
+    compared = pd.concat([pd.read_parquet(path) for path in contrast], ignore_index=True) if contrast else reference_table
+    scores = score_group(pool, compared, embedded, group, synonyms, scoring, predictions)
     embedding_map = group_map(pool, assignments, reference_table, map_points, clustering.seed, real_table, group.core)
     write_parquet(assignments, assignments_output)
     write_parquet(named, clusters_output)

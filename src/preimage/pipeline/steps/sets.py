@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from preimage.pipeline.config import cone_samplers, objective_samplers
+from preimage.pipeline.config import cone_samplers, models_named, objective_samplers
 from preimage.pipeline.models import (
     CLASS_NAME,
     class_text,
     fill_prompt,
     model_settings,
     resolve_classifier,
+    resolve_named_models,
     resolve_perceptual,
     resolve_prior,
     resolve_robust,
@@ -83,6 +84,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     if row.empty:
         raise ValueError(f"source {source_id!r} is not in {str(sources)!r}")
     classifier = resolve_classifier(config, device)
+    named = resolve_named_models(config, device, models_named(sets["objectives"]))
     prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
@@ -92,7 +94,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     written = []
     for objective_name, spec in sets["objectives"].items():
         where = f"sets.objectives.{objective_name}"
-        objective = objective_from_config(spec, classifier, where=where)
+        objective = objective_from_config(spec, classifier, named, where=where)
         _bind_checked(objective, source, where)  # an error of the objective on this source names it
         overridden = sets["sampler_overrides"].get(objective_name, {})
         samplers = {name: sampler_from_config(sampler, perceptual, where=f"sets.sampler_overrides.{objective_name}.{name}"
@@ -157,16 +159,17 @@ def check_objectives(config: dict, output: str | PathLike) -> dict[str, str]:
 
     torch.set_num_threads(1)
     classifier = resolve_classifier(config, "cpu")
+    named = resolve_named_models(config, "cpu", models_named(config["sets"]["objectives"]))
     size = tuple(getattr(classifier, "data_config", {}).get("input_size", (3, 224, 224)))[-2:]
     image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(CHECK_IMAGE_SEED))
     names, problems = {}, []
     for name, spec in config["sets"]["objectives"].items():
         where = f"sets.objectives.{name}"
         try:
-            objective = objective_from_config(spec, classifier, where=where)
+            objective = objective_from_config(spec, classifier, named, where=where)
             for part_where, part in leaves(spec, where):
                 if part["kind"] in MODEL_KINDS:
-                    _bind_checked(objective_from_config(part, classifier, where=part_where), image, part_where)
+                    _bind_checked(objective_from_config(part, classifier, named, where=part_where), image, part_where)
             names[name] = objective.name
         except (ValueError, TypeError) as error:
             problems.append(str(error))

@@ -23,6 +23,7 @@ TRAINERS = {
     "oracle": ("preimage.world.training.oracle", "train_oracle"),
     "clip": ("preimage.world.training.clip", "train_clip"),
     "robust": ("preimage.world.training.robust", "train_robust"),
+    "regressor": ("preimage.world.training.regressor", "train_regressor"),
 }
 PRIOR_DATA = "prior_train"  # the unbiased split both stages of the prior learn from
 
@@ -36,8 +37,8 @@ def _trainer(model: str) -> Callable[..., dict]:
 
 def train_world_model(model: str, world: dict, training: dict, device: str, metrics: str | PathLike,
                       threads: int) -> dict:
-    """Train one of the world's supervised models ("classifier", "oracle", "clip" or "robust") with its `training`
-    settings; its files go to the folder of `metrics`, where its metrics are written as JSON."""
+    """Train one of the world's supervised models ("classifier", "oracle", "clip", "robust" or "regressor") with its
+    `training` settings; its files go to the folder of `metrics`, where its metrics are written as JSON."""
     train = _trainer(model)
     torch.set_num_threads(threads)
     spec = WorldSpec.from_config(world)

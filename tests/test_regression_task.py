@@ -1,0 +1,187 @@
+"""The world's regression task: its splits and planted shortcut, the regressor, the objectives that name it, the
+"moved up" / "moved down" concept groups and the evaluation of the regressor's shortcut."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP, Group, concept_groups, set_group
+from preimage.pipeline.config import ConfigError, models_named, shared_world, validate_config
+from preimage.pipeline.models import model_dir
+from preimage.pipeline.workflow import contrast_groups, model_config
+from preimage.world.evaluation import evaluate
+from preimage.world.generator import WorldSpec, ground_truth, sample_attributes
+
+
+def _upper(spec: WorldSpec, table: pd.DataFrame) -> np.ndarray:
+    return spec.regression.normalise(table[spec.regression.target].to_numpy()) >= 0.5
+
+
+def _shows(spec: WorldSpec, table: pd.DataFrame) -> np.ndarray:
+    return (table[spec.regression.attribute] == spec.regression.value).to_numpy()
+
+
+@pytest.fixture
+def regression_world(config) -> dict:
+    world = copy.deepcopy(config["world"])
+    world["regression"]["splits"] = {"train": 3000, "test": 64, "broken": 3000}
+    return world
+
+
+def test_the_regression_shortcut_goes_with_the_upper_half_and_is_reversed_when_broken(regression_world):
+    spec = WorldSpec.from_config(regression_world)
+    strength, chance = spec.regression.strength, 1 / 3  # three textures
+    train = sample_attributes(spec, "regressor_train")
+    upper, shows = _upper(spec, train), _shows(spec, train)
+    assert abs(shows[upper].mean() - (strength + (1 - strength) * chance)) < 0.03
+    assert abs(shows[~upper].mean() - (1 - strength) * chance) < 0.03
+    broken = sample_attributes(spec, "regressor_broken")
+    upper, shows = _upper(spec, broken), _shows(spec, broken)
+    assert shows[upper].mean() == 0.0 and abs(shows[~upper].mean() - 0.5) < 0.04
+    # the other attributes stay as in an unbiased split, the target uniform over its range
+    assert abs((train["tag"] == "present").mean() - 0.5) < 0.04
+    assert abs(upper.mean() - 0.5) < 0.04
+
+
+def test_the_ground_truth_holds_the_regressor_shortcut_beside_the_classifiers(config):
+    truth = ground_truth(WorldSpec.from_config(config["world"]))
+    assert list(truth.columns) == ["model", "class", "attribute", "value", "strength"]
+    regression = config["world"]["regression"]
+    assert truth[truth["model"] == "regressor"].drop(columns="model").to_dict("records") == [
+        {"class": "up", **regression["shortcut"]}]
+    assert (truth["model"] == "classifier").sum() == len(config["world"]["shortcuts"])
+    without = {key: value for key, value in config["world"].items() if key != "regression"}
+    assert set(ground_truth(WorldSpec.from_config(without))["model"]) == {"classifier"}
+    independent = copy.deepcopy(config["world"])
+    independent["regression"]["shortcut"]["strength"] = 0  # presets/world_no_shortcut.yaml: nothing planted
+    assert set(ground_truth(WorldSpec.from_config(independent))["model"]) == {"classifier"}
+
+
+def test_the_regression_task_moves_only_the_regressor_and_its_rules(config):
+    other = copy.deepcopy(config)
+    other["world"]["regression"]["shortcut"]["strength"] = 0.5
+    assert model_dir(other, "regressor") != model_dir(config, "regressor")
+    for model in ("classifier", "prior", "clip", "oracle"):
+        assert model_dir(other, model) == model_dir(config, model)
+    assert "regression" not in shared_world(config)
+    assert model_config(other, "classifier", "prior") == model_config(config, "classifier", "prior")
+    assert model_config(other, "regressor") != model_config(config, "regressor")
+    assert "regressor" not in model_config(config, "classifier")["training"]
+
+
+def test_objectives_may_name_the_regressor_only_when_it_is_configured(config):
+    assert models_named(config["sets"]["objectives"]) == ("regressor",)
+    without = copy.deepcopy(config)
+    del without["models"]["regressor"]
+    with pytest.raises(ConfigError, match=r"sets.objectives.size: field 'model': unknown model 'regressor'"):
+        validate_config(without)
+    no_task = copy.deepcopy(config)
+    del no_task["world"]["regression"]
+    with pytest.raises(ConfigError, match=r"world.regression: required because models.regressor.source = world"):
+        validate_config(no_task)
+    bad = copy.deepcopy(config)
+    bad["world"]["regression"]["shortcut"]["value"] = "purple"
+    with pytest.raises(ConfigError, match=r"world.regression.shortcut.value: 'purple' is not a value of texture"):
+        validate_config(bad)
+
+
+def test_a_tiny_regressor_trains_saves_its_units_and_loads_as_the_regressor(regression_world, config, tmp_path):
+    import torch
+
+    from preimage.pipeline.models import resolve_regressor
+    from preimage.world.training.regressor import train_regressor
+
+    world = copy.deepcopy(regression_world)
+    world["splits"] = {name: 64 for name in world["splits"]}
+    world["image_size"] = 16
+    world["regression"]["splits"] = {"train": 64, "test": 32, "broken": 32}
+    training = {"architecture": "resnet10t", "model_args": {"channels": [8, 16, 32, 64]}, "epochs": 1,
+                "batch_size": 32, "learning_rate": 0.002, "seed": 0}
+    run = copy.deepcopy(config) | {"world": world, "training": config["training"] | {"regressor": training}}
+    folder = tmp_path / model_dir(run, "regressor")
+    torch.set_num_threads(1)
+    metrics = train_regressor(WorldSpec.from_config(world), training, "cpu", folder)
+    assert {"mae", "rmse", "r2", "within_tolerance"} <= set(metrics["iid"]) and "drop_points" in metrics
+    assert np.isfinite(metrics["shortcut"]["bias"])
+    saved = json.loads((folder / "config.json").read_text())["regression"]
+    assert saved == {"target": "scale", "low": 0.4, "high": 0.65, "units": "normalised: (target - low) / (high - low)"}
+    run["models"]["regressor"] = {"source": str(folder)}
+    regressor = resolve_regressor(run, "cpu")
+    assert regressor(torch.rand(2, 3, 16, 16)).shape == (2, 1)
+
+
+def test_regression_counterfactuals_are_moved_up_and_down_groups_scored_against_each_other(config):
+    objectives = config["sets"]["objectives"]
+    assert set_group(objectives["size_up"], "size_up", "circle") == ("size_up", MOVED_UP, None)
+    assert set_group(objectives["size_down"], "size_down", "circle") == ("size_down", MOVED_DOWN, None)
+    assert set_group(objectives["size"], "size", "circle") == ("size", "objective", None)
+    ids = [f"{source}__{name}__guided" for source in ("a", "b") for name in ("size", "size_up", "size_down")]
+    groups = concept_groups(ids, lambda set_id: "circle", objectives)
+    assert {slug: group.kind for slug, group in groups.items()} == {
+        "size": "objective", "size_up": MOVED_UP, "size_down": MOVED_DOWN}
+    assert contrast_groups(groups, "size_up") == ["size_down"]
+    assert contrast_groups(groups, "size_down") == ["size_up"]
+    assert contrast_groups(groups, "size") == []
+
+
+def _scores(rows: list[tuple[str, str, str, str | None, bool]]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=["group", "kind", "concept", "class", "flagged"])
+    return table.assign(score=np.where(table["flagged"], 0.5, 0.1), rank=1, extrinsic=True)
+
+
+def test_the_regressor_shortcut_is_scored_on_the_moved_up_group(config):
+    truth = ground_truth(WorldSpec.from_config(config["world"]))
+    found = _scores([
+        ("square", "class", "a tag", "square", True), ("triangle", "class", "a purple background", "triangle", True),
+        ("size_up", MOVED_UP, "a dotted background", None, True), ("size_up", MOVED_UP, "a red shape", None, False),
+        ("size_down", MOVED_DOWN, "a plain background", None, True),  # what moving down adds: not evaluated
+    ])
+    summary, pairs = evaluate({"sets": found}, truth)
+    row = summary.iloc[0]
+    assert (row.precision, row.recall, row.true_flags, row.false_flags, row.planted) == (1.0, 1.0, 3, 0, 3)
+    assert ("up", "a dotted background") in set(zip(pairs["class"], pairs["concept"]))
+    wrong = found.assign(flagged=found["concept"] == "a red shape")
+    summary, _ = evaluate({"sets": wrong}, truth)
+    assert (summary.iloc[0].true_flags, summary.iloc[0].false_flags, summary.iloc[0].recall) == (0, 1, 0.0)
+    classifier_only = found[found["kind"] == "class"]  # e.g. the data-only baseline: no regressor explained
+    summary, _ = evaluate({"baseline": classifier_only}, truth)
+    assert (summary.iloc[0].planted, summary.iloc[0].recall) == (2, 1.0)
+
+
+def test_the_report_says_what_a_moved_group_is_compared_with():
+    from preimage.analysis.report.document import GroupSection
+
+    def section(kind: str, core: str | None) -> GroupSection:
+        return GroupSection(group="g", core=core, set_ids=[], scores=pd.DataFrame(), clusters=pd.DataFrame(), kind=kind)
+
+    up = section(MOVED_UP, None)
+    assert up.note == "regression output moved up: what it adds over moving it the other way"
+    assert up.compared_with == "members of the moved down groups"
+    assert section("class", "square").note == "keeps class square"
+    assert section("objective", None).compared_with == "reference samples" and section("objective", None).note == ""
+
+
+def test_an_overlay_removes_the_regressor_and_its_objectives_with_null(config):
+    from snakemake.utils import update_config
+
+    update_config(config, {"models": {"regressor": None},
+                           "sets": {"objectives": {"size": None, "size_up": None, "size_down": None},
+                                    "sampler_overrides": {"size_up": None, "size_down": None}}})
+    validate_config(config)
+    assert "regressor" not in config["models"] and models_named(config["sets"]["objectives"]) == ()
+    assert set(config["sets"]["sampler_overrides"]) == {"counterfactual"}
+    config["models"]["classifier"] = None  # a required model cannot be removed: the schema names it
+    with pytest.raises(ConfigError, match=r"models.classifier: None is not of type 'object'"):
+        validate_config(config)
+
+
+def test_a_cone_is_refused_for_an_objective_on_the_regressor(config):
+    config["models"]["robust"] = {"source": "world"}
+    config["sets"]["sampler_overrides"]["size_up"]["guided"]["cone_angle"] = 30
+    with pytest.raises(ConfigError, match=r"sets.objectives.size_up: names model 'regressor', but the robust model"):
+        validate_config(config)
