@@ -71,40 +71,9 @@ class RegressionSpec:
         low, high = self.low_high
         return (np.asarray(values, dtype=np.float64) - low) / (high - low)
 
-    def regression_fingerprint(self) -> str:
-        """Short stable hash of what decides the regressor's data: the world's seed, size and shapes and the
-        regression task; the classifier's shortcuts and splits play no part."""
-        if self.regression is None:
-            raise ValueError("world.regression: not given; the world has no regression task")
-        return stable_hash({"seed": self.seed, "image_size": self.image_size, "shapes": self.shapes,
-                            "regression": asdict(self.regression)})
-
-    def size_of(self, split: str) -> int:
-        if split in REGRESSION_KINDS:
-            return self._regression().size_of(next(k for k, v in REGRESSION_SPLITS.items() if v == split))
-        return dict(self.split_sizes)[split]
-
-    def _regression(self) -> RegressionSpec:
-        if self.regression is None:
-            raise ValueError("world.regression: not given; the world has no regression task or splits")
-        return self.regression
-
-
-def _regression_from_config(entry: dict | None) -> RegressionSpec | None:
-    """The `world.regression` section as a spec (None when absent), checking the target and shortcut names."""
-    if entry is None:
-        return None
-    if entry["target"] not in CONTINUOUS:
-        raise ValueError(f"world.regression.target: {entry['target']!r}; expected one of {list(CONTINUOUS)}")
-    shortcut = entry["shortcut"]
-    attribute, value = shortcut["attribute"], shortcut["value"]
-    if attribute not in CATEGORICAL:
-        raise ValueError(f"world.regression.shortcut.attribute: {attribute!r}; expected one of {list(CATEGORICAL)}")
-    if value not in CATEGORICAL[attribute]:
-        raise ValueError(f"world.regression.shortcut.value: {value!r} is not a value of {attribute}; expected one "
-                         f"of {list(CATEGORICAL[attribute])}")
-    sizes = tuple(sorted((key, int(entry["splits"][key])) for key in REGRESSION_SPLITS))
-    return RegressionSpec(entry["target"], attribute, value, float(shortcut["strength"]), sizes)
+    def size_of(self, key: str) -> int:
+        """The size of the regression split `key` ("train", "test" or "broken", as in REGRESSION_SPLITS)."""
+        return dict(self.split_sizes)[key]
 
 
 @dataclass(frozen=True)
