@@ -523,7 +523,7 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     summary = (results / "report" / "summary.md").read_text()
     assert config["report"]["title"] in html and "noise_opt" in html
     assert summary.startswith(f"# {config['report']['title']}")
-    assert all(f"\n## {group}\n" in summary for group in groups)
+    assert all(re.search(rf"^## {re.escape(group)}( \(.*\))?$", summary, re.MULTILINE) for group in groups)
     assert not (results / "report" / "evaluation.parquet").exists()
 
 
