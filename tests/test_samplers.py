@@ -292,6 +292,32 @@ def test_noise_optimisation_can_stop_a_member_at_its_first_passing_image(prior, 
     assert (draw(stopping, prior, impossible, source, n=2).steps == 4 * 2).all()
 
 
+class FirstHalf(RedMean):
+    """Accepts the images whose mean red is below the median of the first batch it sees: some members pass at once,
+    the others only once the optimisation has lowered their red (the threshold stays)."""
+
+    threshold: float | None = None
+
+    def accept(self, images: torch.Tensor) -> torch.Tensor:
+        if self.threshold is None:
+            self.threshold = float(self.value(images).median())
+        return self.value(images) < self.threshold
+
+
+def test_a_stopped_member_keeps_its_first_image_and_costs_only_its_passes(prior, source) -> None:
+    objective = FirstHalf(0.0)
+    result = draw(NoiseOptSampler(num_steps=2, iterations=3, batch_size=4), prior, objective, source, n=4)
+    passed = result.steps == 2  # accepted on the unoptimised draw: one pass of the 2-step sampler
+    assert passed.any() and (~passed).any()
+    # the others: a pass per iteration until they pass, at most 3 iterations and the final pass
+    assert ((result.steps % 2 == 0) & (result.steps <= 4 * 2)).all()
+    assert result.accepted[result.steps < 4 * 2].all()
+    unoptimised = draw(NoiseOptSampler(num_steps=2, iterations=1, lr=1e-12, batch_size=4, stop_when_accepted=False),
+                       prior, FirstHalf(0.0), source, n=4)
+    torch.testing.assert_close(result.images[passed], unoptimised.images[passed])
+    assert result.accepted[passed].all()
+
+
 def test_noise_penalty_measures_noise_against_the_priors_own_offset() -> None:
     generator = torch.Generator().manual_seed(0)
     white = torch.randn(64, 3, 32, 32, generator=generator)
