@@ -4,12 +4,11 @@
 
 from pathlib import Path
 
-from preimage.pipeline.config import SOURCES, models_named, shared_world, world_models
+from preimage.pipeline.config import SOURCES, models_named, shared_world, world_models, world_section
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import group_figure_stems, set_figure_dir
 from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
-                                       set_job_models,
-                                       source_files)
+                                       set_job_models, source_files)
 
 SETS = config["sets"]
 SOURCE_FILES = source_files(config)
@@ -109,7 +108,7 @@ def objective_check_settings(wildcards):
     objectives = {wildcards.objective: SETS["objectives"][wildcards.objective]}
     kinds = ("classifier", *models_named(objectives))
     trained = [kind for kind in kinds if kind in world_models(config)]
-    world = ({"world": config["world"] if "regressor" in trained else shared_world(config),
+    world = ({"world": world_section(config, trained),
               "training": {kind: config["training"][kind] for kind in trained}} if trained else {})
     return canonical({"models": {kind: config["models"][kind] for kind in kinds},
                       "sets": {"objectives": objectives}} | world)

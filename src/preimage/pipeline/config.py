@@ -6,7 +6,7 @@ has a `default` there, so config.yaml, the presets and a notebook's partial dict
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def world_models(config: dict) -> list[str]:
     return [kind for kind in MODEL_KINDS if config["models"].get(kind, {}).get("source") == WORLD]
 
 
-def named_models(config: dict) -> tuple[str, ...]:
+def available_named_models(config: dict) -> tuple[str, ...]:
     """The models an objective's `model` field may name in this config: those of NAMED_MODELS under `models`."""
     return tuple(kind for kind in NAMED_MODELS if kind in (config.get("models") or {}))
 
@@ -112,6 +112,12 @@ def shared_world(config: dict) -> dict:
     """The `world` section without its regression task: what the world's splits and every model but the
     regressor depend on, so adding or editing `world.regression` reruns only the regressor and the ground truth."""
     return {key: value for key, value in config["world"].items() if key != "regression"}
+
+
+def world_section(config: dict, kinds: Collection[str]) -> dict:
+    """The part of `world` that the world models `kinds` depend on: all of it with the regressor, else
+    `shared_world`."""
+    return config["world"] if "regressor" in kinds else shared_world(config)
 
 
 def models_named(objectives: dict) -> tuple[str, ...]:
@@ -164,7 +170,7 @@ def _spec_problems(config: dict, invalid: set[tuple]) -> list[str]:
     sets = config.get("sets")
     if not isinstance(sets, dict):
         return []
-    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=named_models(config)),
+    checks = {"objectives": lambda spec, where: objective_spec.check_config(spec, where, models=available_named_models(config)),
               "samplers": sampler_spec.check_config}
     problems = []
     for section, check in checks.items():

@@ -19,7 +19,7 @@ from preimage.analysis.concepts.groups import (
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, cone_samplers, models_named, shared_world, world_models
+from preimage.pipeline.config import MODEL_KINDS, cone_samplers, models_named, world_models, world_section
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -60,7 +60,7 @@ def model_config(config: dict, *kinds: str) -> dict:
         # load them: changing them reruns no other rule
         training = {key: value for key, value in config["training"].items()
                     if key not in ("robust", "regressor") or key in kinds}
-        part |= {"world": config["world"] if "regressor" in kinds else shared_world(config), "training": training}
+        part |= {"world": world_section(config, kinds), "training": training}
     return canonical(part)
 
 

@@ -170,7 +170,6 @@ def ddim_step(prior: DiffusionPrior, z: Tensor, t: Tensor, condition: Tensor | N
     return prior.step(z, t, prior.predict(z, t, condition))
 
 
-
 def _rows(condition: Tensor | None, rows: Tensor) -> Tensor | None:
     """The optimised prompt embeddings of the members at `rows`, or None."""
     return None if condition is None else condition[rows]
