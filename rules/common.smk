@@ -58,8 +58,9 @@ def group_paths(pattern):
 
 
 def every_figure():
-    """Every figure file of the run: each group's and the run's."""
-    return [*expand(rules.figures_group.output, group=groups()), *rules.figures_run.output]
+    """Every figure file of the run: each group's, the run's and the concept interventions'."""
+    interventions = rules.figures_interventions.output if config["concepts"]["interventions"]["enabled"] else []
+    return [*expand(rules.figures_group.output, group=groups()), *rules.figures_run.output, *interventions]
 
 
 def group_set_dirs(wildcards):

@@ -5,7 +5,7 @@
 
 from pathlib import Path
 
-from preimage.pipeline.config import SOURCES, SPLIT_KINDS
+from preimage.pipeline.config import SOURCES, SPLIT_KINDS, models_named, regression_objectives
 from preimage.pipeline.workflow import call_keeping_set_ids, read_groups, set_ids
 
 CONCEPTS = config["concepts"]
@@ -15,6 +15,8 @@ CALL_KEEPING = call_keeping_set_ids(config)
 BASELINE_SPLIT = CONCEPTS["baseline_split"]
 REAL_SPLIT = CONCEPTS["real_split"]
 VOCABULARY_FILE = [CONCEPTS["vocabulary"]] if Path(CONCEPTS["vocabulary"]).is_file() else []
+INTERVENTIONS = CONCEPTS["interventions"]
+REGRESSORS = list(models_named(regression_objectives(SETS["objectives"])))
 
 
 wildcard_constraints:
@@ -242,6 +244,51 @@ rule concepts_spurious_table:
         "../scripts/concepts_collect.py"
 
 
+if INTERVENTIONS["enabled"]:
+
+    rule concepts_interventions:
+        """The best candidate concepts of each class and regression group edited into (or out of) the first
+        reference images by CLIP-guided late starts, with the classifier's class probabilities and each
+        regressor's output on every edit and on its unguided twin."""
+        input:
+            **model_inputs("prior", "clip", "classifier", *REGRESSORS),
+            scores=rules.concepts_spurious_table.output[0],
+            vocabulary=rules.concepts_vocabulary.output.table,
+            reference="results/reference/members.parquet",
+        output:
+            table="results/concepts/interventions/edits.parquet",
+            images="results/concepts/interventions/images.npy",
+        params:
+            config=canonical(model_config(config, "prior", "clip", "classifier", *REGRESSORS)
+                             | {"sets": {"objectives": regression_objectives(SETS["objectives"])}}),
+            settings=canonical(INTERVENTIONS),
+        resources:
+            gpu=CONCEPT_GPUS,
+        log:
+            "logs/concepts/interventions.log",
+        benchmark:
+            "results/benchmarks/concepts_interventions.tsv",
+        script:
+            "../scripts/concepts_interventions.py"
+
+    rule concepts_effects:
+        """Each tested concept's effect on every class's probability and regressor's output, with its bootstrap
+        interval, and the findings they support."""
+        input:
+            rules.concepts_interventions.output.table,
+        output:
+            "results/concepts/effects.parquet",
+        params:
+            settings=canonical(CONCEPTS["effects"]),
+            regression=REGRESSORS,
+        log:
+            "logs/concepts/effects.log",
+        benchmark:
+            "results/benchmarks/concepts_effects.tsv",
+        script:
+            "../scripts/concepts_effects.py"
+
+
 if BASELINE_SPLIT:
 
     rule concepts_baseline:
@@ -270,3 +317,4 @@ rule concepts:
         rules.concepts_spurious_table.output,
         group_paths("results/concepts/clusters/{group}/clusters.parquet"),
         rules.concepts_baseline.output if BASELINE_SPLIT else [],
+        rules.concepts_effects.output if INTERVENTIONS["enabled"] else [],

@@ -2,7 +2,7 @@
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
 # Needs rules/concepts.smk (groups(), SET_IDS, rule concepts_group).
 
-from preimage.pipeline.layout import FIGURES, report_figures, run_figure_stems
+from preimage.pipeline.layout import FIGURES, intervention_figure_stems, report_figures, run_figure_stems
 
 REPORT = config["report"]
 RUN_FIGURES = run_figure_stems(REPORT["evaluate"])
@@ -10,11 +10,13 @@ CAPTIONS = {"samplers": "Samplers", "guidance": "Samplers", "evaluation": "Evalu
 
 
 rule report_evaluation:
-    """Flags of the invariant-set method and of the data-only baseline against the planted shortcuts."""
+    """Flags of the invariant-set method, the concept interventions' findings and the data-only baseline's flags
+    against the planted shortcuts."""
     input:
         spurious="results/concepts/spurious.parquet",
         ground_truth="results/world/ground_truth.parquet",
         **({"baseline": "results/concepts/baseline.parquet"} if BASELINE_SPLIT else {}),
+        **({"effects": rules.concepts_effects.output[0]} if INTERVENTIONS["enabled"] else {}),
     output:
         summary="results/report/evaluation.parquet",
         pairs="results/report/evaluation_pairs.parquet",
@@ -73,6 +75,29 @@ rule figures_run:
         "../scripts/figures.py"
 
 
+if INTERVENTIONS["enabled"]:
+
+    rule figures_interventions:
+        """The concept interventions' figures: each tested concept's effect on every readout with its interval,
+        and edited pairs (without / with the concept) of each finding."""
+        input:
+            effects=rules.concepts_effects.output[0],
+            edits=rules.concepts_interventions.output.table,
+            images=rules.concepts_interventions.output.images,
+        output:
+            **{key: path for name, stem in intervention_figure_stems().items()
+               for key, path in figure_pair(name, stem, f"interventions_{name}", "Interventions").items()},
+        params:
+            stems=intervention_figure_stems(),
+            min_effect=CONCEPTS["effects"]["min_effect"],
+        log:
+            "logs/figures/interventions.log",
+        benchmark:
+            "results/benchmarks/figures_interventions.tsv",
+        script:
+            "../scripts/figures_interventions.py"
+
+
 rule figures:
     """Every figure of the run."""
     input:
@@ -89,13 +114,14 @@ rule report_html:
         groups=rules.concepts_groups.output.groups,
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         evaluation=rules.report_evaluation.output if REPORT["evaluate"] else [],
+        effects=rules.concepts_effects.output if INTERVENTIONS["enabled"] else [],
     output:
         html="results/report/index.html",
         markdown="results/report/summary.md",
     params:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=lambda wildcards: groups(),
-        figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"]),
+        figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"], INTERVENTIONS["enabled"]),
     log:
         "logs/report/html.log",
     benchmark:

@@ -1,8 +1,8 @@
-"""Snakemake script: score both methods' flags against the world's planted shortcuts (evaluation only)."""
+"""Snakemake script: score each method's flags against the world's planted shortcuts (evaluation only)."""
 
 from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.report import evaluate_flags
 
 with redirect_output(snakemake.log[0]):
     evaluate_flags(snakemake.input.spurious, snakemake.input.ground_truth, snakemake.input.get("baseline"),
-                   snakemake.output.summary, snakemake.output.pairs)
+                   snakemake.input.get("effects"), snakemake.output.summary, snakemake.output.pairs)

@@ -127,6 +127,11 @@ def models_named(objectives: dict) -> tuple[str, ...]:
                          if "model" in leaf and leaf["kind"] != "function"}))
 
 
+def regression_objectives(objectives: dict) -> dict:
+    """The regression objectives of `objectives` (name -> spec, as `sets.objectives`)."""
+    return {name: spec for name, spec in objectives.items() if spec.get("kind") == "regression"}
+
+
 # the sections whose entries an overlay may remove by setting them to null (a --configfile overlay merges into
 # config.yaml and cannot delete a key): its objectives, samplers and their overrides, and the optional models
 REMOVABLE = (("sets", "objectives"), ("sets", "samplers"), ("sets", "sampler_overrides"), ("models",))

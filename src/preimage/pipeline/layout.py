@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from preimage.analysis.concepts.groups import Group
-from preimage.analysis.report.layout import GROUP_FIGURES, RUN_FIGURES, ReportFigures
+from preimage.analysis.report.layout import GROUP_FIGURES, INTERVENTION_FIGURES, RUN_FIGURES, ReportFigures
 
 FIGURES = "results/figures"
 EVALUATION = "evaluation"
@@ -26,10 +26,16 @@ def run_figure_stems(evaluate: bool) -> dict[str, str]:
     return {name: f"{FIGURES}/{name}" for name in RUN_FIGURES if evaluate or name != EVALUATION}
 
 
-def report_figures(groups: Mapping[str, Group], evaluate: bool) -> ReportFigures:
-    """The PNG files the report shows for these groups."""
+def intervention_figure_stems() -> dict[str, str]:
+    """The concept interventions' figure paths without suffix, by name."""
+    return {name: f"{FIGURES}/interventions/{name}" for name in INTERVENTION_FIGURES}
+
+
+def report_figures(groups: Mapping[str, Group], evaluate: bool, interventions: bool) -> ReportFigures:
+    """The PNG files the report shows for these groups (and the interventions' figures where they run)."""
     return ReportFigures(
         groups={slug: {name: f"{stem}.png" for name, stem in group_figure_stems(slug).items()} for slug in groups},
         sets={slug: {s: f"{set_figure_dir(slug)}/{s}.png" for s in group.set_ids} for slug, group in groups.items()},
         run={name: f"{stem}.png" for name, stem in run_figure_stems(evaluate).items()},
+        interventions={name: f"{stem}.png" for name, stem in intervention_figure_stems().items()} if interventions else {},
     )

@@ -118,9 +118,11 @@ def build_report(
     markdown: str | Path,
     evaluation: tuple[str | Path, str | Path] | None = None,
     source_calls: str | Path | None = None,
+    effects: str | Path | None = None,
 ) -> Report:
     """Assemble and write the run report from its tables and the PNG figures named in `figures`;
-    `source_calls` (source_id, source_class, model_class per call-keeping set) lists misclassified sources."""
+    `source_calls` (source_id, source_class, model_class per call-keeping set) lists misclassified sources;
+    `effects` holds the concept interventions' findings."""
     scores = pd.read_parquet(spurious)
     sections = [
         GroupSection(
@@ -138,6 +140,9 @@ def build_report(
     if evaluation is not None:
         report.evaluation, report.evaluation_pairs = (pd.read_parquet(p) for p in evaluation)
         report.winner = winner(report.evaluation)
+    if effects is not None:
+        report.findings = pd.read_parquet(effects)
+        report.intervention_figures = {name: Path(path) for name, path in figures.interventions.items()}
     if source_calls is not None:
         report.misclassified = misclassified_sources(pd.read_parquet(source_calls))
     write_report(report, html, markdown)

@@ -80,6 +80,10 @@ class Report:
     misclassified: pd.DataFrame | None = None
     """Sources the model calls another class than their label (source_id, source_class, model_class): their
     call-keeping sets explain the class the model sees."""
+    findings: pd.DataFrame | None = None
+    """Concept interventions' effects with their verdicts (`preimage.analysis.concepts.effects.findings`)."""
+    intervention_figures: dict[str, Path] = field(default_factory=dict)
+    """PNG paths: "effects", "pairs"."""
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -135,6 +139,18 @@ class, the model's own calls on the reference confirm it (decision effect at lea
 {% if report.evaluation_pairs is not none %}{{ table(report.evaluation_pairs) }}{% endif %}
 {% if "evaluation" in report.figures %}<img class="figure" src="{{ uri(report.figures["evaluation"]) }}" alt="evaluation">{% endif %}
 {% endif %}
+{% if report.findings is not none %}
+<h2>Findings from concept interventions</h2>
+<p class="note">Each tested concept was edited into (or out of) reference images and the model's response compared
+with unguided twins of the same edits: the effect is the mean change with the concept minus without it, with a
+bootstrap interval. A <b>finding</b> is an effect whose interval clears the minimum effect; a <b>mirror</b> is a
+concept whose presence pushes away from a readout that has a finding (it looks enriched because its opposite is
+the shortcut).</p>
+{{ table(findings_table(report.findings)) }}
+{% for name, path in report.intervention_figures.items() %}
+<img class="figure" src="{{ uri(path) }}" alt="{{ name }}">
+{% endfor %}
+{% endif %}
 {% if report.misclassified is not none and report.misclassified | length %}
 <h2>Sources the model misclassifies</h2>
 <p class="note">Their label, logit and probability sets keep the model's call, so they are explained in the group
@@ -183,6 +199,16 @@ the model calls {{ first.called_reference }} reference images {{ section.core }}
 """)
 
 
+FINDING_COLUMNS = ["concept", "readout", "verdict", "effect", "low", "high", "edits", "tried", "mirror_of"]
+
+
+def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings and mirrors, then every other effect with an interval, strongest first."""
+    order = {"finding": 0, "mirror": 1, "avoided": 2, "none": 3}
+    table = findings.assign(order=findings["verdict"].map(order), strength=-findings["effect"].abs())
+    return table.sort_values(["order", "strength"])[FINDING_COLUMNS].reset_index(drop=True)
+
+
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: _fmt(v), border=0, na_rep="–")
 
@@ -193,7 +219,7 @@ def render_html(report: Report) -> str:
         report=report, uri=png_data_uri, strip=lambda paths: strip_data_uri(list(paths)),
         concepts=lambda scores: _concept_rows(scores, TOP_CONCEPTS), fmt=_fmt,
         table=lambda frame: markupsafe.Markup(_html_table(frame)),
-        sets=lambda section: _set_table(report.summaries, section.set_ids),
+        sets=lambda section: _set_table(report.summaries, section.set_ids), findings_table=findings_table,
     )
 
 
@@ -207,6 +233,9 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         lines += ["## Against the planted shortcuts", "", to_markdown(report.evaluation)]
         if report.winner:
             lines += [f"Best method by F1 (then mean reciprocal rank): **{report.winner}**.", ""]
+    if report.findings is not None:
+        lines += ["## Findings from concept interventions", "", to_markdown(findings_table(report.findings))]
+        lines += [link(path, name) for name, path in report.intervention_figures.items()] + [""]
     if report.misclassified is not None and len(report.misclassified):
         lines += ["## Sources the model misclassifies", "",
                   "Their label, logit and probability sets are explained in the group of the class the model "

@@ -186,3 +186,66 @@ def evaluation_figure(summary: pd.DataFrame) -> plt.Figure:
     axis.set_xlabel("")
     axis.set_title("recovery of the planted shortcuts")
     return figure
+
+
+VERDICT_COLOURS = {"finding": FLAGGED, "mirror": PALETTE[0], "avoided": PALETTE[0], "none": NOT_FLAGGED}
+
+
+def effects_figure(findings: pd.DataFrame, min_effect: float) -> plt.Figure:
+    """Per readout (a class's probability, a regressor's output), each tested concept's effect with its interval,
+    coloured by verdict, with the minimum effect a finding's interval must clear."""
+    apply_style()
+    if findings.empty:
+        raise ValueError("effects figure: no tested concept to show")
+    readouts = list(dict.fromkeys(findings["readout"]))
+    concepts = list(dict.fromkeys(findings.sort_values("concept")["concept"]))
+    figure, axes = plt.subplots(1, len(readouts), figsize=(2.2 * len(readouts) + 2, 0.3 * len(concepts) + 1.4),
+                                sharey=True, squeeze=False)
+    for axis, readout in zip(axes[0], readouts):
+        rows = findings[findings["readout"] == readout].set_index("concept").reindex(concepts)
+        y = np.arange(len(concepts))
+        low = (rows["effect"] - rows["low"]).clip(lower=0).fillna(0)
+        high = (rows["high"] - rows["effect"]).clip(lower=0).fillna(0)
+        colours = [VERDICT_COLOURS.get(v, NOT_FLAGGED) for v in rows["verdict"].fillna("none")]
+        axis.errorbar(rows["effect"], y, xerr=[low, high], fmt="none", ecolor=colours, elinewidth=1.5, capsize=2)
+        axis.scatter(rows["effect"], y, c=colours, s=18, zorder=3)
+        for bound in (-min_effect, min_effect):
+            axis.axvline(bound, color="black", linestyle="--", linewidth=0.8)
+        axis.axvline(0, color="black", linewidth=0.6)
+        axis.set_title(readout, fontsize=9)
+        axis.set_yticks(y, concepts)
+    axes[0][0].invert_yaxis()
+    figure.supxlabel("effect of the concept's presence (with minus without; interval: bootstrap)", fontsize=9)
+    figure.suptitle("concept interventions")
+    return figure
+
+
+def intervention_pairs_figure(findings: pd.DataFrame, edits: pd.DataFrame, images: np.ndarray,
+                              concepts: Sequence[str], examples: int = 4) -> plt.Figure:
+    """For each finding and mirror (without any: each concept with the readout it moves most), up to `examples`
+    successful edits: the image without the concept beside the
+    image with it, titled with the readout's value on each. `images` is (concepts, images, 3, H, W, 3) uint8
+    (source, edit, null) in the order of `concepts`; `edits` the intervention table."""
+    apply_style()
+    shown = findings[findings["verdict"].isin(["finding", "mirror"])]
+    if shown.empty:  # no finding: each concept with the readout it moves most
+        shown = findings.loc[findings["effect"].abs().fillna(-1).groupby(findings["concept"]).idxmax()]
+    figure, axes = plt.subplots(len(shown), 2 * examples, figsize=(1.3 * 2 * examples, 1.55 * len(shown) + 0.4),
+                                squeeze=False)
+    for row, finding in zip(axes, shown.itertuples()):
+        done = edits[(edits["concept"] == finding.concept) & edits["success"]].head(examples)
+        for axis in row:
+            axis.axis("off")
+        for k, (_, edit) in enumerate(done.iterrows()):
+            pair = images[list(concepts).index(finding.concept), edit["image"]]
+            values = {"edit": edit[f"edit:{finding.readout}"], "null": edit[f"null:{finding.readout}"]}
+            with_, without = ("edit", "null") if edit["direction"] == "add" else ("null", "edit")
+            pixels = {"edit": pair[1], "null": pair[2]}
+            _show(row[2 * k], pixels[without], f"without {values[without]:.2f}")
+            _show(row[2 * k + 1], pixels[with_], f"with {values[with_]:.2f}")
+        row[0].set_ylabel(f"{finding.concept}\n-> {finding.readout}", fontsize=8)
+        row[0].axis("on")
+        row[0].set_xticks([])
+        row[0].set_yticks([])
+    figure.suptitle("edited pairs: without / with the concept (readout value)")
+    return figure

@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "base": ["Leaf", "Objective", "Sum", "ToleranceObjective"],
+        "concept": ["Concept", "concept"],
         "image": ["Function", "Lowpass", "Masked", "box_mask", "function", "lowpass", "masked"],
         "internal": ["Channel", "Features", "Neuron", "channel", "features", "neuron"],
         "layers": ["find_layer", "read_layer"],

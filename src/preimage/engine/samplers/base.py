@@ -114,6 +114,17 @@ def check_source(source: Tensor, image_size: int) -> Tensor:
     return source
 
 
+def check_sources(sources: Tensor, image_size: int) -> Tensor:
+    """A (B, 3, S, S) batch of source images in [0, 1] matching the prior, one per member of an edit."""
+    if not isinstance(sources, Tensor) or sources.dim() != 4 or tuple(sources.shape[1:]) != (3, image_size, image_size):
+        shape = tuple(sources.shape) if isinstance(sources, Tensor) else type(sources).__name__
+        raise ValueError(f"sources must be a tensor of shape (B, 3, {image_size}, {image_size}) matching the prior, "
+                         f"got {shape}")
+    if len(sources) == 0 or not sources.is_floating_point() or sources.min() < 0 or sources.max() > 1:
+        raise ValueError("sources must be a non-empty float batch of images in [0, 1]")
+    return sources
+
+
 def check_generator(generator: object) -> torch.Generator:
     """The caller's CPU generator, which picks every member's seed (or draw)."""
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
@@ -206,25 +217,39 @@ class Sampler(ABC):
         for batch_seeds in seeds.split(self.batch_size):
             start = time.perf_counter()
             generators = member_generators(batch_seeds)
-            images, trace, calls = self._sample_batch(prior, objective, source, z_source, generators)
-            loss, accepted = judge(objective, images)
-            images = images.detach().float()
-            seconds = (time.perf_counter() - start) / len(batch_seeds)
-            parts.append(
-                {
-                    "images": images,
-                    "accepted": accepted,
-                    "loss": loss,
-                    "seconds": torch.full((len(batch_seeds),), seconds),
-                    "seeds": batch_seeds,
-                    "steps": torch.as_tensor(calls, dtype=torch.long).expand(len(batch_seeds)).clone(),
-                    "trace": None if trace is None else trace.detach().float().cpu(),
-                }
-            )
-            accepted_so_far += int(accepted.sum())
+            drawn = self._sample_batch(prior, objective, source, z_source, generators)
+            parts.append(_record(objective, *drawn, batch_seeds, start))
+            accepted_so_far += int(parts[-1]["accepted"].sum())
             if self._enough(accepted_so_far):
                 break
         return self._collect(parts)
+
+    def edit(
+        self,
+        prior: DiffusionPrior,
+        objective: ObjectiveLike,
+        sources: Tensor,
+        generator: torch.Generator,
+    ) -> SampleResult:
+        """One member per source in `sources` (B, 3, H, W), each drawn from its own source (a late start with
+        strength < 1 edits it), with `objective` bound to each batch of sources, so a target taken from the
+        source (or relative to it) is each source's own. Member i of the result edits source i."""
+        self._check_editable()
+        check_generator(generator)
+        sources = check_sources(sources, prior.image_size).to(prior.device)
+        seeds = torch.randint(0, SEED_HIGH, (len(sources),), generator=generator, dtype=torch.long)
+        parts: list[dict[str, Tensor | None]] = []
+        for batch, batch_seeds in zip(sources.split(self.batch_size), seeds.split(self.batch_size)):
+            start = time.perf_counter()
+            bound = objective.bind(batch)
+            with torch.no_grad():
+                z_batch = prior.encode(batch)
+            drawn = self._sample_batch(prior, bound, batch, z_batch, member_generators(batch_seeds))
+            parts.append(_record(bound, *drawn, batch_seeds, start))
+        return self._collect(parts)
+
+    def _check_editable(self) -> None:
+        """Raise when this sampler's batches cannot start each member from its own source."""
 
     @staticmethod
     def _collect(parts: list[dict[str, Tensor | None]]) -> SampleResult:
@@ -254,6 +279,22 @@ class Sampler(ABC):
         """The sampler's name and parameters, for provenance records."""
         params = {key: describe_value(value) for key, value in vars(self).items() if not key.startswith("_")}
         return {"sampler": type(self).__name__, **params}
+
+
+def _record(objective: ObjectiveLike, images: Tensor, trace: Tensor | None, calls: int | Tensor, seeds: Tensor,
+            start: float) -> dict[str, Tensor | None]:
+    """One batch's part of a SampleResult: its images judged by the objective, timed from `start`."""
+    loss, accepted = judge(objective, images)
+    seconds = (time.perf_counter() - start) / len(seeds)
+    return {
+        "images": images.detach().float(),
+        "accepted": accepted,
+        "loss": loss,
+        "seconds": torch.full((len(seeds),), seconds),
+        "seeds": seeds,
+        "steps": torch.as_tensor(calls, dtype=torch.long).expand(len(seeds)).clone(),
+        "trace": None if trace is None else trace.detach().float().cpu(),
+    }
 
 
 def describe_value(value: Any) -> Any:

@@ -122,6 +122,11 @@ class GuidedSampler(Sampler):
             raise ValueError(f"cone must be a preimage.engine.samplers.cone.Cone or None, got {cone!r}")
         self.cone = cone
 
+    def _check_editable(self) -> None:
+        if self.restarts:
+            raise ValueError(f"edit: restarts={self.restarts} retries a subset of a batch's members, whose per-source "
+                             "targets and sources the batch cannot split; edit with restarts=0")
+
     @property
     def _regularised(self) -> bool:
         return self.distance_weight > 0 or self.repulsion_weight > 0

@@ -137,6 +137,10 @@ class NoiseOptSampler(Sampler):
         trace += [trace[-1]] * (self.iterations - len(trace))  # a stopped batch keeps its members' last losses
         return kept, torch.stack(trace), calls
 
+    def _check_editable(self) -> None:
+        raise ValueError("edit: NoiseOptSampler optimises a shrinking subset of a batch's members, so it cannot "
+                         "start each from its own source; edit with GuidedSampler or RejectionSampler")
+
     def _initial_condition(self, prior: DiffusionPrior, batch: int) -> Tensor | None:
         """A per-member copy of the prompt embedding to optimise, or None to keep the prior's own."""
         if not self.optimize_condition:

@@ -21,10 +21,11 @@ from preimage.pipeline.concepts import (
     model_identity,
     settings_from_config,
 )
-from preimage.pipeline.models import class_text, resolve_classifier, resolve_clip
+from preimage.pipeline.models import class_text, resolve_classifier, resolve_clip, resolve_prior
 from preimage.pipeline.sources import real_image_table
 from preimage.utils.devices import resolve_device
-from preimage.utils.io import atomic_path, write_parquet
+from preimage.utils.images import to_uint8
+from preimage.utils.io import atomic_path, write_npy, write_parquet
 
 if TYPE_CHECKING:
     from preimage.analysis.concepts.groups import Group
@@ -204,4 +205,86 @@ def write_groups(config: dict, set_ids: Sequence[str], members: Sequence[str | P
     wrong = called[called["source_class"] != called["model_class"]].drop_duplicates("source_id")
     for row in wrong.itertuples():
         print(f"source {row.source_id} ({row.source_class}): the model calls it {row.model_class}")
+    return table
+
+
+def intervene_on_concepts(scores: str | PathLike, vocabulary: str | PathLike, reference: str | PathLike,
+                          config: dict, settings: Mapping, table_output: str | PathLike,
+                          images_output: str | PathLike, threads: int) -> pd.DataFrame:
+    """Concept interventions (`preimage.analysis.concepts.interventions`, `settings` the config's
+    concepts.interventions section): the best candidates of each class and
+    regression group's `scores` added to or removed from the first reference images, with the classifier's class
+    probabilities and each regressor's output on every edit and its null twin. Writes the table as Parquet and
+    the images as uint8 (concepts x images, 3 [source, edit, null], H, W, 3)."""
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, read_png_images
+    from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP
+    from preimage.analysis.concepts.interventions import (
+        ClipSpace,
+        InterventionSettings,
+        concepts_to_test,
+        intervene,
+    )
+
+    torch.set_num_threads(threads)
+    device = resolve_device(config["device"])
+    edits = settings_from_config(InterventionSettings, _tuples(settings), "concepts.interventions")
+    concepts = concepts_to_test(pd.read_parquet(scores), edits.concepts_per_group, ("class", MOVED_UP, MOVED_DOWN))
+    members = pd.read_parquet(reference)
+    members = members[members["accepted"]].head(edits.images)
+    images = read_png_images([Path(reference).parent / image for image in members["image"]]).to(device)
+    clip = resolve_clip(config, device)
+    space = ClipSpace.from_vocabulary(clip.encode_images, EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary)),
+                                      concepts)
+    result = intervene(resolve_prior(config, device), space, images, concepts, model_readouts(config, device), edits)
+    table = result.table.assign(reference_image=members["image"].to_numpy()[result.table["image"]])
+    pixels = torch.stack([images.repeat(len(concepts), 1, 1, 1), result.edits, result.nulls], dim=1)
+    write_parquet(table, table_output)
+    write_npy(to_uint8(pixels.flatten(0, 1)).reshape(len(concepts), len(images), 3, *pixels.shape[-2:], 3),
+              images_output)
+    print(table.groupby("concept", sort=False).agg(edits=("success", "size"), success=("success", "mean"),
+                                                   strength=("strength", "mean")).to_string())
+    return table
+
+
+def model_readouts(config: dict, device: torch.device) -> dict:
+    """What interventions read from the explained models: each class's probability under the classifier, and the
+    output of each model the regression objectives name."""
+    from preimage.pipeline.config import models_named, regression_objectives
+    from preimage.pipeline.models import resolve_named_models
+
+    classifier = resolve_classifier(config, device)
+    readouts = {name: _class_probability(classifier, k) for k, name in enumerate(classifier.label_names)}
+    regressors = models_named(regression_objectives(config["sets"]["objectives"]))
+    for name, model in resolve_named_models(config, device, regressors).items():
+        readouts[name] = _scalar_output(model)
+    return readouts
+
+
+def _class_probability(classifier: torch.nn.Module, k: int):
+    return lambda images: classifier(images).softmax(dim=1)[:, k]
+
+
+def _scalar_output(model: torch.nn.Module):
+    return lambda images: model(images).reshape(len(images), -1)[:, 0]
+
+
+def _tuples(section: Mapping) -> dict:
+    """A config section with its lists as tuples, as the settings dataclasses hold them; without `enabled`, which
+    says whether the step runs at all."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in section.items()
+            if key != "enabled"}
+
+
+def estimate_effects(interventions: str | PathLike, settings: Mapping, regression: Sequence[str],
+                     output: str | PathLike) -> pd.DataFrame:
+    """Each tested concept's effect on every readout with its bootstrap interval, and the findings they support
+    (`preimage.analysis.concepts.effects`, `settings` the config's concepts.effects section), as Parquet.
+    `regression` names the readouts that are a regressor's
+    output (the others are class probabilities)."""
+    from preimage.analysis.concepts.effects import EffectSettings, concept_effects, findings
+
+    estimate = settings_from_config(EffectSettings, settings, "concepts.effects")
+    table = findings(concept_effects(pd.read_parquet(interventions), estimate), estimate, regression)
+    write_parquet(table, output)
+    print(table[table["verdict"] != "none"].to_string())
     return table

@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 
 
 def evaluate_flags(spurious: str | PathLike, ground_truth: str | PathLike, baseline: str | PathLike | None,
-                   summary: str | PathLike, pairs: str | PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score the invariant-set method's flags (the `spurious` table) and, when given, the data-only
-    `baseline`'s against the world's planted shortcuts (evaluation only): a summary per method and its
-    (class, concept) pairs, as Parquet."""
+                   effects: str | PathLike | None, summary: str | PathLike,
+                   pairs: str | PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score the invariant-set method's flags (the `spurious` table) and, when given, the findings of concept
+    interventions (`effects`) and the data-only `baseline`'s flags against the world's planted shortcuts
+    (evaluation only): a summary per method and its (class, concept) pairs, as Parquet."""
+    from preimage.analysis.concepts.effects import as_scores
     from preimage.world.evaluation import evaluate
 
     methods = {"invariant sets": pd.read_parquet(spurious)}
+    if effects is not None:
+        methods["concept interventions"] = as_scores(pd.read_parquet(effects))
     if baseline is not None:
         methods["baseline (misclassified real images)"] = pd.read_parquet(baseline)
     scored, scored_pairs = evaluate(methods, pd.read_parquet(ground_truth))
@@ -52,6 +56,21 @@ def draw_group_figures(scores: str | PathLike, clusters: str | PathLike, embeddi
                         {name: figures[name] for name in GROUP_FIGURES}, sets, FigureSettings.from_config(settings))
 
 
+def draw_intervention_figures(effects: str | PathLike, edits: str | PathLike, images: str | PathLike,
+                              stems: Mapping[str, str | PathLike], min_effect: float) -> None:
+    """The concept interventions' figures: every effect with its interval (`stems["effects"]`) and edited pairs of
+    each finding (`stems["pairs"]`), from the effects and intervention tables and the edited images."""
+    import numpy as np
+
+    from preimage.analysis.report.figures import effects_figure, intervention_pairs_figure
+    from preimage.analysis.report.style import save_figure
+
+    findings, table = pd.read_parquet(effects), pd.read_parquet(edits)
+    save_figure(effects_figure(findings, min_effect), stems["effects"])
+    concepts = list(dict.fromkeys(table["concept"]))
+    save_figure(intervention_pairs_figure(findings, table, np.load(images), concepts), stems["pairs"])
+
+
 def draw_run_figures(summaries: Sequence[str | PathLike], stems: Mapping[str, str | PathLike], latex: str | PathLike,
                      markdown: str | PathLike, evaluation: str | PathLike | None) -> None:
     """The run's figures from the set summaries at `stems` (samplers, guidance and, with the `evaluation`
@@ -64,11 +83,12 @@ def draw_run_figures(summaries: Sequence[str | PathLike], stems: Mapping[str, st
 def write_report(title: str, groups: Mapping[str, Group], summaries: Sequence[str | PathLike],
                  spurious: str | PathLike, clusters: Sequence[str | PathLike], figures: ReportFigures,
                  html: str | PathLike, markdown: str | PathLike, evaluation: Sequence[str | PathLike],
-                 source_calls: str | PathLike) -> None:
+                 source_calls: str | PathLike, effects: str | PathLike | None = None) -> None:
     """Write the run's self-contained HTML report and its Markdown summary. `clusters` holds one clusters
     table per group, in the order of `groups`; `evaluation` is the (summary, pairs) of a ground-truth
-    evaluation, or empty for none; `source_calls` the model's call on each source (misclassified ones listed)."""
+    evaluation, or empty for none; `source_calls` the model's call on each source (misclassified ones listed);
+    `effects` the concept interventions' findings, or None where they did not run."""
     from preimage.analysis.report.build import build_report
 
     build_report(title, groups, summaries, spurious, dict(zip(groups, clusters)), figures, html, markdown,
-                 tuple(evaluation) or None, source_calls)
+                 tuple(evaluation) or None, source_calls, effects)
