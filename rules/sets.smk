@@ -3,11 +3,12 @@
 # params are the config sections it reads (canonical: sorted keys), so editing the concept or report settings
 # reruns no set.
 
+from preimage.pipeline.config import set_kinds
 from preimage.pipeline.workflow import set_ids
 
 GEN_GPUS = gpus(config)
 OBJECTIVES = list(config["sets"]["objectives"])
-SAMPLERS = list(config["sets"]["samplers"])
+SET_KINDS = set_kinds(config["sets"])
 
 
 rule select_sources:
@@ -57,10 +58,8 @@ rule invariant_sets:
         objectives_checked=expand("results/checks/objectives/{objective}.json", objective=OBJECTIVES),
         image=lambda wildcards: SOURCE_FILES.get(wildcards.source, []),
     output:
-        summaries=expand("results/sets/{{source}}__{objective}__{sampler}/summary.parquet", objective=OBJECTIVES,
-                         sampler=SAMPLERS),
-        members=expand("results/sets/{{source}}__{objective}__{sampler}/members.parquet", objective=OBJECTIVES,
-                       sampler=SAMPLERS),
+        summaries=[f"results/sets/{{source}}__{objective}__{sampler}/summary.parquet" for objective, sampler in SET_KINDS],
+        members=[f"results/sets/{{source}}__{objective}__{sampler}/members.parquet" for objective, sampler in SET_KINDS],
     wildcard_constraints:
         source="[^/]+",
     params:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from preimage.analysis.concepts.clustering import ClusterSettings
+from preimage.analysis.concepts.effects import EffectSettings
+from preimage.analysis.concepts.interventions import InterventionSettings
 from preimage.analysis.concepts.spurious import SpuriousSettings
 from preimage.analysis.report.build import FigureSettings
 from preimage.engine.objectives import spec as objective_spec
@@ -25,10 +27,11 @@ from preimage.pipeline.config import (
     load_config,
     objective_samplers,
     schema_defaults,
+    set_kinds,
     validate_config,
     world_uses,
 )
-from preimage.pipeline.workflow import canonical, model_config
+from preimage.pipeline.workflow import canonical, model_config, select_sources, set_ids
 
 
 def real_run(config: dict) -> dict:
@@ -86,12 +89,16 @@ def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config
 
 @pytest.mark.parametrize("settings, section", [(ClusterSettings, ("concepts", "clusters")),
                                                (SpuriousSettings, ("concepts", "spurious")),
+                                               (InterventionSettings, ("concepts", "interventions")),
+                                               (EffectSettings, ("concepts", "effects")),
                                                (FigureSettings, ("report",))])
 def test_library_settings_defaults_are_the_default_runs(config, settings, section) -> None:
     given = validate_config(config)
     for key in section:
         given = given[key]
-    assert {f.name: given[f.name] for f in fields(settings)} == asdict(settings())
+    as_given = {f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
+                for f in fields(settings)}
+    assert as_given == asdict(settings())
 
 
 def test_rule_params_ignore_the_order_of_config_keys(config) -> None:
@@ -174,6 +181,9 @@ def test_every_bad_spec_is_named_at_once_and_the_default_specs_pass(config) -> N
     ({"counterfactual": {"rejection": {"distance_weight": 0.1}}},
      "sets.sampler_overrides.counterfactual.rejection: field 'distance_weight' is not allowed for kind 'rejection'"),
     ({"counterfactual": {"guided": [0.5]}}, "sets.sampler_overrides.counterfactual.guided"),
+    ({"counterfactual": {"guided": True}}, "sets.sampler_overrides.counterfactual.guided"),
+    ({"counterfactual": {"rejectoin": False}},
+     "sets.sampler_overrides.counterfactual.rejectoin: no such sampler; sets.samplers has ['guided', 'rejection']"),
 ])
 def test_sampler_overrides_name_a_configured_objective_and_sampler_and_merge_into_a_valid_spec(
         config, overrides, message) -> None:
@@ -190,6 +200,16 @@ def test_an_objective_draws_with_its_overrides_merged_over_the_samplers(config) 
     assert edited["rejection"] == sets["samplers"]["rejection"]
     assert objective_samplers(sets, "label") == sets["samplers"]
     assert isinstance(from_config(edited["guided"]), GuidedSampler) and from_config(edited["guided"]).strength == 0.6
+
+
+def test_a_sampler_overridden_with_false_draws_no_set_of_that_objective(config) -> None:
+    config["sets"]["sampler_overrides"]["size"] = {"rejection": False}
+    config = validate_config(config)
+    assert list(objective_samplers(config["sets"], "size")) == ["guided"]
+    assert ("size", "rejection") not in set_kinds(config["sets"]) and ("size", "guided") in set_kinds(config["sets"])
+    ids = set_ids(config)
+    assert not [i for i in ids if i.endswith("__size__rejection")]
+    assert len(ids) == len(select_sources(config)) * (2 * len(config["sets"]["objectives"]) - 1)
 
 
 def test_reading_the_config_imports_no_model_library(config) -> None:

@@ -206,6 +206,8 @@ def _override_problems(sets: dict) -> list[str]:
         for sampler, fields in overrides.items():
             if sampler not in sets["samplers"]:
                 problems.append(f"{where}.{sampler}: no such sampler; sets.samplers has {sorted(sets['samplers'])}")
+            elif fields is False:
+                continue
             elif "kind" in fields:
                 problems.append(f"{where}.{sampler}: 'kind' cannot be overridden (it is {sets['samplers'][sampler]['kind']!r}"
                                 " in sets.samplers); add another sampler for another kind")
@@ -219,9 +221,15 @@ def _override_problems(sets: dict) -> list[str]:
 
 def objective_samplers(sets: dict, objective: str) -> dict[str, dict]:
     """The sampler specs that draw `objective`'s sets, by sampler name: `sets.samplers` with the objective's
-    `sets.sampler_overrides` merged in."""
+    `sets.sampler_overrides` merged in, without the samplers overridden with `false`."""
     overrides = sets.get("sampler_overrides", {}).get(objective, {})
-    return {name: {**spec, **overrides.get(name, {})} for name, spec in sets["samplers"].items()}
+    return {name: {**spec, **overrides.get(name, {})} for name, spec in sets["samplers"].items()
+            if overrides.get(name) is not False}
+
+
+def set_kinds(sets: dict) -> list[tuple[str, str]]:
+    """Every (objective, sampler) pair that draws a set from each source, in config order."""
+    return [(objective, sampler) for objective in sets["objectives"] for sampler in objective_samplers(sets, objective)]
 
 
 def cone_samplers(sets: dict) -> dict[str, list[str]]:

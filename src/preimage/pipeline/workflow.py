@@ -19,7 +19,14 @@ from preimage.analysis.concepts.groups import (
     keeps_the_call,
     objective_name,
 )
-from preimage.pipeline.config import MODEL_KINDS, cone_samplers, models_named, world_models, world_section
+from preimage.pipeline.config import (
+    MODEL_KINDS,
+    cone_samplers,
+    models_named,
+    set_kinds,
+    world_models,
+    world_section,
+)
 from preimage.pipeline.models import classifier_label_names, model_files
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
@@ -104,14 +111,15 @@ def source_files(config: dict) -> dict[str, str]:
 
 
 def set_ids(config: dict) -> list[str]:
-    """Every invariant set: '<source_id>__<objective>__<sampler>', each objective for each source.
+    """Every invariant set: '<source_id>__<objective>__<sampler>', each objective for each source, with each
+    sampler that draws it (`set_kinds`).
 
     A label counterfactual is drawn from every source, also from one the model already calls its target: that set
     is a sample of what the model calls the target, and joins that class's group with the label sets.
     """
-    objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
+    kinds = set_kinds(config["sets"])
     return [f"{source}__{objective}__{sampler}" for source in select_sources(config)["image_id"]
-            for objective in objectives for sampler in samplers]
+            for objective, sampler in kinds]
 
 
 def set_class(config: dict, set_id: str) -> str:
