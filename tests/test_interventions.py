@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_SIZE
 from test_concepts import tiny_clip  # noqa: F401  (a fixture)
 
-from preimage.analysis.concepts.effects import EffectSettings, concept_effects, findings, mean_interval
+from preimage.analysis.concepts.effects import EffectSettings, as_scores, concept_effects, findings, mean_interval
 from preimage.analysis.concepts.interventions import (
     ClipSpace,
     InterventionSettings,
@@ -179,3 +179,19 @@ def test_concept_effects_use_successful_edits_only():
     assert effects.loc[0, "effect"] == pytest.approx(0.6)
     with pytest.raises(ValueError, match="difference:<readout>"):
         concept_effects(table.drop(columns="difference:square"))
+
+
+def test_regressor_findings_go_both_ways_and_score_as_its_moved_groups():
+    effects = pd.DataFrame({
+        "concept": ["a dotted background", "a plain background", "a tag"],
+        "readout": ["regressor", "regressor", "square"],
+        "edits": 20, "tried": 40,
+        "effect": [0.3, -0.25, 0.5], "low": [0.2, -0.35, 0.4], "high": [0.4, -0.15, 0.6],
+    })
+    table = findings(effects, EffectSettings(min_effect=0.1), regression=["regressor"])
+    assert table.set_index("concept").loc["a plain background", ["verdict", "direction"]].tolist() == ["finding", "down"]
+    scores = as_scores(table).set_index(["kind", "concept"])
+    assert scores.loc[("moved up", "a dotted background"), "flagged"]
+    assert not scores.loc[("moved up", "a plain background"), "flagged"]
+    assert scores.loc[("moved down", "a plain background"), ["flagged", "rank"]].tolist() == [True, 1]
+    assert scores.loc[("class", "a tag"), ["class", "flagged"]].tolist() == ["square", True]

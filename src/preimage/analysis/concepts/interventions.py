@@ -9,10 +9,12 @@ pool (the run's reference samples) is edited once:
   similarity above the concept's *threshold*, the midpoint between the 10th and 90th percentiles of the pool's
   similarities, so a concept that half the pool shows splits it where its two modes part;
 - the edit is a late start from the noised image, guided through the denoiser (DPS) by the concept objective
-  (`preimage.engine.objectives.concept`) plus an L1 pull towards the image (DVCE's distance term), at the first
-  strength of `strengths` that succeeds: adding a tag needs little noise, changing a background's colour more;
-- its *null* twin is the same chain without guidance (the same start noise): what regenerating the image at that
-  noise level changes by itself. The pair differs in the concept and in little else;
+  (`preimage.engine.objectives.concept`), optionally with an L1 pull towards the image (DVCE's distance term), at
+  the first strength of `strengths` that succeeds: adding a tag needs little noise, changing a background's colour
+  more;
+- its *null* twin is the same chain from the same start noise with the same pull towards the image, without the
+  concept's guidance: what regenerating the image at that noise level changes by itself. The pair differs in the
+  concept and in little else;
 - an edit *succeeds* when CLIP reads the concept on the right side of its threshold and CLIP's zero-shot class
   of the edit is that of its null twin, so an edit that turns the shape into another class's is not counted as
   adding a background.
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor
 
 from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+from preimage.engine.objectives import Concept
 from preimage.engine.objectives import concept as concept_objective
 from preimage.engine.priors.base import DiffusionPrior
 from preimage.engine.samplers import GuidedSampler, RejectionSampler
@@ -48,15 +51,15 @@ PRESENCE_QUANTILES = (0.1, 0.9)
 class InterventionSettings:
     """Knobs of the edits; config concepts.interventions maps onto these fields."""
 
-    images: int = 48
+    images: int = 32
     concepts_per_group: int = 2
     strengths: tuple[float, ...] = (0.6, 0.8)
     guidance_scale: float = 0.6
     guidance_interval: tuple[float, float] = (0.2, 1.0)
-    distance_weight: float = 0.05
+    distance_weight: float = 0.0
     margin: float = 0.05
-    num_steps: int = 25
-    batch_size: int = 48
+    num_steps: int = 20
+    batch_size: int = 32
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -188,15 +191,22 @@ def _edit_with_escalation(prior: DiffusionPrior, clip: ClipSpace, images: Tensor
     return Interventions(pd.concat([result, _responses(readouts, edits, nulls, direction)], axis=1), edits, nulls)
 
 
-def _edit_pair(prior: DiffusionPrior, objective, images: Tensor, strength: float, settings: InterventionSettings,
-               seed: int) -> tuple[Tensor, Tensor]:
-    """The guided edit of each image and its unguided twin from the same start noise."""
+def _edit_pair(prior: DiffusionPrior, objective: Concept, images: Tensor, strength: float,
+               settings: InterventionSettings, seed: int) -> tuple[Tensor, Tensor]:
+    """The guided edit of each image and its twin: the same chain from the same start noise, with the same pull
+    towards the image where `distance_weight` > 0, without the concept's guidance, so only the guidance differs.
+    Without a pull the twin is the plain DDIM chain, which needs no gradient."""
     guided = GuidedSampler(num_steps=settings.num_steps, guidance_scale=settings.guidance_scale, strength=strength,
                            guidance_interval=settings.guidance_interval, distance_weight=settings.distance_weight,
                            through_denoiser=True, restarts=0, batch_size=settings.batch_size)
-    null = RejectionSampler(num_steps=settings.num_steps, strength=strength, batch_size=settings.batch_size)
     edit = guided.edit(prior, objective, images, torch.Generator().manual_seed(seed)).images
-    twin = null.edit(prior, objective, images, torch.Generator().manual_seed(seed)).images
+    if settings.distance_weight > 0:  # the pull alone: an objective every image satisfies (similarity >= -1)
+        anything = concept_objective(objective.encoder, objective.text, target=-1.0 - objective.margin,
+                                     margin=objective.margin, name=objective.concept_name)
+        twin = guided.edit(prior, anything, images, torch.Generator().manual_seed(seed)).images
+    else:
+        plain = RejectionSampler(num_steps=settings.num_steps, strength=strength, batch_size=settings.batch_size)
+        twin = plain.edit(prior, objective, images, torch.Generator().manual_seed(seed)).images
     return edit, twin
 
 
