@@ -11,6 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
+import yaml
 
 from preimage.analysis.concepts.clustering import ClusterSettings
 from preimage.analysis.concepts.effects import EffectSettings
@@ -282,3 +283,16 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping of configuration keys at the top level, got list"):
         load_config(bad)
+
+
+def test_the_every_class_preset_adds_guided_counterfactuals_towards_each_other_class(config) -> None:
+    from snakemake.utils import update_config
+
+    preset = Path(__file__).resolve().parents[1] / "presets" / "counterfactuals_every_class.yaml"
+    update_config(config, yaml.safe_load(preset.read_text()))
+    sets = validate_config(config)["sets"]
+    targets = {spec["target"] for spec in sets["objectives"].values() if spec["kind"] == "label" and "target" in spec}
+    assert targets == set(config["world"]["shapes"])
+    for objective in ("to_circle", "to_triangle", "to_cross"):
+        assert list(objective_samplers(sets, objective)) == ["guided"]
+        assert objective_samplers(sets, objective)["guided"]["strength"] == 0.7
