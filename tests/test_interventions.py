@@ -144,13 +144,24 @@ def test_effect_interval_on_hand_made_differences():
     settings = EffectSettings(resamples=1000)
     rng = np.random.default_rng(0)
     differences = 0.5 + 0.1 * rng.standard_normal(40)
-    mean, low, high = mean_interval(differences, settings)
+    mean, low, high = mean_interval([differences], settings)
     assert mean == pytest.approx(differences.mean())
     assert low < mean < high and high - low < 0.1  # about 2 * 1.64 * 0.1 / sqrt(40) = 0.05
-    wider = mean_interval(differences[:8], settings)
+    wider = mean_interval([differences[:8]], settings)
     assert wider[2] - wider[1] > high - low
-    assert np.isnan(mean_interval(differences[:3], settings)[1])  # fewer than min_edits: no interval
-    assert mean_interval(np.full(10, 0.2), settings)[1:] == (pytest.approx(np.nan, nan_ok=True),) * 2
+    assert np.isnan(mean_interval([differences[:3]], settings)[1])  # fewer than min_edits: no interval
+    assert np.isnan(mean_interval([np.full(10, 0.2)], settings)[1])  # no spread: no interval
+
+
+def test_a_side_effect_common_to_adding_and_removing_cancels():
+    rng = np.random.default_rng(1)
+    effect, side_effect = 0.3, 0.2  # the concept's own effect; what guidance changes besides, in either edit
+    added = effect + side_effect + 0.05 * rng.standard_normal(30)
+    removed = effect - side_effect + 0.05 * rng.standard_normal(12)  # with minus without = twin minus edit
+    balanced, low, high = mean_interval([added, removed], EffectSettings(resamples=1000))
+    assert balanced == pytest.approx((added.mean() + removed.mean()) / 2)
+    assert low < effect < high and abs(balanced - effect) < 0.03
+    assert mean_interval([added, removed[:3]], EffectSettings())[0] == pytest.approx(added.mean())  # too few removals
 
 
 def test_findings_flag_clear_effects_and_file_mirrors_under_them():
@@ -172,11 +183,13 @@ def test_findings_flag_clear_effects_and_file_mirrors_under_them():
 
 
 def test_concept_effects_use_successful_edits_only():
-    table = pd.DataFrame({"concept": "a tag", "success": [True] * 6 + [False] * 4,
-                          "difference:square": [0.5] * 3 + [0.7] * 3 + [-1.0] * 4})
+    table = pd.DataFrame({"concept": "a tag", "success": [True] * 12 + [False] * 4,
+                          "direction": ["add"] * 6 + ["remove"] * 6 + ["add"] * 4,
+                          "difference:square": [0.5] * 3 + [0.7] * 3 + [0.2] * 3 + [0.4] * 3 + [-1.0] * 4})
     effects = concept_effects(table, EffectSettings(resamples=200))
-    assert effects.loc[0, ["edits", "tried"]].tolist() == [6, 10]
-    assert effects.loc[0, "effect"] == pytest.approx(0.6)
+    assert effects.loc[0, ["edits", "tried"]].tolist() == [12, 16]
+    assert effects.loc[0, ["add_effect", "remove_effect"]].tolist() == pytest.approx([0.6, 0.3])
+    assert effects.loc[0, "effect"] == pytest.approx(0.45)
     with pytest.raises(ValueError, match="difference:<readout>"):
         concept_effects(table.drop(columns="difference:square"))
 

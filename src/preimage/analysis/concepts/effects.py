@@ -2,8 +2,12 @@
 
 An intervention on image i gives, for each readout r (a class's probability, a regressor's output), the
 paired difference d_i = r(image with the concept) - r(image without it) (`preimage.analysis.concepts.interventions`).
-A concept's *effect* on r is the mean of d_i over its successful edits, with a bootstrap confidence interval over
-images (scipy.stats.bootstrap, BCa). Signed and per readout, it says which way the concept moves the model:
+A concept's *effect* on r balances its two kinds of edit: the mean of d_i over the successful edits that add it
+and the mean over those that remove it, averaged, with a BCa bootstrap interval over images (scipy.stats.bootstrap,
+each kind resampled on its own). Whatever the guidance changes besides the concept, alike in both kinds of edit
+(say, shapes drawn a little larger), enters d_i with opposite signs and cancels; the concept's own effect enters
+both with the same sign. A kind with fewer than `min_edits` successful edits is left out, and then nothing
+cancels. Signed and per readout, the effect says which way the concept moves the model:
 
 - a *finding* (concept, readout) is flagged when the interval's lower bound clears `min_effect`: "adding X moves
   the decision towards c by +d [low, high]". The class a shortcut belongs to is the one it pushes towards;
@@ -16,7 +20,7 @@ images (scipy.stats.bootstrap, BCa). Signed and per readout, it says which way t
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +31,9 @@ from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP
 
 DIFFERENCE = "difference:"
 CLASS, REGRESSION = "class", "regression"  # what a readout reads: a class's probability, a regressor's output
-EFFECT_COLUMNS = ["concept", "readout", "edits", "tried", "effect", "low", "high"]
+ADD, REMOVE = "add", "remove"  # the two kinds of edit
+DIRECTIONS = (ADD, REMOVE)
+EFFECT_COLUMNS = ["concept", "readout", "edits", "tried", "add_effect", "remove_effect", "effect", "low", "high"]
 
 
 @dataclass(frozen=True)
@@ -48,18 +54,24 @@ class EffectSettings:
                              f"{self.min_effect}, {self.resamples}, {self.min_edits}")
 
 
-def mean_interval(differences: np.ndarray, settings: EffectSettings) -> tuple[float, float, float]:
-    """(mean, low, high) of paired differences: the mean and its BCa bootstrap interval; NaN bounds when the
-    differences are too few (fewer than `min_edits`) or all equal, where no interval can be estimated."""
-    differences = np.asarray(differences, dtype=float)
-    if len(differences) == 0:
+def mean_interval(groups: Sequence[np.ndarray], settings: EffectSettings) -> tuple[float, float, float]:
+    """(effect, low, high): the mean of the groups' means (the adding and the removing edits' differences) and its
+    BCa bootstrap interval, each group resampled on its own. Groups with fewer than `min_edits` values are left
+    out; NaN when none is left, NaN bounds when every value is equal (no interval can be estimated)."""
+    kept = [np.asarray(group, dtype=float) for group in groups if len(group) >= settings.min_edits]
+    if not kept:
         return float("nan"), float("nan"), float("nan")
-    mean = float(differences.mean())
-    if len(differences) < settings.min_edits or np.ptp(differences) == 0:
-        return mean, float("nan"), float("nan")
-    result = bootstrap((differences,), np.mean, confidence_level=settings.confidence, n_resamples=settings.resamples,
-                       method="BCa", random_state=np.random.default_rng(settings.seed))
-    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    effect = float(np.mean([group.mean() for group in kept]))
+    if all(np.ptp(group) == 0 for group in kept):
+        return effect, float("nan"), float("nan")
+    result = bootstrap(tuple(kept), _mean_of_means, confidence_level=settings.confidence,
+                       n_resamples=settings.resamples, method="BCa", vectorized=True,
+                       random_state=np.random.default_rng(settings.seed))
+    return effect, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _mean_of_means(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean([group.mean(axis=axis) for group in groups], axis=0)
 
 
 def readouts_of(interventions: pd.DataFrame) -> list[str]:
@@ -68,16 +80,21 @@ def readouts_of(interventions: pd.DataFrame) -> list[str]:
 
 
 def concept_effects(interventions: pd.DataFrame, settings: EffectSettings = EffectSettings()) -> pd.DataFrame:
-    """One row per (concept, readout): successful edits, edits tried, effect and its interval."""
-    missing = sorted({"concept", "success"} - set(interventions.columns))
+    """One row per (concept, readout): successful edits, edits tried, the effect of adding and of removing the
+    concept, their balance (`effect`) and its interval."""
+    missing = sorted({"concept", "direction", "success"} - set(interventions.columns))
     if missing or not readouts_of(interventions):
         raise ValueError(f"intervention table lacks column(s) {missing or ['difference:<readout>']}")
     rows = []
     for concept, edits in interventions.groupby("concept", sort=False):
         succeeded = edits[edits["success"].astype(bool)]
+        by_direction = {direction: succeeded[succeeded["direction"] == direction] for direction in DIRECTIONS}
         for readout in readouts_of(interventions):
-            effect, low, high = mean_interval(succeeded[DIFFERENCE + readout].to_numpy(), settings)
-            rows.append((concept, readout, len(succeeded), len(edits), effect, low, high))
+            column = DIFFERENCE + readout
+            groups = [by_direction[d][column].to_numpy() for d in DIRECTIONS]
+            one_way = [mean_interval([group], settings)[0] for group in groups]
+            rows.append((concept, readout, len(succeeded), len(edits), *one_way,
+                         *mean_interval(groups, settings)))
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 

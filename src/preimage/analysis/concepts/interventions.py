@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from preimage.analysis.concepts.effects import ADD, REMOVE
 from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
 from preimage.engine.objectives import Concept
 from preimage.engine.objectives import concept as concept_objective
@@ -43,7 +44,6 @@ from preimage.engine.samplers import GuidedSampler, RejectionSampler
 Readout = Callable[[Tensor], Tensor]
 """Images -> (B,) response of a model: a class's probability, a regressor's output."""
 
-ADD, REMOVE = "add", "remove"
 PRESENCE_QUANTILES = (0.1, 0.9)
 
 
