@@ -260,6 +260,10 @@ def real_config(models: dict[str, Path], folder: Path) -> dict:
                          "seed": 0},
             "spurious": {"permutations": 20, "alpha": 0.05, "min_effect": 0.2, "min_reference": 2, "min_absent": 2,
                          "absent_fraction": 0.5, "evidence": 2, "seed": 0},
+            # interventions through the latent prior and open_clip: few images, one strength, a short schedule
+            "interventions": {"enabled": True, "images": 4, "concepts_per_group": 1, "strengths": [0.5],
+                              "num_steps": 4, "batch_size": 4},
+            "effects": {"min_edits": 2, "resamples": 200},
         },
         "report": {"title": "preimage report: end-to-end test", "evaluate": False, "top_concepts": 5,
                    "grid_members": 3, "grid_columns": 3},
@@ -518,8 +522,20 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
             assert re.search(row, samplers_table, re.MULTILINE), (objective, sampler)
     assert not list(figures.glob("evaluation*"))
 
+    # concept interventions: every tested concept edited on every image, its effects on every class, figures
+    edits = pd.read_parquet(concepts / "interventions" / "edits.parquet")
+    tested = list(dict.fromkeys(edits["concept"]))
+    assert len(edits) == 4 * len(tested) >= 1 and set(edits["strength"]) == {0.5}
+    pixels = np.load(concepts / "interventions" / "images.npy")
+    assert pixels.shape[:3] == (len(tested), 4, 3) and pixels.dtype == np.uint8
+    effects = pd.read_parquet(concepts / "effects.parquet")
+    assert set(effects["readout"]) == set(SOURCE_CLASSES) and set(effects["concept"]) == set(tested)
+    for name in ("effects", "pairs"):
+        assert (figures / "interventions" / f"{name}.png").is_file(), name
+
     # the report, without an evaluation
     html = (results / "report" / "index.html").read_text()
+    assert "Findings from concept interventions" in html
     summary = (results / "report" / "summary.md").read_text()
     assert config["report"]["title"] in html and "noise_opt" in html
     assert summary.startswith(f"# {config['report']['title']}")

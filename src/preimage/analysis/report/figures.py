@@ -206,9 +206,11 @@ def effects_figure(findings: pd.DataFrame, min_effect: float) -> plt.Figure:
         y = np.arange(len(concepts))
         low = (rows["effect"] - rows["low"]).clip(lower=0).fillna(0)
         high = (rows["high"] - rows["effect"]).clip(lower=0).fillna(0)
-        colours = [VERDICT_COLOURS.get(v, NOT_FLAGGED) for v in rows["verdict"].fillna("none")]
-        axis.errorbar(rows["effect"], y, xerr=[low, high], fmt="none", ecolor=colours, elinewidth=1.5, capsize=2)
-        axis.scatter(rows["effect"], y, c=colours, s=18, zorder=3)
+        for verdict, colour in VERDICT_COLOURS.items():
+            shown = (rows["verdict"].fillna("none") == verdict).to_numpy()
+            if shown.any():
+                axis.errorbar(rows["effect"][shown], y[shown], xerr=[low[shown], high[shown]], fmt="o", markersize=3,
+                              color=colour, elinewidth=1.5, capsize=2)
         for bound in (-min_effect, min_effect):
             axis.axvline(bound, color="black", linestyle="--", linewidth=0.8)
         axis.axvline(0, color="black", linewidth=0.6)
