@@ -89,6 +89,7 @@ rule report_html:
         groups=rules.concepts_groups.output.groups,
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         evaluation=rules.report_evaluation.output if REPORT["evaluate"] else [],
+        directions=direction_report_inputs(),
     output:
         html="results/report/index.html",
         markdown="results/report/summary.md",
@@ -96,6 +97,7 @@ rule report_html:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=lambda wildcards: groups(),
         figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"]),
+        directions=DIRECTIONS["targets"],
     log:
         "logs/report/html.log",
     benchmark:

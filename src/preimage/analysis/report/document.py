@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP, contrast_kind
+from preimage.analysis.report.directions import DirectionSection, directions_html, directions_markdown
 from preimage.analysis.report.figures import read_pngs
 from preimage.analysis.report.tables import to_markdown
 from preimage.utils.io import atomic_path, image_grid
@@ -80,6 +81,8 @@ class Report:
     misclassified: pd.DataFrame | None = None
     """Sources the model calls another class than their label (source_id, source_class, model_class): their
     call-keeping sets explain the class the model sees."""
+    directions: list[DirectionSection] = field(default_factory=list)
+    """The run's global counterfactual directions, one per target class."""
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -141,6 +144,7 @@ class, the model's own calls on the reference confirm it (decision effect at lea
 of the class the model assigns them, not their own.</p>
 {{ table(report.misclassified) }}
 {% endif %}
+{{ directions() }}
 {% for section in report.groups %}
 <h2 id="{{ section.group }}">{{ section.group }}{% if section.note %} <span class="note">({{ section.note }})</span>{% endif %}</h2>
 <h3>Concepts the decision depends on</h3>
@@ -194,6 +198,8 @@ def render_html(report: Report) -> str:
         concepts=lambda scores: _concept_rows(scores, TOP_CONCEPTS), fmt=_fmt,
         table=lambda frame: markupsafe.Markup(_html_table(frame)),
         sets=lambda section: _set_table(report.summaries, section.set_ids),
+        directions=lambda: markupsafe.Markup(directions_html(
+            report.directions, lambda frame: markupsafe.Markup(_html_table(frame)), png_data_uri)),
     )
 
 
@@ -211,6 +217,7 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         lines += ["## Sources the model misclassifies", "",
                   "Their label, logit and probability sets are explained in the group of the class the model "
                   "assigns them.", "", to_markdown(report.misclassified)]
+    lines += directions_markdown(report.directions, link)
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]
