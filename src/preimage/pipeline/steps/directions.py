@@ -74,13 +74,13 @@ def find_global_direction(target: str, table: str | PathLike, images: str | Path
     Writes to `outputs`: `direction` (.npy, the unit-RMS latent edit), `trace` (the search), `heldout` (per
     held-out image: its class, the classifier's call on it, on its reconstruction and after the edit, LPIPS),
     `summary` (per source class and over all: flip rate, the reconstruction's as a control, distances, CLIP's
-    call), `concepts` (CLIP concept shift), `search` (JSON: settings, training flip rates, seconds) and the
+    call), `concepts` (CLIP concept shift), `search` (JSON: settings, training flip rates, wall and CPU seconds) and the
     held-out `originals`, `reconstructed` and `edited` images (.npy, uint8)."""
     from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, embed_images
     from preimage.analysis.directions import concept_shift, zero_shot_classes
     from preimage.engine.directions import edit, find_direction, invert, regenerate
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     torch.set_num_threads(threads)
     device = resolve_device(config["device"])
     section = config["directions"]
@@ -126,7 +126,8 @@ def find_global_direction(target: str, table: str | PathLike, images: str | Path
     write_json({"target": target, "settings": {field.name: getattr(settings, field.name) for field in fields(settings)},
                 "train_images": len(train), "train_flip_rate_start": float(direction.trace["flip_rate"].iloc[0]),
                 "train_flip_rate": float(direction.trace["flip_rate"][direction.trace["objective"].idxmax()]), "classifier_calls": int(direction.trace["calls"].iloc[-1]),
-                "search_seconds": round(searched, 2), "seconds": round(time.perf_counter() - started, 2)},
+                "search_seconds": round(searched, 2), "seconds": round(time.perf_counter() - started, 2),
+                "cpu_seconds": round(time.process_time() - cpu_started, 2)},
                outputs["search"])
     print(direction.trace.to_string(index=False))
     print(summary.to_string(index=False))
