@@ -114,8 +114,12 @@ def regenerate(prior: DiffusionPrior, latents: Tensor, settings: DirectionSettin
 
 def to_latent(grid: Tensor, latent_shape: tuple[int, int, int]) -> Tensor:
     """A search-grid direction (C, r, r) upsampled to the latent (C, h, w) and scaled to unit RMS."""
-    vector = F.interpolate(grid[None], size=latent_shape[1:], mode="bilinear", align_corners=False)[0]
-    return vector / vector.pow(2).mean().sqrt().clamp_min(1e-12)
+    return _unit(F.interpolate(grid[None], size=latent_shape[1:], mode="bilinear", align_corners=False)[0])
+
+
+def _unit(tensor: Tensor) -> Tensor:
+    """`tensor` scaled to unit RMS over its elements (zero stays zero)."""
+    return tensor / tensor.pow(2).mean().sqrt().clamp_min(1e-12)
 
 
 def edit(prior: DiffusionPrior, latents: Tensor, direction: Tensor, settings: DirectionSettings) -> Tensor:
@@ -131,10 +135,6 @@ def mean_difference(latents: Tensor, called_target: Tensor, resolution: int) -> 
                          "the target")
     difference = latents[called_target].mean(0) - latents[~called_target].mean(0)
     return F.adaptive_avg_pool2d(difference[None].float(), resolution)[0]
-
-
-def _unit(grid: Tensor) -> Tensor:
-    return grid / grid.pow(2).mean().sqrt().clamp_min(1e-12)
 
 
 class _Objective:
