@@ -33,25 +33,27 @@ rule global_direction:
         "../scripts/global_direction.py"
 
 
-rule direction_evaluation:
-    """What a direction changes according to the world's attribute oracle (evaluation only)."""
-    input:
-        reconstructed=direction_files("{target}")["reconstructed"],
-        edited=direction_files("{target}")["edited"],
-        oracle=f"{model_dir(config, 'oracle')}/model.safetensors",
-    output:
-        "results/directions/{target}/oracle.parquet",
-    params:
-        config=canonical({"world": shared_world(config), "training": {"oracle": config["training"]["oracle"]}}),
-    wildcard_constraints:
-        target="[^/]+",
-    threads: 1
-    log:
-        "logs/directions/evaluation/{target}.log",
-    benchmark:
-        "results/benchmarks/direction_evaluation/{target}.tsv",
-    script:
-        "../scripts/direction_evaluation.py"
+if config["report"]["evaluate"]:  # a world run: the oracle and its world are there
+
+    rule direction_evaluation:
+        """What a direction changes according to the world's attribute oracle (evaluation only)."""
+        input:
+            reconstructed=direction_files("{target}")["reconstructed"],
+            edited=direction_files("{target}")["edited"],
+            oracle=f"{model_dir(config, 'oracle')}/model.safetensors",
+        output:
+            "results/directions/{target}/oracle.parquet",
+        params:
+            config=canonical({"world": shared_world(config), "training": {"oracle": config["training"]["oracle"]}}),
+        wildcard_constraints:
+            target="[^/]+",
+        threads: 1
+        log:
+            "logs/directions/evaluation/{target}.log",
+        benchmark:
+            "results/benchmarks/direction_evaluation/{target}.tsv",
+        script:
+            "../scripts/direction_evaluation.py"
 
 
 rule figures_direction:

@@ -12,11 +12,19 @@ import torch
 
 from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
 from preimage.analysis.directions import concept_shift, zero_shot_classes
-from preimage.analysis.report.directions import DirectionSection, directions_html, directions_markdown
+from preimage.analysis.report.directions import (
+    DirectionSection,
+    direction_grid_figure,
+    directions_html,
+    directions_markdown,
+    flip_rate_figure,
+)
+from preimage.analysis.report.style import save_figure
 from preimage.engine.directions import DirectionSettings, edit, find_direction, invert, probabilities, regenerate
 from preimage.engine.priors.base import ddim_from_config
 from preimage.pipeline.config import ConfigError, validate_config
 from preimage.pipeline.steps.directions import check_target, split_images, summarise
+from preimage.utils.io import write_json, write_parquet
 
 torch.set_num_threads(1)
 
@@ -196,7 +204,7 @@ def test_bad_direction_settings_are_refused_naming_the_key(config, change, messa
         validate_config(bad)
 
 
-def test_the_report_section_shows_each_direction(tmp_path):
+def test_the_report_section_shows_each_direction_read_from_its_files(tmp_path):
     held = pd.DataFrame({"class_name": ["circle", "cross"], "call_edited": ["square", "cross"],
                          "call_reconstruction": ["circle", "cross"], "call_original": ["circle", "cross"],
                          "lpips_to_original": [0.1, 0.2], "lpips_to_reconstruction": [0.1, 0.1],
@@ -209,7 +217,17 @@ def test_the_report_section_shows_each_direction(tmp_path):
                             "gain": 0.8, "concept": "a tag"}])
     search = {"target": "square", "train_images": 32, "classifier_calls": 100, "search_seconds": 12.0,
               "train_flip_rate": 0.6, "train_flip_rate_start": 0.5}
-    section = DirectionSection("square", summary, concepts, search, oracle)
+    folder = tmp_path / "square"
+    for name, table in (("summary", summary), ("concepts", concepts), ("oracle", oracle)):
+        write_parquet(table, folder / f"{name}.parquet")
+    write_json(search, folder / "search.json")
+    rng = np.random.default_rng(0)
+    originals, edited = (rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    save_figure(direction_grid_figure(originals, edited, held["class_name"].to_numpy(), "square"), tmp_path / "grid")
+    save_figure(flip_rate_figure(summary), tmp_path / "flips")
+    section = DirectionSection.read(folder, {name: tmp_path / f"{name}.png" for name in ("grid", "flips")}, True)
+    assert section.target == "square" and section.oracle is not None
+    assert all(path.stat().st_size > 1000 for path in section.figures.values())
     html = directions_html([section], lambda frame: frame.to_html(), lambda path: path)
     assert "towards square" in html and "a tag" in html and "Oracle attributes" in html
     markdown = "\n".join(directions_markdown([section], lambda path, text: text))

@@ -136,6 +136,7 @@ def directions_markdown(sections: list[DirectionSection], link: Callable[[Path, 
         if section.oracle is not None:
             top = section.oracle.iloc[0]
             lines += [f"Oracle (evaluation): **{top['attribute']}** changes most ({top['changed']:.0%} of the images; "
-                      f"{top['value']} {top['before']:.0%} -> {top['after']:.0%}).", "", to_markdown(section.oracle)]
+                      f"{top['value']} {top['before']:.0%} -> {top['after']:.0%}).", "",
+                      to_markdown(section.oracle.fillna({"concept": "–"}))]
         lines += [link(path, name) for name, path in section.figures.items()] + [""]
     return lines
