@@ -25,6 +25,7 @@ from preimage.utils.images import to_tensor, to_uint8
 from preimage.utils.io import write_json, write_npy, write_parquet
 
 if TYPE_CHECKING:
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
     from preimage.engine.directions import DirectionSettings, Scorer
 
 ALL = "all"  # the summary row over every held-out image
@@ -76,8 +77,8 @@ def find_global_direction(target: str, table: str | PathLike, images: str | Path
     `summary` (per source class and over all: flip rate, the reconstruction's as a control, distances, CLIP's
     call), `concepts` (CLIP concept shift), `search` (JSON: settings, training flip rates, wall and CPU seconds) and the
     held-out `originals`, `reconstructed` and `edited` images (.npy, uint8)."""
-    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, embed_images
-    from preimage.analysis.directions import concept_shift, zero_shot_classes
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+    from preimage.analysis.directions import concept_shift
     from preimage.engine.directions import edit, find_direction, invert, regenerate
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -97,43 +98,54 @@ def find_global_direction(target: str, table: str | PathLike, images: str | Path
     def score(batch: torch.Tensor) -> torch.Tensor:
         return classifier(batch.to(device)).softmax(1)
 
+    search_started = time.perf_counter()
     direction = find_direction(prior, score, originals[train], target_index, settings)
-    searched = time.perf_counter() - started
+    searched = time.perf_counter() - search_started
     latents = invert(prior, originals[heldout], settings)
-    reconstructed = regenerate(prior, latents, settings).cpu()
-    edited = edit(prior, latents, direction.vector, settings).cpu()
-    held = rows.iloc[heldout].reset_index(drop=True)
-    with torch.no_grad():
-        perceptual = resolve_perceptual(config, device)
-        held = held.assign(**_calls(score, {"original": originals[heldout], "reconstruction": reconstructed,
-                                            "edited": edited}, target_index, classifier.label_names, settings.batch_size),
-                           lpips_to_original=perceptual(originals[heldout].to(device), edited.to(device)).cpu().numpy(),
-                           lpips_to_reconstruction=perceptual(reconstructed.to(device), edited.to(device)).cpu().numpy())
-    clip = resolve_clip(config, device)
+    versions = {"original": originals[heldout], "reconstruction": regenerate(prior, latents, settings).cpu(),
+                "edited": edit(prior, latents, direction.vector, settings).cpu()}
     vocabulary_table = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
-    before, after = embed_images(clip, reconstructed), embed_images(clip, edited)
-    held = held.assign(clip_before=zero_shot_classes(before, vocabulary_table),
-                       clip_after=zero_shot_classes(after, vocabulary_table))
-    summary = summarise(held, target)
-    concepts = concept_shift(before, after, vocabulary_table)
+    held, (before, after) = _measure(rows.iloc[heldout].reset_index(drop=True), versions, score, target_index,
+                                     classifier.label_names, vocabulary_table, config, device, settings.batch_size)
+    summary, concepts = summarise(held, target), concept_shift(before, after, vocabulary_table)
     write_npy(direction.vector.cpu().numpy(), outputs["direction"])
-    write_parquet(direction.trace, outputs["trace"])
-    write_parquet(held, outputs["heldout"])
-    write_parquet(summary, outputs["summary"])
-    write_parquet(concepts, outputs["concepts"])
-    for name, pictures in (("originals", originals[heldout]), ("reconstructed", reconstructed), ("edited", edited)):
-        write_npy(to_uint8(pictures), outputs[name])
+    for name, frame in (("trace", direction.trace), ("heldout", held), ("summary", summary), ("concepts", concepts)):
+        write_parquet(frame, outputs[name])
+    for name, version in (("originals", "original"), ("reconstructed", "reconstruction"), ("edited", "edited")):
+        write_npy(to_uint8(versions[version]), outputs[name])
+    trace = direction.trace
     write_json({"target": target, "settings": {field.name: getattr(settings, field.name) for field in fields(settings)},
-                "train_images": len(train), "train_flip_rate_start": float(direction.trace["flip_rate"].iloc[0]),
-                "train_flip_rate": float(direction.trace["flip_rate"][direction.trace["objective"].idxmax()]), "classifier_calls": int(direction.trace["calls"].iloc[-1]),
-                "search_seconds": round(searched, 2), "seconds": round(time.perf_counter() - started, 2),
-                "cpu_seconds": round(time.process_time() - cpu_started, 2)},
-               outputs["search"])
-    print(direction.trace.to_string(index=False))
+                "train_images": len(train), "train_flip_rate_start": float(trace["flip_rate"].iloc[0]),
+                "train_flip_rate": float(trace["flip_rate"][trace["objective"].idxmax()]),
+                "classifier_calls": int(trace["calls"].iloc[-1]), "search_seconds": round(searched, 2),
+                "seconds": round(time.perf_counter() - started, 2),
+                "cpu_seconds": round(time.process_time() - cpu_started, 2)}, outputs["search"])
+    print(trace.to_string(index=False))
     print(summary.to_string(index=False))
     print(concepts.head(5).to_string(index=False))
     print(f"search {searched:.1f} s, step {time.perf_counter() - started:.1f} s")
     return summary
+
+
+def _measure(held: pd.DataFrame, versions: Mapping[str, torch.Tensor], score: Scorer, target: int, names: list[str],
+             vocabulary: EmbeddedVocabulary, config: dict, device: torch.device,
+             batch_size: int) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """The held-out images' table with the classifier's calls on each version (`_calls`), LPIPS from the original
+    and from the reconstruction to the edit, and CLIP's call before (the reconstruction) and after the edit; and
+    the CLIP embeddings of the reconstructions and the edits."""
+    from preimage.analysis.concepts.embeddings import embed_images
+    from preimage.analysis.directions import zero_shot_classes
+
+    perceptual = resolve_perceptual(config, device)
+    edited = versions["edited"].to(device)
+    with torch.no_grad():
+        distances = {f"lpips_to_{version}": perceptual(versions[version].to(device), edited).cpu().numpy()
+                     for version in ("original", "reconstruction")}
+    clip = resolve_clip(config, device)
+    before, after = embed_images(clip, versions["reconstruction"]), embed_images(clip, versions["edited"])
+    held = held.assign(**_calls(score, versions, target, names, batch_size), **distances,
+                       clip_before=zero_shot_classes(before, vocabulary), clip_after=zero_shot_classes(after, vocabulary))
+    return held, (before, after)
 
 
 def _calls(score: Scorer, versions: Mapping[str, torch.Tensor], target: int, names: list[str],
