@@ -36,6 +36,7 @@ if world_models(config):
 include: "rules/sets.smk"
 include: "rules/concepts.smk"
 include: "rules/report.smk"
+include: "rules/directions.smk"
 
 
 rule all:
@@ -47,3 +48,4 @@ rule all:
         rules.concepts_embed_reference.output,
         rules.concepts_predict_reference.output,
         rules.concepts.input,  # the data-only baseline too, where no evaluation asks for it
+        rules.directions.input,

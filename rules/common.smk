@@ -6,11 +6,12 @@ from pathlib import Path
 
 from preimage.pipeline.config import SOURCES, models_named, shared_world, world_models, world_section
 from preimage.pipeline.sources import select_real_images
-from preimage.pipeline.layout import group_figure_stems, set_figure_dir
+from preimage.pipeline.layout import direction_figure_stems, direction_files, group_figure_stems, set_figure_dir
 from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
                                        set_job_models, source_files)
 
 SETS = config["sets"]
+DIRECTIONS = config["directions"]
 SOURCE_FILES = source_files(config)
 REAL_IMAGE_SPLITS = {config["concepts"]["baseline_split"], config["concepts"]["real_split"]}
 
@@ -129,3 +130,28 @@ def real_images(wildcards):
     """A real-image split's table and uint8 pixels: the world's, or those of the run's sources."""
     folder = "results/real" if wildcards.split == SOURCES else "results/world"
     return {"table": f"{folder}/{wildcards.split}.parquet", "images": f"{folder}/{wildcards.split}.npy"}
+
+
+def direction_images():
+    """The split a global direction is found and measured on (`directions.split`): its table and uint8 pixels."""
+    split = DIRECTIONS["split"]
+    folder = "results/real" if split == SOURCES else "results/world"
+    return {"table": f"{folder}/{split}.parquet", "images": f"{folder}/{split}.npy"}
+
+
+def direction_settings():
+    """What a global direction's job reads of `directions`: all but the list of targets, so adding a target
+    finds only its own direction."""
+    return {key: value for key, value in DIRECTIONS.items() if key != "targets"}
+
+
+def direction_report_inputs():
+    """Every target's direction files the report reads, its figures and (report.evaluate) the oracle's reading."""
+    files = []
+    for target in DIRECTIONS["targets"]:
+        found = direction_files(target)
+        files += [found["summary"], found["concepts"], found["search"]]
+        files += [f"{stem}.png" for stem in direction_figure_stems(target).values()]
+        if config["report"]["evaluate"]:
+            files.append(f"results/directions/{target}/oracle.parquet")
+    return files

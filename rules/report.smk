@@ -115,6 +115,7 @@ rule report_html:
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         evaluation=rules.report_evaluation.output if REPORT["evaluate"] else [],
         effects=rules.concepts_effects.output if INTERVENTIONS["enabled"] else [],
+        directions=direction_report_inputs(),
     output:
         html="results/report/index.html",
         markdown="results/report/summary.md",
@@ -122,6 +123,7 @@ rule report_html:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=lambda wildcards: groups(),
         figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"], INTERVENTIONS["enabled"]),
+        directions=DIRECTIONS["targets"],
     log:
         "logs/report/html.log",
     benchmark:

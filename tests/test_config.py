@@ -44,6 +44,7 @@ def real_run(config: dict) -> dict:
                       "clip": {"source": "models/my-clip"}, "regressor": {"source": "models/my-regressor"}}
     real["sets"]["sources"] = {"kind": "folder", "path": "data/images", "per_class": 2, "seed": 0}
     real["concepts"].update(vocabulary="common", baseline_split="sources", real_split="sources")
+    real["directions"]["split"] = "sources"
     real["report"]["evaluate"] = False
     return real
 

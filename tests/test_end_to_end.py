@@ -302,6 +302,7 @@ def turbo_overlay(models: dict[str, Path], manifest: Path) -> dict:
         "reference": {"members": 4, "seed": 1, "num_steps": 1},
         "perceptual": {"allow_random": True},
         "concepts": {"vocabulary": "common", "baseline_split": "sources", "real_split": "sources", "real_images": 4},
+        "directions": {"targets": []},  # config.yaml's global direction is towards a world class, on a world split
         "report": {"evaluate": False},
     }
 

@@ -33,6 +33,7 @@ GPU_RULES = (
     "concepts_embed_real",
     "concepts_predict_real",
     "concepts_predict_reference",
+    "global_direction",
 )
 SITE_VARIABLES = ("PREIMAGE_SLURM_ACCOUNT", "PREIMAGE_SLURM_PARTITION", "PREIMAGE_SLURM_GPU_PARTITION")
 

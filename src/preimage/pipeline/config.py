@@ -93,6 +93,9 @@ def world_uses(config: dict) -> list[str]:
         uses.append("concepts.vocabulary = world")
     uses += [f"concepts.{key} = {concepts[key]}" for key in ("baseline_split", "real_split")
              if concepts.get(key) in SPLIT_KINDS]
+    directions = schema_defaults("directions") | (config.get("directions") or {})
+    if directions["targets"] and directions["split"] in SPLIT_KINDS:
+        uses.append(f"directions.split = {directions['split']}")
     if (config.get("report") or {}).get("evaluate"):
         uses.append("report.evaluate = true")
     return uses
@@ -163,6 +166,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     problems += _spec_problems(config, {tuple(e.absolute_path) for e in errors})
     problems += _cone_problems(config) if not problems else []
     problems += _world_problems(config) if not problems else []
+    problems += _direction_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
     return config
@@ -287,6 +291,24 @@ def _world_problems(config: dict) -> list[str]:
     except ValueError as error:
         return [str(error)]
     return []
+
+
+def _direction_problems(config: dict) -> list[str]:
+    """`directions.split: sources` needs a folder or manifest of sources, and a world classifier's targets must be
+    world shapes (a real classifier's class names are checked by the direction's job, which loads it)."""
+    directions = config["directions"]
+    if not directions["targets"]:
+        return []
+    problems = []
+    if directions["split"] == SOURCES and config["sets"]["sources"]["kind"] == WORLD:
+        problems.append("directions.split: `sources` means the images of sets.sources' folder or manifest, but "
+                        "sets.sources.kind is world; name a world split (classifier_test, broken_test, unbiased_test)")
+    if "classifier" in world_models(config):
+        shapes = config["world"]["shapes"]
+        problems += [f"directions.targets[{i}]: {target!r} is not a class of the world's classifier; its classes are "
+                     f"world.shapes {shapes} (regression targets are not supported)"
+                     for i, target in enumerate(directions["targets"]) if target not in shapes]
+    return problems
 
 
 def read_yaml(path: str | Path) -> Any:

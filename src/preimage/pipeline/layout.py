@@ -9,6 +9,12 @@ from preimage.analysis.report.layout import GROUP_FIGURES, INTERVENTION_FIGURES,
 
 FIGURES = "results/figures"
 EVALUATION = "evaluation"
+DIRECTIONS = "results/directions"
+DIRECTION_FIGURES = ("grid", "flips")
+# a global direction's files in its folder, by output name
+DIRECTION_FILES = {"direction": "direction.npy", "trace": "trace.parquet", "heldout": "heldout.parquet",
+                   "summary": "summary.parquet", "concepts": "concepts.parquet", "search": "search.json",
+                   "originals": "originals.npy", "reconstructed": "reconstructed.npy", "edited": "edited.npy"}
 
 
 def group_figure_stems(group: str) -> dict[str, str]:
@@ -39,3 +45,18 @@ def report_figures(groups: Mapping[str, Group], evaluate: bool, interventions: b
         run={name: f"{stem}.png" for name, stem in run_figure_stems(evaluate).items()},
         interventions={name: f"{stem}.png" for name, stem in intervention_figure_stems().items()} if interventions else {},
     )
+
+
+def direction_dir(target: str) -> str:
+    """The folder of a target's global direction; `target` is a class name or the wildcard "{target}"."""
+    return f"{DIRECTIONS}/{target}"
+
+
+def direction_files(target: str) -> dict[str, str]:
+    """A global direction's files by output name (DIRECTION_FILES) in its folder."""
+    return {name: f"{direction_dir(target)}/{file}" for name, file in DIRECTION_FILES.items()}
+
+
+def direction_figure_stems(target: str) -> dict[str, str]:
+    """A global direction's figure paths without suffix, by figure name."""
+    return {name: f"{FIGURES}/directions/{target}/{name}" for name in DIRECTION_FIGURES}

@@ -13,6 +13,7 @@ import pandas as pd
 
 from preimage.analysis.concepts.clustering import GROUP_SCOPE
 from preimage.analysis.concepts.groups import Group
+from preimage.analysis.report.directions import DirectionSection
 from preimage.analysis.report.document import GroupSection, Report, write_report
 from preimage.analysis.report.figures import (
     cluster_montage_figure,
@@ -118,6 +119,7 @@ def build_report(
     markdown: str | Path,
     evaluation: tuple[str | Path, str | Path] | None = None,
     source_calls: str | Path | None = None,
+    directions: Sequence[DirectionSection] = (),
     effects: str | Path | None = None,
 ) -> Report:
     """Assemble and write the run report from its tables and the PNG figures named in `figures`;
@@ -145,6 +147,7 @@ def build_report(
         report.intervention_figures = {name: Path(path) for name, path in figures.interventions.items()}
     if source_calls is not None:
         report.misclassified = misclassified_sources(pd.read_parquet(source_calls))
+    report.directions = list(directions)
     write_report(report, html, markdown)
     return report
 

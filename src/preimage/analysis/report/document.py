@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP, contrast_kind
+from preimage.analysis.report.directions import DirectionSection, directions_html, directions_markdown
 from preimage.analysis.report.figures import read_pngs
 from preimage.analysis.report.tables import to_markdown
 from preimage.utils.io import atomic_path, image_grid
@@ -84,6 +85,8 @@ class Report:
     """Concept interventions' effects with their verdicts (`preimage.analysis.concepts.effects.findings`)."""
     intervention_figures: dict[str, Path] = field(default_factory=dict)
     """PNG paths: "effects", "pairs"."""
+    directions: list[DirectionSection] = field(default_factory=list)
+    """The run's global counterfactual directions, one per target class."""
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -157,6 +160,7 @@ the shortcut).</p>
 of the class the model assigns them, not their own.</p>
 {{ table(report.misclassified) }}
 {% endif %}
+{{ directions() }}
 {% for section in report.groups %}
 <h2 id="{{ section.group }}">{{ section.group }}{% if section.note %} <span class="note">({{ section.note }})</span>{% endif %}</h2>
 <h3>Concepts the decision depends on</h3>
@@ -220,6 +224,8 @@ def render_html(report: Report) -> str:
         concepts=lambda scores: _concept_rows(scores, TOP_CONCEPTS), fmt=_fmt,
         table=lambda frame: markupsafe.Markup(_html_table(frame)),
         sets=lambda section: _set_table(report.summaries, section.set_ids), findings_table=findings_table,
+        directions=lambda: markupsafe.Markup(directions_html(
+            report.directions, lambda frame: markupsafe.Markup(_html_table(frame)), png_data_uri)),
     )
 
 
@@ -240,6 +246,7 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         lines += ["## Sources the model misclassifies", "",
                   "Their label, logit and probability sets are explained in the group of the class the model "
                   "assigns them.", "", to_markdown(report.misclassified)]
+    lines += directions_markdown(report.directions, link)
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]

@@ -186,12 +186,30 @@ class DiffusionPrior(ABC):
         """Tweedie's estimate E[z0 | z_t] from the denoiser's output (computed when not given)."""
         if output is None:
             output = self.predict(z_t, t)
-        a = self.alpha_bar(t)
+        return self._clean_and_noise(z_t, self.alpha_bar(t), output)[0]
+
+    def _clean_and_noise(self, z: Tensor, a: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
+        """The clean sample and the noise that a denoiser `output` implies for z at signal fraction `a`."""
         if self.prediction_type == "epsilon":
-            return (z_t - (1 - a).sqrt() * output) / a.sqrt()
+            return (z - (1 - a).sqrt() * output) / a.sqrt(), output
         if self.prediction_type == "v_prediction":
-            return a.sqrt() * z_t - (1 - a).sqrt() * output
-        return output
+            return a.sqrt() * z - (1 - a).sqrt() * output, a.sqrt() * output + (1 - a).sqrt() * z
+        return output, (z - a.sqrt() * output) / (1 - a).sqrt()
+
+    def invert_step(self, z_s: Tensor, t: int | Tensor) -> Tensor:
+        """One deterministic DDIM inversion step: z at `previous_timestep(t)` to step t, the inverse of an eta=0
+        `step` from t (Song et al. 2021; diffusers' DDIMInverseScheduler).
+
+        The exact inverse needs the denoiser's output at z_t, which is unknown; as usual it is read at z_s instead
+        (the two differ by one small step), so a round trip is close, not exact, and closer with more steps.
+        """
+        output = self.predict(z_s, t)
+        clean, noise = self._clean_and_noise(z_s, self.alpha_bar(self.previous_timestep(t)), output)
+        if self.scheduler.config.clip_sample:  # as the forward step clips its clean estimate
+            limit = self.scheduler.config.clip_sample_range
+            clean = clean.clamp(-limit, limit)
+        a_t = self.alpha_bar(t)
+        return a_t.sqrt() * clean + (1 - a_t).sqrt() * noise
 
     def step(
         self,

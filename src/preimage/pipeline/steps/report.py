@@ -15,10 +15,12 @@ import pandas as pd
 
 from preimage.analysis.report.layout import GROUP_FIGURES
 from preimage.analysis.report.tables import winner
+from preimage.pipeline.layout import direction_dir, direction_figure_stems
 from preimage.utils.io import write_parquet
 
 if TYPE_CHECKING:
     from preimage.analysis.concepts.groups import Group
+    from preimage.analysis.report.directions import DirectionSection
     from preimage.analysis.report.layout import ReportFigures
 
 
@@ -83,12 +85,25 @@ def draw_run_figures(summaries: Sequence[str | PathLike], stems: Mapping[str, st
 def write_report(title: str, groups: Mapping[str, Group], summaries: Sequence[str | PathLike],
                  spurious: str | PathLike, clusters: Sequence[str | PathLike], figures: ReportFigures,
                  html: str | PathLike, markdown: str | PathLike, evaluation: Sequence[str | PathLike],
-                 source_calls: str | PathLike, effects: str | PathLike | None = None) -> None:
+                 source_calls: str | PathLike, directions: Sequence[str] = (),
+                 effects: str | PathLike | None = None) -> None:
     """Write the run's self-contained HTML report and its Markdown summary. `clusters` holds one clusters
     table per group, in the order of `groups`; `evaluation` is the (summary, pairs) of a ground-truth
-    evaluation, or empty for none; `source_calls` the model's call on each source (misclassified ones listed);
-    `effects` the concept interventions' findings, or None where they did not run."""
+    evaluation, or empty for none (then the global `directions` are shown without the oracle's reading);
+    `source_calls` the model's call on each source (misclassified ones listed); `directions` the target classes
+    of the global directions under results/directions/; `effects` the concept interventions' findings, or None
+    where they did not run."""
     from preimage.analysis.report.build import build_report
 
     build_report(title, groups, summaries, spurious, dict(zip(groups, clusters)), figures, html, markdown,
-                 tuple(evaluation) or None, source_calls, effects)
+                 tuple(evaluation) or None, source_calls, direction_sections(directions, bool(evaluation)), effects)
+
+
+def direction_sections(targets: Sequence[str], evaluated: bool) -> list[DirectionSection]:
+    """The report sections of the global directions towards `targets`, read from their folders and figures; with
+    `evaluated`, the oracle's reading too."""
+    from preimage.analysis.report.directions import DirectionSection
+
+    return [DirectionSection.read(direction_dir(target),
+                                  {name: f"{stem}.png" for name, stem in direction_figure_stems(target).items()},
+                                  evaluated) for target in targets]
