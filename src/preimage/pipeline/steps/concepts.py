@@ -29,6 +29,7 @@ from preimage.utils.io import atomic_path, write_npy, write_parquet
 
 if TYPE_CHECKING:
     from preimage.analysis.concepts.groups import Group
+    from preimage.analysis.concepts.interventions import Interventions
 
 
 def embed_vocabulary(vocabulary: str, prompt_template: str, class_template: str, shapes: Sequence[str] | None,
@@ -212,10 +213,10 @@ def intervene_on_concepts(scores: str | PathLike, vocabulary: str | PathLike, re
                           config: dict, settings: Mapping, table_output: str | PathLike,
                           images_output: str | PathLike, threads: int) -> pd.DataFrame:
     """Concept interventions (`preimage.analysis.concepts.interventions`, `settings` the config's
-    concepts.interventions section): the best candidates of each class and
-    regression group's `scores` added to or removed from the first reference images, with the classifier's class
-    probabilities and each regressor's output on every edit and its null twin. Writes the table as Parquet and
-    the images as uint8 (concepts x images, 3 [source, edit, null], H, W, 3)."""
+    concepts.interventions section): the best candidates of each class and regression group's `scores` added to or
+    removed from the first reference images (each under its own prompt, for a class-prompted prior), with the
+    classifier's class probabilities and each regressor's output on every edit and its null twin. Writes the table
+    as Parquet and the images as uint8 (concepts x images, 3 [source, edit, null], H, W, 3)."""
     from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, read_png_images
     from preimage.analysis.concepts.groups import MOVED_DOWN, MOVED_UP
     from preimage.analysis.concepts.interventions import (
@@ -224,26 +225,51 @@ def intervene_on_concepts(scores: str | PathLike, vocabulary: str | PathLike, re
         concepts_to_test,
         intervene,
     )
+    from preimage.pipeline.steps.sets import class_prompts
 
     torch.set_num_threads(threads)
     device = resolve_device(config["device"])
     edits = settings_from_config(InterventionSettings, _tuples(settings), "concepts.interventions")
     concepts = concepts_to_test(pd.read_parquet(scores), edits.concepts_per_group, ("class", MOVED_UP, MOVED_DOWN))
     members = pd.read_parquet(reference)
-    members = members[members["accepted"]].head(edits.images)
+    members = members[members["accepted"]].head(edits.images).reset_index(drop=True)
     images = read_png_images([Path(reference).parent / image for image in members["image"]]).to(device)
     clip = resolve_clip(config, device)
     space = ClipSpace.from_vocabulary(clip.encode_images, EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary)),
                                       concepts)
-    result = intervene(resolve_prior(config, device), space, images, concepts, model_readouts(config, device), edits)
-    table = result.table.assign(reference_image=members["image"].to_numpy()[result.table["image"]])
-    pixels = torch.stack([images.repeat(len(concepts), 1, 1, 1), result.edits, result.nulls], dim=1)
+    readouts = model_readouts(config, device)
+    prompts = class_prompts(config, device, sorted(set(members["source_class"])))
+    prior = resolve_prior(config, device, class_name=next(iter(prompts.values()))[2] if prompts else None)
+    parts = []
+    for prompt_class, rows in members.groupby("source_class", sort=True):  # a class-prompted prior: its own prompt
+        if prompts:
+            prior.set_prompt(*prompts[prompt_class][:2])
+        part = intervene(prior, space, images[rows.index.to_numpy()], concepts, readouts, edits)
+        parts.append((rows.index.to_numpy(), part))
+    table, pixels = _joined(parts, images, len(concepts))
+    table = table.assign(reference_image=members["image"].to_numpy()[table["image"]])
     write_parquet(table, table_output)
-    write_npy(to_uint8(pixels.flatten(0, 1)).reshape(len(concepts), len(images), 3, *pixels.shape[-2:], 3),
-              images_output)
+    write_npy(to_uint8(pixels.flatten(0, 2)).reshape(*pixels.shape[:3], *pixels.shape[-2:], 3), images_output)
     print(table.groupby("concept", sort=False).agg(edits=("success", "size"), success=("success", "mean"),
                                                    strength=("strength", "mean")).to_string())
     return table
+
+
+def _joined(parts: Sequence[tuple[np.ndarray, Interventions]], images: torch.Tensor,
+            concepts: int) -> tuple[pd.DataFrame, torch.Tensor]:
+    """The interventions of the prompt classes' images as one table (image indices into `images`, rows by concept
+    then image) and one (concepts, images, 3 [source, edit, null], 3, H, W) tensor."""
+    pixels = torch.stack([images.unsqueeze(0).expand(concepts, *images.shape)] * 3, dim=2).clone()
+    tables = []
+    for indices, part in parts:
+        n = len(indices)
+        pixels[:, indices, 1] = part.edits.reshape(concepts, n, *images.shape[1:]).to(pixels.device)
+        pixels[:, indices, 2] = part.nulls.reshape(concepts, n, *images.shape[1:]).to(pixels.device)
+        tables.append(part.table.assign(image=indices[part.table["image"].to_numpy()]))
+    order = {name: k for k, name in enumerate(dict.fromkeys(parts[0][1].table["concept"]))}
+    table = pd.concat(tables, ignore_index=True)
+    table = table.sort_values(["concept", "image"], key=lambda c: c.map(order) if c.name == "concept" else c)
+    return table.reset_index(drop=True), pixels
 
 
 def model_readouts(config: dict, device: torch.device) -> dict:

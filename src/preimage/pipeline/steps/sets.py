@@ -107,6 +107,18 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     return written
 
 
+def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """{class: (prompt, negative prompt, class text)} of a prior whose prompt names {class_name}; {} for a prior
+    without a class prompt, which draws every class alike."""
+    settings = model_settings(config, "prior")
+    if CLASS_NAME not in settings["prompt"] + settings["negative_prompt"]:
+        return {}
+    classifier = resolve_classifier(config, device)
+    texts = {name: class_text(classifier, name) for name in classes}
+    return {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text), text)
+            for name, text in texts.items()}
+
+
 def _prompt_class(config: dict, class_name: str) -> str:
     """The class a set's prior prompt names ("" when the prompt names none): the reference draws of that class
     are the ones drawn under the same prompt."""
@@ -193,15 +205,8 @@ def draw_reference_samples(sources: str | PathLike, members: str | PathLike, con
 
     torch.set_num_threads(threads)
     reference, device = config["reference"], resolve_device(config["device"])
-    settings = model_settings(config, "prior")
-    prompts = None
-    if CLASS_NAME in settings["prompt"] + settings["negative_prompt"]:
-        classifier = resolve_classifier(config, device)
-        classes = sorted(pd.read_parquet(sources)["class_name"].unique())
-        texts = {name: class_text(classifier, name) for name in classes}
-        prompts = {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text))
-                   for name, text in texts.items()}
-    first = next(iter(prompts)) if prompts else None
-    prior = resolve_prior(config, device, class_name=texts[first] if prompts else None)
+    prompts = class_prompts(config, device, sorted(pd.read_parquet(sources)["class_name"].unique()))
+    prior = resolve_prior(config, device, class_name=next(iter(prompts.values()))[2] if prompts else None)
+    prompts = {name: (prompt, negative) for name, (prompt, negative, _) in prompts.items()} if prompts else None
     result = reference_set(prior, reference["members"], reference["seed"], reference["num_steps"], prompts)
     write_set(result, Path(members).parent)
