@@ -10,14 +10,18 @@ CAPTIONS = {"samplers": "Samplers", "guidance": "Samplers", "evaluation": "Evalu
 
 
 rule report_evaluation:
-    """Flags of the invariant-set method and of the data-only baseline against the planted shortcuts."""
+    """Flags of the invariant-set method and of the data-only baseline against the planted shortcuts, those the
+    world's models learned (their training metrics: report.learned_drop_points) counted apart from the others."""
     input:
         spurious="results/concepts/spurious.parquet",
         ground_truth="results/world/ground_truth.parquet",
         **({"baseline": "results/concepts/baseline.parquet"} if BASELINE_SPLIT else {}),
+        **learning_metrics(),
     output:
         summary="results/report/evaluation.parquet",
         pairs="results/report/evaluation_pairs.parquet",
+    params:
+        min_drop=REPORT["learned_drop_points"],
     log:
         "logs/report/evaluation.log",
     benchmark:
