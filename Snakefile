@@ -36,6 +36,7 @@ if world_models(config):
 include: "rules/sets.smk"
 include: "rules/concepts.smk"
 include: "rules/report.smk"
+include: "rules/benchmarks.smk"
 
 
 rule all:
