@@ -44,15 +44,14 @@ def learned_shortcuts(ground_truth: pd.DataFrame, classifier_metrics: dict | Non
     A model whose metrics are not given (None: not a world model, so not trained and measured here) has its
     shortcuts counted as learned, drop NaN. A shortcut the given metrics do not list raises: they belong to
     another world."""
-    drops = {("classifier", *key): entry["drop_points"] for entry in (classifier_metrics or {}).get("shortcuts", [])
-             for key in [tuple(entry[c] for c in SHORTCUT)]}
+    drops = {("classifier", *(entry[c] for c in SHORTCUT)): entry["drop_points"]
+             for entry in (classifier_metrics or {}).get("shortcuts", [])}
     if regressor_metrics is not None:
         shortcut = regressor_metrics["shortcut"]
         drops[("regressor", REGRESSOR_UP, shortcut["attribute"], shortcut["value"])] = regressor_metrics["drop_points"]
     measured = {"classifier": classifier_metrics is not None, "regressor": regressor_metrics is not None}
-    models = ground_truth["model"] if "model" in ground_truth else pd.Series("classifier", index=ground_truth.index)
     points = []
-    for model, key in zip(models, ground_truth[SHORTCUT].itertuples(index=False)):
+    for model, key in zip(ground_truth["model"], ground_truth[SHORTCUT].itertuples(index=False)):
         if not measured[model]:
             points.append(float("nan"))
         elif (model, *key) in drops:
