@@ -61,12 +61,14 @@ def benchmark_table(results: Sequence[WorldResult]) -> pd.DataFrame:
 
 
 def benchmark_figure(table: pd.DataFrame, title: str) -> plt.Figure:
-    """F1 and false flags of each method on each world (bars), with the mean F1 over the worlds in the legend."""
+    """F1 and false flags of each method on each world (bars; each world labelled with its planted shortcuts and
+    how many of them the classifier learned), with the mean F1 over the worlds in the legend."""
     apply_style()
     per_world = table[table["world"] != ALL]
     means = table[table["world"] == ALL].set_index("method")["f1"]
     shown = per_world.assign(method=[f"{m} (mean F1 {means[m]:.2f})" for m in per_world["method"]],
-                             label=[f"{w}\n{n} planted" for w, n in zip(per_world["world"], per_world["shortcuts"])])
+                             label=[f"{w}\n{n} planted, {k} learned" for w, n, k in
+                                    zip(per_world["world"], per_world["shortcuts"], per_world["planted"])])
     figure, axes = plt.subplots(2, 1, figsize=(max(5.0, 1.1 * per_world["world"].nunique() + 2), 5.5), sharex=True)
     sns.barplot(data=shown, x="label", y="f1", hue="method", ax=axes[0])
     axes[0].set_ylim(0, 1.05)
