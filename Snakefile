@@ -37,6 +37,7 @@ include: "rules/sets.smk"
 include: "rules/concepts.smk"
 include: "rules/report.smk"
 include: "rules/directions.smk"
+include: "rules/benchmarks.smk"
 
 
 rule all:

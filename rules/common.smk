@@ -29,6 +29,17 @@ def model_inputs(*kinds):
     return inputs | ({"model_files": real} if real else {})
 
 
+def learning_metrics():
+    """{"classifier_metrics", "regressor_metrics": the training metrics.json of those that are world models}: how
+    much each learned its planted shortcuts, which the evaluation reads (the regressor's where it is trained)."""
+    metrics = {}
+    if "classifier" in world_models(config):
+        metrics["classifier_metrics"] = rules.train_classifier.output.metrics
+    if "regressor" in world_models(config) and REGRESSOR_DIR:
+        metrics["regressor_metrics"] = rules.train_regressor.output.metrics
+    return metrics
+
+
 def draw_pool(wildcards):
     """{"reference": the reference sample's members}, the pool of prior draws a rejection sampler tests instead of
     drawing its own with `sets.rejection_from_reference`; nothing otherwise."""

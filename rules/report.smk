@@ -11,15 +11,19 @@ CAPTIONS = {"samplers": "Samplers", "guidance": "Samplers", "evaluation": "Evalu
 
 rule report_evaluation:
     """Flags of the invariant-set method, the concept interventions' findings and the data-only baseline's flags
-    against the planted shortcuts."""
+    against the planted shortcuts, those the world's models learned (their training metrics:
+    report.learned_drop_points) counted apart from the others."""
     input:
         spurious="results/concepts/spurious.parquet",
         ground_truth="results/world/ground_truth.parquet",
         **({"baseline": "results/concepts/baseline.parquet"} if BASELINE_SPLIT else {}),
         **({"effects": rules.concepts_effects.output[0]} if INTERVENTIONS["enabled"] else {}),
+        **learning_metrics(),
     output:
         summary="results/report/evaluation.parquet",
         pairs="results/report/evaluation_pairs.parquet",
+    params:
+        min_drop=REPORT["learned_drop_points"],
     log:
         "logs/report/evaluation.log",
     benchmark:

@@ -5,4 +5,6 @@ from preimage.pipeline.steps.report import evaluate_flags
 
 with redirect_output(snakemake.log[0]):
     evaluate_flags(snakemake.input.spurious, snakemake.input.ground_truth, snakemake.input.get("baseline"),
-                   snakemake.input.get("effects"), snakemake.output.summary, snakemake.output.pairs)
+                   snakemake.input.get("effects"), snakemake.output.summary, snakemake.output.pairs,
+                   snakemake.input.get("classifier_metrics"), snakemake.input.get("regressor_metrics"),
+                   snakemake.params.min_drop)

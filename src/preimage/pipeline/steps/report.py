@@ -7,8 +7,10 @@ every Snakemake job is a new process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -25,22 +27,29 @@ if TYPE_CHECKING:
 
 
 def evaluate_flags(spurious: str | PathLike, ground_truth: str | PathLike, baseline: str | PathLike | None,
-                   effects: str | PathLike | None, summary: str | PathLike,
-                   pairs: str | PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   effects: str | PathLike | None, summary: str | PathLike, pairs: str | PathLike,
+                   classifier_metrics: str | PathLike | None, regressor_metrics: str | PathLike | None,
+                   min_drop: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the invariant-set method's flags (the `spurious` table) and, when given, the findings of concept
     interventions (`effects`) and the data-only `baseline`'s flags against the world's planted shortcuts
-    (evaluation only): a summary per method and its (class, concept) pairs, as Parquet."""
+    (evaluation only): a summary per method and its (class, concept) pairs, as Parquet. A planted shortcut counts
+    only when the world model's training metrics (`classifier_metrics`, `regressor_metrics`: their metrics.json,
+    None for a model that is not the world's) show a drop of at least `min_drop` points on the shortcut-broken
+    split (`report.learned_drop_points`)."""
     from preimage.analysis.concepts.effects import as_scores
-    from preimage.world.evaluation import evaluate
+    from preimage.world.evaluation import evaluate, learned_shortcuts
 
     methods = {"invariant sets": pd.read_parquet(spurious)}
     if effects is not None:
         methods["concept interventions"] = as_scores(pd.read_parquet(effects))
     if baseline is not None:
         methods["baseline (misclassified real images)"] = pd.read_parquet(baseline)
-    scored, scored_pairs = evaluate(methods, pd.read_parquet(ground_truth))
+    metrics = [None if path is None else json.loads(Path(path).read_text()) for path in (classifier_metrics, regressor_metrics)]
+    truth = learned_shortcuts(pd.read_parquet(ground_truth), *metrics, min_drop=min_drop)
+    scored, scored_pairs = evaluate(methods, truth)
     write_parquet(scored, summary)
     write_parquet(scored_pairs, pairs)
+    print(truth.to_string(), f"\n(learned: a drop of at least {min_drop:g} points)\n")
     print(scored.to_string(), f"\nwinner: {winner(scored)}")
     return scored, scored_pairs
 
