@@ -530,7 +530,9 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     pixels = np.load(concepts / "interventions" / "images.npy")
     assert pixels.shape[:3] == (len(tested), 4, 3) and pixels.dtype == np.uint8
     effects = pd.read_parquet(concepts / "effects.parquet")
-    assert set(effects["readout"]) == set(SOURCE_CLASSES) and set(effects["concept"]) == set(tested)
+    vocabulary = pd.read_parquet(concepts / "vocabulary.parquet")
+    classes = set(vocabulary.loc[vocabulary["kind"] == "class", "name"])  # every class of the classifier
+    assert set(effects["readout"]) == classes and set(effects["concept"]) == set(tested)
     for name in ("effects", "pairs"):
         assert (figures / "interventions" / f"{name}.png").is_file(), name
 
