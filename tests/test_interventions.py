@@ -107,7 +107,7 @@ def test_interventions_move_the_clip_score_of_the_concept(tiny_pixel_models, tin
     torch.manual_seed(0)
     images = torch.rand(6, 3, TINY_SIZE, TINY_SIZE)
     texts = tiny_clip.encode_texts(["a tag", "a circle", "a square"]).detach()
-    space = ClipSpace(tiny_clip.encode_images, {"a tag": texts[0]}, texts[1:], 10.0)
+    space = ClipSpace(tiny_clip.encode_images, {"a tag": texts[0]}, texts[1:])
     readouts = {"square": lambda x: classifier(x).softmax(1)[:, 1]}
     settings = InterventionSettings(images=6, strengths=(0.5, 0.7), guidance_scale=1.0, num_steps=8,
                                     guidance_interval=(0.0, 1.0))

@@ -77,7 +77,6 @@ class ClipSpace:
     encode: Callable[[Tensor], Tensor]
     concept_text: Mapping[str, Tensor]
     class_text: Tensor
-    logit_scale: float
 
     @classmethod
     def from_vocabulary(cls, encode: Callable[[Tensor], Tensor], vocabulary: EmbeddedVocabulary,
@@ -87,7 +86,7 @@ class ClipSpace:
         if unknown:
             raise ValueError(f"interventions: concept(s) {unknown} are not in the vocabulary")
         text = {name: torch.from_numpy(vocabulary.text[vocabulary.concepts.index(name)]) for name in concepts}
-        return cls(encode, text, torch.from_numpy(vocabulary.class_text), vocabulary.logit_scale)
+        return cls(encode, text, torch.from_numpy(vocabulary.class_text))
 
     @torch.no_grad()
     def similarity(self, images: Tensor, concept: str) -> Tensor:
@@ -174,19 +173,16 @@ def _edit_with_escalation(prior: DiffusionPrior, clip: ClipSpace, images: Tensor
     """Edit each image at the first strength that succeeds; an image no strength edits keeps its last try."""
     objective = concept_objective(clip.encode, clip.concept_text[concept], target=threshold, direction=direction,
                                   margin=settings.margin, name=concept)
-    result: pd.DataFrame | None = None
-    edits = nulls = images
-    for strength in settings.strengths:
-        todo = np.arange(len(images)) if result is None else np.flatnonzero(~result["success"].to_numpy(bool))
+    first, *later = settings.strengths
+    edits, nulls = _edit_pair(prior, objective, images, first, settings, seed)
+    result = _judge(clip, concept, threshold, direction, edits, nulls).assign(strength=first)
+    for strength in later:
+        todo = np.flatnonzero(~result["success"].to_numpy(bool))
         if len(todo) == 0:
             break
         edit, null = _edit_pair(prior, objective, images[todo], strength, settings, seed)
-        tried = _judge(clip, concept, threshold, direction, edit, null).assign(strength=strength)
-        if result is None:
-            result, edits, nulls = tried, edit, null
-        else:
-            result.iloc[todo] = tried.to_numpy()
-            edits[todo], nulls[todo] = edit, null
+        result.iloc[todo] = _judge(clip, concept, threshold, direction, edit, null).assign(strength=strength).to_numpy()
+        edits[todo], nulls[todo] = edit, null
     result = result.astype({"success": bool, "class_kept": bool, "strength": float})
     return Interventions(pd.concat([result, _responses(readouts, edits, nulls, direction)], axis=1), edits, nulls)
 

@@ -105,23 +105,21 @@ def check_interval(name: str, value: Any) -> tuple[float, float]:
 
 def check_source(source: Tensor, image_size: int) -> Tensor:
     """The (1, 3, S, S) source image in [0, 1] the objective was bound to."""
-    expected = (1, 3, image_size, image_size)
-    if not isinstance(source, Tensor) or tuple(source.shape) != expected:
-        shape = tuple(source.shape) if isinstance(source, Tensor) else type(source).__name__
-        raise ValueError(f"source must be a tensor of shape {expected} matching the prior, got {shape}")
-    if not source.is_floating_point() or source.min() < 0 or source.max() > 1:
-        raise ValueError("source must be a float image in [0, 1]")
-    return source
+    if isinstance(source, Tensor) and source.dim() == 4 and len(source) != 1:
+        raise ValueError(f"source must be a tensor of shape (1, 3, {image_size}, {image_size}) matching the prior, "
+                         f"got {tuple(source.shape)}")
+    return check_sources(source, image_size, what="source")
 
 
-def check_sources(sources: Tensor, image_size: int) -> Tensor:
-    """A (B, 3, S, S) batch of source images in [0, 1] matching the prior, one per member of an edit."""
+def check_sources(sources: Tensor, image_size: int, what: str = "sources") -> Tensor:
+    """A (B, 3, S, S) batch of source images in [0, 1] matching the prior (one per member of an edit)."""
     if not isinstance(sources, Tensor) or sources.dim() != 4 or tuple(sources.shape[1:]) != (3, image_size, image_size):
         shape = tuple(sources.shape) if isinstance(sources, Tensor) else type(sources).__name__
-        raise ValueError(f"sources must be a tensor of shape (B, 3, {image_size}, {image_size}) matching the prior, "
-                         f"got {shape}")
+        batch = "1" if what == "source" else "B"
+        raise ValueError(f"{what} must be a tensor of shape ({batch}, 3, {image_size}, {image_size}) matching the "
+                         f"prior, got {shape}")
     if len(sources) == 0 or not sources.is_floating_point() or sources.min() < 0 or sources.max() > 1:
-        raise ValueError("sources must be a non-empty float batch of images in [0, 1]")
+        raise ValueError(f"{what} must be a float image batch in [0, 1]")
     return sources
 
 
