@@ -231,17 +231,26 @@ rule concepts_group:
 
 
 rule concepts_spurious_table:
-    """Every group's concept scores in one table."""
+    """Every group's concept scores in one table, each class group's mirror images of another class's finding
+    marked (a shortcut's absence looks enriched in the other classes) and their flags withdrawn."""
     input:
-        group_paths("results/concepts/spurious/{group}.parquet"),
+        tables=group_paths("results/concepts/spurious/{group}.parquet"),
+        embeddings=group_paths(rules.concepts_embed_group.output[0]),
+        vocabulary=rules.concepts_vocabulary.output.table,
+        reference=rules.concepts_embed_reference.output[0],
+        reference_predictions=rules.concepts_predict_reference.output[0],
     output:
         "results/concepts/spurious.parquet",
+    params:
+        groups=lambda wildcards: list(groups().values()),
+        synonyms=canonical(CONCEPTS["synonyms"]),
+        spurious=canonical(CONCEPTS["spurious"]),
     log:
         "logs/concepts/spurious_table.log",
     benchmark:
         "results/benchmarks/concepts_spurious_table.tsv",
     script:
-        "../scripts/concepts_collect.py"
+        "../scripts/concepts_spurious_table.py"
 
 
 if INTERVENTIONS["enabled"]:

@@ -37,7 +37,7 @@ rule figures_group:
     embedding map (PNG + PDF), and a PNG grid of each of its sets. One job per group, so they draw in parallel
     and as soon as the group's concepts are done."""
     input:
-        scores=rules.concepts_group.output.spurious,
+        scores=rules.concepts_spurious_table.output[0],
         clusters=rules.concepts_group.output.clusters,
         map=rules.concepts_group.output.map,
         members=group_members,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preimage.pipeline.steps.concepts import stack_tables
+from preimage.pipeline.steps.concepts import collect_spurious
 from preimage.pipeline.steps.training import train_world_model
 from preimage.pipeline.steps.world import write_ground_truth, write_world_split
 from preimage.world.generator import WorldSpec, ground_truth, make_split
@@ -68,14 +68,16 @@ def test_world_steps_write_what_the_generator_makes(tiny_world, tmp_path):
                                   ground_truth(WorldSpec.from_config(tiny_world)))
 
 
-def test_stack_tables_keeps_the_order_of_its_inputs(tmp_path):
+def test_collect_spurious_keeps_the_order_of_its_inputs(tmp_path):
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"{i}.parquet")
-        pd.DataFrame({"group": [f"g{i}"] * 2, "value": [i, i + 0.5]}).to_parquet(paths[-1])
-    stacked = stack_tables(paths, tmp_path / "all.parquet")
+        pd.DataFrame({"group": [f"g{i}"] * 2, "value": [i, i + 0.5], "flagged": False}).to_parquet(paths[-1])
+    unread = [tmp_path / "absent.parquet"] * 3  # without mirrors, embeddings and the reference are not read
+    stacked = collect_spurious(paths, unread, [], unread[0], unread[0], unread[0], {}, {"mirrors": False},
+                               tmp_path / "all.parquet")
     assert list(pd.read_parquet(tmp_path / "all.parquet")["group"]) == ["g0", "g0", "g1", "g1", "g2", "g2"]
-    assert list(stacked.index) == list(range(6))
+    assert list(stacked.index) == list(range(6)) and (stacked["mirror_of"] == "").all()
 
 
 def test_an_unknown_world_model_is_a_clear_error(tiny_world, tmp_path):

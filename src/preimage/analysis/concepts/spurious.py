@@ -80,6 +80,9 @@ class SpuriousSettings:
     absent_fraction: float = 0.5
     evidence: int = 6
     seed: int = 0
+    mirrors: bool = True
+    """Across class groups, withdraw the flags that are mirror images of another class's finding
+    (`preimage.analysis.concepts.mirrors`); the per-group scores above never read it."""
 
 
 def strata(images: np.ndarray, vocabulary: EmbeddedVocabulary, core: str, absent_fraction: float) -> np.ndarray:

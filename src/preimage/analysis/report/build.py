@@ -62,11 +62,13 @@ class FigureSettings:
 def write_group_figures(scores: str | Path, clusters: str | Path, embedding_map: str | Path,
                         set_dirs: Sequence[str | Path], group: Group, stems: Mapping[str, str | Path],
                         sets_dir: str | Path, settings: FigureSettings = FigureSettings()) -> None:
-    """One group's figures: stems "enrichment", "clusters", "embedding" (from the group's map table,
-    `preimage.analysis.concepts.maps`), and `sets_dir`/<set id> grids."""
+    """One group's figures: stems "enrichment" (its rows of the run's `scores` table), "clusters", "embedding"
+    (from the group's map table, `preimage.analysis.concepts.maps`), and `sets_dir`/<set id> grids."""
     title = group.name
-    save_figure(enrichment_figure(pd.read_parquet(scores), f"{title}: concepts the decision depends on",
-                                  settings.top_concepts), stems["enrichment"])
+    every_group = pd.read_parquet(scores)
+    save_figure(enrichment_figure(every_group[every_group["group"] == group.name],
+                                  f"{title}: concepts the decision depends on", settings.top_concepts),
+                stems["enrichment"])
     table = pd.read_parquet(clusters)
     group_clusters = table[table["scope"] == GROUP_SCOPE]
     save_figure(cluster_montage_figure(group_clusters, f"{title}: clusters"), stems["clusters"])

@@ -134,7 +134,9 @@ tr.flagged td { background: #fdecea; font-weight: 600; }
 <h1>{{ report.title }}</h1>
 <p class="note">Groups: {{ report.groups | length }} · sets: {{ report.summaries | length }}.
 A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect and, for a
-class, the model's own calls on the reference confirm it (decision effect at least the minimum effect).</p>
+class, the model's own calls on the reference confirm it (decision effect at least the minimum effect). A class's
+concept that is only the <b>mirror</b> image of another class's finding (no longer flagged among images without that
+finding's concept, while the finding still is among images without it) is listed as its mirror instead of flagged.</p>
 {% if report.evaluation is not none %}
 <h2>Against the planted shortcuts</h2>
 {{ table(report.evaluation) }}
@@ -168,7 +170,7 @@ of the class the model assigns them, not their own.</p>
 {% for row in concepts(section.scores) %}
 <tr class="{{ 'flagged' if row.flagged }}"><td>{{ row.rank }}</td><td>{{ row.concept }}</td><td>{{ fmt(row.score) }}</td>
 <td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
-<td>{{ 'flagged' if row.flagged else '' }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
+<td>{{ 'flagged' if row.flagged else ('mirror of ' ~ row.get('mirror_of') if row.get('mirror_of') else '') }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
 {% endfor %}</table>
 {% set first = section.scores.iloc[0] %}
 <p class="note">Threshold {{ fmt(first.threshold) }} (permutation null {{ fmt(first.null_threshold) }}).
@@ -249,10 +251,16 @@ def render_markdown(report: Report, directory: str | Path) -> str:
     lines += directions_markdown(report.directions, link)
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
-        table = shown[["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged"]]
+        columns = ["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged", "mirror_of"]
+        table = shown[[c for c in columns if c in shown]]
         flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
         heading = f"## {section.group}" + (f" ({section.note})" if section.note else "")
-        lines += [heading, "", f"Flagged concepts: **{flagged}**.", "", to_markdown(table)]
+        lines += [heading, "", f"Flagged concepts: **{flagged}**.", ""]
+        mirrors = shown[shown.get("mirror_of", pd.Series("", index=shown.index)) != ""]
+        if len(mirrors):
+            named = "; ".join(f"{row.concept} (of {row.mirror_of})" for row in mirrors.itertuples())
+            lines += [f"Mirror images of another class's finding, not flagged: {named}.", ""]
+        lines += [to_markdown(table)]
         lines += [link(path, name) for name, path in section.figures.items()] + [""]
     if report.samplers is not None:
         lines += ["## Samplers", "", to_markdown(report.samplers)]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from preimage.analysis.report.style import (
     FLAGGED,
+    MIRROR,
     NOT_FLAGGED,
     PALETTE,
     REFERENCE,
@@ -111,12 +112,16 @@ def enrichment_figure(scores: pd.DataFrame, title: str, top: int = 15) -> plt.Fi
     if shown.empty:
         raise ValueError(f"{title}: no scored candidate concept to show")
     figure, axis = plt.subplots(figsize=(6, 0.32 * len(shown) + 1.2))
-    colours = [FLAGGED if f else NOT_FLAGGED for f in shown["flagged"]]
+    mirror = shown["mirror_of"] != "" if "mirror_of" in shown else pd.Series(False, index=shown.index)
+    colours = [FLAGGED if f else MIRROR if m else NOT_FLAGGED for f, m in zip(shown["flagged"], mirror)]
     axis.barh(shown["concept"], shown["score"], color=colours)
     axis.invert_yaxis()
     threshold = shown["threshold"].iloc[0]
     if np.isfinite(threshold):
         axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"flag threshold {threshold:.2f}")
+    if mirror.any():
+        axis.barh([], [], color=MIRROR, label="mirror of another class's finding")
+    if np.isfinite(threshold) or mirror.any():
         axis.legend(loc="lower right", fontsize=8)
     axis.set_xlabel("spurious-feature score (mean of enrichment, reliance and decision)")
     axis.set_title(title)
@@ -188,7 +193,7 @@ def evaluation_figure(summary: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-VERDICT_COLOURS = {"finding": FLAGGED, "mirror": PALETTE[0], "avoided": PALETTE[0], "none": NOT_FLAGGED}
+VERDICT_COLOURS = {"finding": FLAGGED, "mirror": MIRROR, "avoided": MIRROR, "none": NOT_FLAGGED}
 
 
 def effects_figure(findings: pd.DataFrame, min_effect: float) -> plt.Figure:

@@ -19,6 +19,7 @@ DPI = 150
 PALETTE = sns.color_palette("colorblind")
 FLAGGED = PALETTE[3]
 NOT_FLAGGED = (0.62, 0.62, 0.62)
+MIRROR = PALETTE[0]  # a mirror image of another class's finding
 REFERENCE = (0.8, 0.8, 0.8)
 
 

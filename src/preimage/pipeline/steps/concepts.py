@@ -159,10 +159,38 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
     print(scores.sort_values("rank").drop(columns="evidence").head(10).to_string())
 
 
-def stack_tables(tables: Sequence[str | PathLike], output: str | PathLike) -> pd.DataFrame:
-    """Stack Parquet tables (one per group) into one, in the given order."""
-    stacked = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
+def collect_spurious(tables: Sequence[str | PathLike], embeddings: Sequence[str | PathLike],
+                     groups: Sequence[Group], vocabulary: str | PathLike, reference: str | PathLike,
+                     reference_predictions: str | PathLike, synonyms: Mapping[str, Sequence[str]],
+                     spurious_settings: Mapping, output: str | PathLike) -> pd.DataFrame:
+    """Every group's spurious-feature scores (`tables`, with `embeddings` and `groups` in the same order) in one
+    table; with concepts.spurious.mirrors, the class groups' flags that are mirror images of another class's
+    finding are marked (`preimage.analysis.concepts.mirrors`) and their flags withdrawn."""
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, embedding_matrix, generated_members
+    from preimage.analysis.concepts.mirrors import ClassGroupEvidence, mark_mirrors
+    from preimage.analysis.concepts.spurious import SpuriousSettings, called
+    from preimage.analysis.concepts.vocabulary import extrinsic_mask
+
+    settings = settings_from_config(SpuriousSettings, spurious_settings, "concepts.spurious")
+    stacked = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True).assign(mirror_of="")
+    if settings.mirrors:
+        embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
+        reference_table = generated_members(pd.read_parquet(reference))
+        predictions = pd.read_parquet(reference_predictions)
+        evidence = {}
+        for group, path in zip(groups, embeddings):
+            if group.kind == "class":
+                members = generated_members(pd.read_parquet(path))
+                evidence[group.name] = ClassGroupEvidence(
+                    group.name, group.core, embedding_matrix(members), members["set_id"].to_numpy(),
+                    embedding_matrix(reference_table), called(reference_table, predictions, group.core))
+        candidates = extrinsic_mask(embedded.concepts, embedded.class_names(synonyms))
+        stacked = mark_mirrors(stacked, evidence, embedded, candidates, settings)
     write_parquet(stacked, output)
+    mirrors = stacked[stacked["mirror_of"] != ""]
+    print(f"{int(stacked['flagged'].sum())} flag(s); {len(mirrors)} mirror(s)")
+    for row in mirrors.itertuples():
+        print(f"  {row.concept} ({row.group}): mirror of {row.mirror_of}")
     return stacked
 
 
