@@ -25,8 +25,11 @@ similarity s(x, c'), as the rank effect 2 * AUROC - 1 in [-1, 1] of members agai
 - extrinsicness: concepts naming an explained class (the class itself, its synonyms, another class)
   are never candidates: a class is not its own shortcut, and another class is a confusion.
 
-The score is the mean of the measured effects (enrichment, reliance, and decision as the mean of its
-strata). A candidate is flagged when its score exceeds both `min_effect` and the (1 - alpha) quantile
+The score is the mean of reliance and decision (the mean of its strata), the effects that read the
+model's own calls, where either is measured; enrichment alone where neither is (no core class, thin strata).
+Enrichment is shown but left out of a class's score: among images CLIP already recognises as the class, the
+model keeps its call whether or not a shortcut is there, so an added shortcut (a tag that makes squares) barely
+enriches the sets, while concepts the guidance happens to pile up do. A candidate is flagged when its score exceeds both `min_effect` and the (1 - alpha) quantile
 of the largest candidate score when member/reference labels and the model's calls on the reference are
 shuffled within strata: the permutation null keeps the chance of flagging anything in a group with no
 real enrichment at alpha, and the minimum effect keeps small but significant shifts (e.g. other
@@ -43,6 +46,7 @@ reliance and decision are not measured, and flags rest on enrichment alone.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,11 +144,11 @@ def score_concepts(
         return np.concatenate([in_sets(masks), decision.mean(call_masks)[:, None]], axis=1)
 
     observed = effects(is_member[None], calls[None])[0]
-    score = np.nanmean(observed, axis=0)
+    score = combined_score(observed[None])[0]
     rng = np.random.default_rng(settings.seed)
     null_members = permuted_masks(is_member, stratum, settings.permutations, rng)
     null_calls = permuted_masks(calls, stratum[len(members):], settings.permutations, rng)
-    threshold = null_threshold(np.nanmean(effects(null_members, null_calls), axis=1), candidates, settings.alpha)
+    threshold = null_threshold(combined_score(effects(null_members, null_calls)), candidates, settings.alpha)
     confirmed = observed[2] >= settings.min_effect if stratified else np.ones(len(candidates), dtype=bool)
     count = {(s, m): int(((stratum == s) & (is_member == m)).sum())
              for s in (RECOGNISED, ABSENT) for m in (True, False)}
@@ -170,6 +174,17 @@ def score_concepts(
         "called_reference": int(calls.sum()),
         "set_consistency": _set_consistency(similarity, stratum, np.asarray(member_sets)),
     })
+
+
+def combined_score(effects: np.ndarray) -> np.ndarray:
+    """(P, T) scores from (P, 3, T) enrichment, reliance and decision effects: the mean of reliance and decision
+    where either is measured (they read the model's calls), else enrichment (module docstring)."""
+    calls = effects[:, [ABSENT, 2]]
+    if np.isnan(calls).all():
+        return effects[:, RECOGNISED]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a concept with neither measured stays NaN
+        return np.nanmean(calls, axis=1)
 
 
 class _StratumEffects:

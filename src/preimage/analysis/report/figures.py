@@ -123,7 +123,7 @@ def enrichment_figure(scores: pd.DataFrame, title: str, top: int = 15) -> plt.Fi
         axis.barh([], [], color=MIRROR, label="mirror of another class's finding")
     if np.isfinite(threshold) or mirror.any():
         axis.legend(loc="lower right", fontsize=8)
-    axis.set_xlabel("spurious-feature score (mean of enrichment, reliance and decision)")
+    axis.set_xlabel("spurious-feature score (mean of reliance and decision, else enrichment)")
     axis.set_title(title)
     return figure
 
