@@ -30,7 +30,7 @@ from preimage.analysis.concepts.embeddings import (
 )
 from preimage.analysis.concepts.groups import concept_groups, group_slug
 from preimage.analysis.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
-from preimage.analysis.concepts.spurious import SpuriousSettings, called, score_concepts
+from preimage.analysis.concepts.spurious import SpuriousSettings, called, combined_score, score_concepts
 from preimage.analysis.concepts.statistics import auroc, permuted_masks
 from preimage.analysis.concepts.vocabulary import (
     extrinsic_mask,
@@ -267,6 +267,20 @@ def test_a_concept_the_class_needs_is_flagged_and_nothing_else():
     assert scores.loc["a square", "rank"] == 0 and np.isnan(scores.loc["a square", "score"])  # never a candidate
     assert scores["comparison"].iloc[0] == "stratified" and scores.loc["a tag", "set_consistency"] == 1.0
     assert scores["called_reference"].iloc[0] == tag.sum()
+
+
+def test_a_class_score_reads_the_models_calls_and_falls_back_to_enrichment():
+    nan = np.nan
+    # (1 shuffle, 3 effects: enrichment, reliance, decision, 2 concepts)
+    measured = np.array([[[0.9, 0.1], [0.2, nan], [0.4, 0.3]]])
+    np.testing.assert_allclose(combined_score(measured), [[0.3, 0.3]])  # enrichment left out
+    neither = np.array([[[0.9, 0.1], [nan, nan], [nan, nan]]])
+    np.testing.assert_allclose(combined_score(neither), [[0.9, 0.1]])  # no call read: enrichment alone
+    rng = np.random.default_rng(3)
+    reference, _, tag = _reference_world(rng)
+    scores = _score(_tagged_square_set(rng), reference, "square", reference_calls=tag)
+    candidates = scores[scores["extrinsic"]]
+    np.testing.assert_allclose(candidates["score"], candidates[["reliance", "decision"]].mean(axis=1))
 
 
 def test_a_concept_the_model_ignores_on_the_reference_is_not_confirmed():
