@@ -10,6 +10,7 @@ PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
 ROBUST_DIR = model_dir(config, "robust")
+LATENT_DIR = model_dir(config, "latent") if "latent" in config["training"] else None  # presets/world_latent.yaml
 REGRESSOR_DIR = (model_dir(config, "regressor") if "regression" in config["world"] and "regressor" in config["training"]
                  else None)  # the optional regression task's regressor
 
@@ -141,6 +142,60 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
             "results/benchmarks/refine_prior.tsv",
         script:
             "../scripts/refine_prior.py"
+
+
+if LATENT_DIR:
+
+    rule train_latent:
+        """The latent world model: a StableDiffusionPipeline folder (VAE, UNet2DConditionModel, CLIP text encoder and
+        tokenizer, DDIM scheduler) trained on the unbiased split and its captions. Not part of `all` or `train_world`."""
+        output:
+            unet=f"{LATENT_DIR}/unet/diffusion_pytorch_model.safetensors",
+            index=f"{LATENT_DIR}/model_index.json",
+            metrics=f"{LATENT_DIR}/metrics.json",
+        params:
+            world=canonical(shared_world(config)),
+            training=canonical(config["training"]["latent"]),
+            device=config["device"],
+        threads: 1  # one thread: the budget it was sized for (docs/world.md)
+        resources:
+            gpu=TRAIN_GPUS,
+        log:
+            "logs/train_latent.log",
+        benchmark:
+            "results/benchmarks/train_latent.tsv",
+        script:
+            "../scripts/train_latent.py"
+
+
+    rule evaluate_latent:
+        """Oracle check of the latent world model: unconditional validity and attribute frequencies, prompt
+        adherence with and without classifier-free guidance."""
+        input:
+            latent=rules.train_latent.output.unet,
+            oracle=rules.train_oracle.output.weights,
+        output:
+            metrics=f"{LATENT_DIR}/evaluation.json",
+            samples=f"{LATENT_DIR}/samples.png",
+        params:
+            world=canonical(shared_world(config)),
+            evaluation=canonical(config["evaluation"]),
+            device=config["device"],
+        threads: workflow.cores
+        resources:
+            gpu=TRAIN_GPUS,
+        log:
+            "logs/evaluate_latent.log",
+        benchmark:
+            "results/benchmarks/evaluate_latent.tsv",
+        script:
+            "../scripts/evaluate_latent.py"
+
+    rule latent_world:
+        """The latent world model with its evaluation: `snakemake --cores 2 latent_world`."""
+        input:
+            rules.train_latent.output,
+            rules.evaluate_latent.output,
 
 
 rule evaluate_prior:

@@ -65,7 +65,7 @@ def settings_with_defaults(given: dict, defaults: dict, where: str) -> dict[str,
     return defaults | given
 
 
-WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "robust", "regressor")
+WORLD_MODELS = ("classifier", "prior", "clip", "oracle", "robust", "regressor", "latent")
 BIASED_DATA_MODELS = ("classifier", "robust")  # trained on the biased classifier_train split
 
 

@@ -61,6 +61,20 @@ def train_world_prior(world: dict, training: dict, device: str, metrics: str | P
     return result
 
 
+def train_world_latent(world: dict, training: dict, device: str, metrics: str | PathLike, threads: int) -> dict:
+    """Train the world's latent diffusion model (VAE, UNet, text encoder) on its unbiased split and captions; the
+    pipeline folder goes to the folder of `metrics`, where its metrics are written as JSON."""
+    from preimage.world.training.latent import train_latent_model
+
+    torch.set_num_threads(threads)
+    spec = WorldSpec.from_config(world)
+    table, images = make_split(spec, PRIOR_DATA)
+    out_dir = Path(metrics).parent
+    result = train_latent_model(table, images, spec.shapes, training, device, out_dir)
+    write_json(result, metrics)
+    return result
+
+
 def refine_world_prior(base_unet: str | PathLike, world: dict, training: dict, device: str,
                        metrics: str | PathLike, threads: int) -> dict:
     """Fine-tune the prior's first stage (the diffusers folder holding `base_unet`, its UNet weights) on
@@ -91,6 +105,30 @@ def evaluate_world_prior(prior_unet: str | PathLike, oracle_weights: str | PathL
         WorldSpec.from_config(world),
         samples,
         sampling_steps,
+        device,
+    )
+    write_json(result, metrics)
+    picture = image_grid(images[:64], columns=8)
+    write_png(np.kron(picture, np.ones((3, 3, 1), dtype=np.uint8)), grid)
+    return result
+
+
+def evaluate_world_latent(latent_unet: str | PathLike, oracle_weights: str | PathLike, world: dict, evaluation: dict,
+                          device: str, metrics: str | PathLike, grid: str | PathLike, threads: int) -> dict:
+    """Score the latent world model (the pipeline folder holding `latent_unet`, its UNet weights) with the oracle:
+    unconditional validity and attribute frequencies, and prompt adherence with and without classifier-free
+    guidance, as JSON; its first 64 unconditional samples as a PNG grid drawn three times larger."""
+    from preimage.world.training.latent import evaluate_latent
+
+    torch.set_num_threads(threads)
+    result, images = evaluate_latent(
+        Path(latent_unet).parents[1],
+        Path(oracle_weights).parent,
+        WorldSpec.from_config(world),
+        evaluation["prior_samples"],
+        evaluation["latent_prompt_samples"],
+        evaluation["prior_sampling_steps"],
+        evaluation["latent_cfg_scale"],
         device,
     )
     write_json(result, metrics)

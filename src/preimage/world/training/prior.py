@@ -154,16 +154,20 @@ def evaluate_prior(prior_dir: str | Path, oracle_dir: str | Path, spec: WorldSpe
     Returns the metrics and the samples, (n, H, W, 3) uint8.
     """
     samples = sample_prior(prior_dir, n, num_steps, seed=0, device_name=device_name)
-    predicted = read_attributes(load_oracle(oracle_dir), to_tensor(samples), spec.shapes)
+    metrics = {"samples": n, "sampling_steps": num_steps, **oracle_scores(samples, load_oracle(oracle_dir), spec)}
+    return metrics, samples
+
+
+def oracle_scores(samples: np.ndarray, oracle: torch.nn.Module, spec: WorldSpec) -> dict:
+    """The oracle's reading of unconditional samples, (n, H, W, 3) uint8: the fraction it calls valid, and the
+    total variation of each attribute's frequencies among the valid ones from the unbiased split's."""
+    predicted = read_attributes(oracle, to_tensor(samples), spec.shapes)
     valid = predicted["valid"] == "valid"
     reference = {name: value_probabilities(spec, "unbiased", spec.shapes[0], name) for name in CATEGORICAL}
     reference["shape"] = np.full(len(spec.shapes), 1 / len(spec.shapes))
     distances = attribute_distance(predicted[valid], reference, spec.shapes)
-    metrics = {
-        "samples": n,
-        "sampling_steps": num_steps,
+    return {
         "valid_fraction": float(valid.mean()),
         "total_variation": distances,
         "max_total_variation": max(distances.values()),
     }
-    return metrics, samples

@@ -1,0 +1,114 @@
+"""The latent world model trains, saves as a StableDiffusionPipeline folder and runs through the engine's SD code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from preimage.engine.priors import LatentDiffusionPrior
+from preimage.engine.sets import reference_set
+from preimage.pipeline.models import resolve_prior
+from preimage.world.attributes import caption
+from preimage.world.generator import WorldSpec, make_split
+from preimage.world.training.latent import (
+    attribute_prompts,
+    build_tokenizer,
+    caption_words,
+    evaluate_latent,
+    train_latent_model,
+)
+from preimage.world.training.oracle import train_oracle
+
+TINY_LATENT = {
+    "vae": {"block_out_channels": [8, 8, 8], "layers_per_block": 1, "latent_channels": 4, "kl_weight": 1e-6,
+            "steps": 2, "batch_size": 4, "learning_rate": 0.001},
+    "unet": {"block_out_channels": [8, 16], "layers_per_block": 1, "attention_heads": 2,
+             "text_encoder": {"width": 16, "layers": 1, "heads": 2, "max_length": 16},
+             "empty_prompt": 0.1, "partial_prompt": 0.3, "min_snr_gamma": 5, "steps": 2, "batch_size": 4,
+             "learning_rate": 0.001, "ema_decay": 0.99},
+    "seed": 0,
+}
+TINY_TIMM = {"architecture": "resnet10t", "model_args": {"channels": [8, 16, 32, 64]}, "epochs": 1,
+             "batch_size": 32, "learning_rate": 0.002, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def spec() -> WorldSpec:
+    world = yaml.safe_load((REPO / "config.yaml").read_text())["world"]
+    world = {**world, "splits": {name: 32 for name in world["splits"]}}
+    return WorldSpec.from_config(world)
+
+
+@pytest.fixture(scope="module")
+def latent_dir(spec, tmp_path_factory):
+    table, images = make_split(spec, "prior_train")
+    out = tmp_path_factory.mktemp("latent")
+    metrics = train_latent_model(table, images, spec.shapes, TINY_LATENT, "cpu", out)
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return out
+
+
+def test_every_caption_word_is_one_token_and_a_full_caption_fits():
+    words = caption_words(("circle", "square", "triangle", "cross"))
+    tokenizer = build_tokenizer(words, max_length=16)
+    assert all(len(tokenizer.tokenize(word)) == 1 for word in words)
+    full = caption({"shape": "square", "fg_colour": "red", "bg_colour": "purple", "texture": "stripes",
+                    "tag": "present"})
+    assert tokenizer.tokenize(full) == [f"{word}</w>" for word in full.split()]
+    assert len(tokenizer(full).input_ids) == len(full.split()) + 2  # start and end tokens
+
+
+def test_the_folder_is_a_stable_diffusion_pipeline_with_a_unit_variance_scaling(latent_dir):
+    index = json.loads((latent_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert {"vae", "unet", "text_encoder", "tokenizer", "scheduler"} <= set(index)
+    assert list(latent_dir.rglob("*.bin")) == []  # safetensors only
+    vae = json.loads((latent_dir / "vae" / "config.json").read_text())
+    metrics = json.loads((latent_dir / "metrics.json").read_text())
+    assert vae["scaling_factor"] == pytest.approx(metrics["vae"]["scaling_factor"]) and vae["scaling_factor"] > 0
+
+
+def test_the_registry_loads_it_as_a_latent_prior_with_class_prompts_and_cfg(latent_dir, config):
+    settings = {"source": str(latent_dir), "dtype": "float32", "prompt": "a {class_name}", "cfg_scale": 3.0}
+    prior = resolve_prior({**config, "models": {**config["models"], "prior": settings}}, "cpu", class_name="square")
+    assert isinstance(prior, LatentDiffusionPrior)
+    assert prior.prompt == "a square" and prior.image_size == 32 and prior.latent_shape == (4, 8, 8)
+    images = reference_set(prior, 2, seed=0, num_steps=2).images
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+    again = reference_set(prior, 2, seed=0, num_steps=2).images
+    assert torch.equal(images, again)
+    prior.set_prompt("a circle")  # another prompt conditions the UNet differently
+    assert not torch.equal(prior.condition, prior.encode_prompt("a square"))
+
+
+def test_gradients_reach_the_latent_through_the_decoder(latent_dir):
+    prior = LatentDiffusionPrior.from_pretrained(latent_dir)
+    z = torch.randn(1, *prior.latent_shape, requires_grad=True)
+    prior.decode(z).mean().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_the_evaluation_reads_validity_frequencies_and_prompt_adherence(latent_dir, spec, tmp_path):
+    train_oracle(spec, TINY_TIMM, "cpu", tmp_path / "oracle")
+    metrics, samples = evaluate_latent(latent_dir, tmp_path / "oracle", spec, n=4, per_prompt=1, num_steps=2,
+                                       cfg_scale=3.0, device_name="cpu")
+    assert samples.shape == (4, 32, 32, 3) and samples.dtype == np.uint8
+    assert 0.0 <= metrics["valid_fraction"] <= 1.0
+    assert set(metrics["total_variation"]) == {"shape", "fg_colour", "bg_colour", "texture", "tag"}
+    assert set(metrics["prompt_adherence"]) == {"cfg_0", "cfg_3"}
+    for adherence in metrics["prompt_adherence"].values():
+        assert set(adherence) == set(attribute_prompts(spec.shapes))
+        assert set(adherence["tag"]["per_value"]) == {"absent", "present"}
+
+
+def test_attribute_prompts_name_one_value_each():
+    prompts = attribute_prompts(("circle", "square"))
+    assert prompts["shape"] == {"circle": "a circle", "square": "a square"}
+    assert prompts["fg_colour"]["red"] == "a red shape"
+    assert prompts["tag"]["present"] == "a shape with a tag"
+    assert prompts["texture"]["stripes"] == "a shape on a striped background"
