@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -112,3 +113,17 @@ def test_attribute_prompts_name_one_value_each():
     assert prompts["fg_colour"]["red"] == "a red shape"
     assert prompts["tag"]["present"] == "a shape with a tag"
     assert prompts["texture"]["stripes"] == "a shape on a striped background"
+
+
+def test_the_preset_validates_and_samples_from_the_folder_the_rule_trains(config):
+    from snakemake.utils import update_config
+
+    from preimage.pipeline.config import validate_config
+    from preimage.pipeline.models import model_dir
+
+    merged = copy.deepcopy(config)
+    update_config(merged, yaml.safe_load((REPO / "presets" / "world_latent.yaml").read_text()))
+    merged = validate_config(merged, source="world_latent.yaml")
+    assert merged["models"]["prior"]["source"] == str(model_dir(config, "latent"))
+    assert merged["world"]["shortcuts"] == config["world"]["shortcuts"]  # the same world, another prior
+    assert (REPO / merged["models"]["prior"]["source"] / "model_index.json").is_file()

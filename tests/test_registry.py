@@ -55,7 +55,8 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "presets").glob("imagenet_*.yaml"))
-WORLD_PRESETS = sorted((REPO / "presets").glob("world_*.yaml"))
+# presets that plant other shortcuts in the world (world_latent.yaml keeps the world and swaps the prior)
+WORLD_PRESETS = [p for p in sorted((REPO / "presets").glob("world_*.yaml")) if "world" in yaml.safe_load(p.read_text())]
 CLIP_CFG = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
