@@ -176,6 +176,7 @@ def collect_spurious(tables: Sequence[str | PathLike], embeddings: Sequence[str 
     if settings.mirrors:
         embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
         reference_table = generated_members(pd.read_parquet(reference))
+        reference_embeddings = embedding_matrix(reference_table)
         predictions = pd.read_parquet(reference_predictions)
         evidence = {}
         for group, path in zip(groups, embeddings):
@@ -183,7 +184,7 @@ def collect_spurious(tables: Sequence[str | PathLike], embeddings: Sequence[str 
                 members = generated_members(pd.read_parquet(path))
                 evidence[group.name] = ClassGroupEvidence(
                     group.name, group.core, embedding_matrix(members), members["set_id"].to_numpy(),
-                    embedding_matrix(reference_table), called(reference_table, predictions, group.core))
+                    reference_embeddings, called(reference_table, predictions, group.core))
         candidates = extrinsic_mask(embedded.concepts, embedded.class_names(synonyms))
         stacked = mark_mirrors(stacked, evidence, embedded, candidates, settings)
     write_parquet(stacked, output)

@@ -108,8 +108,7 @@ def evaluate_world_prior(prior_unet: str | PathLike, oracle_weights: str | PathL
         device,
     )
     write_json(result, metrics)
-    picture = image_grid(images[:64], columns=8)
-    write_png(np.kron(picture, np.ones((3, 3, 1), dtype=np.uint8)), grid)
+    write_sample_grid(images, grid)
     return result
 
 
@@ -132,6 +131,11 @@ def evaluate_world_latent(latent_unet: str | PathLike, oracle_weights: str | Pat
         device,
     )
     write_json(result, metrics)
+    write_sample_grid(images, grid)
+    return result
+
+
+def write_sample_grid(images: np.ndarray, grid: str | PathLike) -> None:
+    """The first 64 of (n, H, W, 3) uint8 samples as a PNG grid of 8 columns, drawn three times larger."""
     picture = image_grid(images[:64], columns=8)
     write_png(np.kron(picture, np.ones((3, 3, 1), dtype=np.uint8)), grid)
-    return result
