@@ -33,22 +33,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ForwardTimer:
-    """Accumulated forward wall time of named modules, by forward pre- and post-hooks."""
+    """Accumulated forward wall time of named modules, by forward pre- and post-hooks; on a GPU each hook first
+    waits for the queued kernels, so a module is billed for its own kernels, not for their launch."""
 
-    def __init__(self, modules: dict[str, torch.nn.Module]) -> None:
+    def __init__(self, modules: dict[str, torch.nn.Module], device: torch.device) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._started: dict[str, float] = {}
+        self.synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
         for name, module in modules.items():
             module.register_forward_pre_hook(self._start(name))
-            module.register_forward_hook(self._stop(name))
+            module.register_forward_hook(self._stop(name), always_call=True)  # also when a neuron read stops the pass
 
     def _start(self, name: str):
         def hook(*_):
+            self.synchronize()
             self._started[name] = time.perf_counter()
         return hook
 
     def _stop(self, name: str):
         def hook(*_):
+            self.synchronize()
             self.seconds[name] += time.perf_counter() - self._started.pop(name)
         return hook
 
@@ -72,7 +76,7 @@ def main() -> None:
     spec = WorldSpec.from_config(config["world"])
     table, images = make_split(spec, "classifier_test")
     sources = table.groupby("shape", sort=False).head(args.per_class)
-    timer = ForwardTimer({"unet": prior.unet, "vae_decode": prior.vae.decoder, "classifier": classifier})
+    timer = ForwardTimer({"unet": prior.unet, "vae_decode": prior.vae.decoder, "classifier": classifier}, device)
     print(f"device: {device_name(device)}, torch threads {torch.get_num_threads()}, prior {config['models']['prior']}")
     rows = []
     for objective_name in args.objectives:
@@ -85,6 +89,7 @@ def main() -> None:
                 start = time.perf_counter()
                 result = preimage.sample(objective, to_tensor(images[index : index + 1]).to(device), prior, sampler,
                                          args.members, seed=int(index), perceptual=perceptual)
+                timer.synchronize()
                 wall = time.perf_counter() - start
                 parts = {name: seconds for name, seconds in timer.seconds.items()}
                 rows.append({"objective": objective_name, "sampler": sampler_name, "class": row["shape"],
