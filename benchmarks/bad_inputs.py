@@ -187,6 +187,8 @@ CASES = [
     Case("wrong-type", "sets.members: ten", {"sets": {"members": "ten"}}, ("sets.members",)),
     Case("zero-members", "sets.members: 0", {"sets": {"members": 0}}, ("sets.members",)),
     Case("negative-reference", "reference.members: -1", {"reference": {"members": -1}}, ("reference.members",)),
+    Case("pool-smaller-than-a-set", "a shared rejection pool of 16 draws for sets of 32",
+         {"sets": {"rejection_pool": {"kind": "shared", "members": 16}}}, ("sets.rejection_pool.members",)),
     Case("unknown-device", "device: gpu", {"device": "gpu"}, ("device",)),
     Case("shortcut-attribute", "world.shortcuts: attribute colour", {"world": {"shortcuts": [
         {"class": "square", "attribute": "colour", "value": "red", "strength": 0.9}]}}, ("world.shortcuts[0].attribute",)),

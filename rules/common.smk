@@ -40,11 +40,15 @@ def learning_metrics():
     return metrics
 
 
+POOL_MEMBERS = {"shared": "results/pool/members.parquet", "reference": "results/reference/members.parquet"}
+
+
 def draw_pool(wildcards):
-    """{"reference": the reference sample's members}, the pool of prior draws a rejection sampler tests instead of
-    drawing its own with `sets.rejection_from_reference`; nothing otherwise."""
+    """{"pool": the members table of the prior draws that rejection sets test instead of drawing their own}
+    (`sets.rejection_pool`: the shared pool or the reference sample); nothing for kind `none`."""
     rejection = any(spec["kind"] == "rejection" for spec in SETS["samplers"].values())
-    return {"reference": "results/reference/members.parquet"} if rejection and SETS["rejection_from_reference"] else {}
+    kind = SETS["rejection_pool"]["kind"]
+    return {"pool": POOL_MEMBERS[kind]} if rejection and kind != "none" else {}
 
 
 def gpus(config):
@@ -130,7 +134,7 @@ def objective_check_settings(wildcards):
 def job_settings(wildcards):
     """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
-                                      "rejection_from_reference")}
+                                      "rejection_pool")}
     models = model_config(config, *set_job_models(config))
     world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" and "world" not in models else {}
     return canonical(models | world

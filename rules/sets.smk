@@ -50,7 +50,7 @@ rule check_objectives:
 
 rule invariant_sets:
     """Every objective's and sampler's set for one source image (members batched, GPU when present); with
-    `sets.rejection_from_reference`, rejection sets test the reference sample's draws instead of drawing."""
+    `sets.rejection_pool`, rejection sets test pooled prior draws instead of drawing their own."""
     input:
         unpack(lambda wildcards: model_inputs(*set_job_models(config))),
         unpack(draw_pool),
@@ -97,6 +97,32 @@ rule reference_samples:
         "results/benchmarks/reference_samples.tsv",
     script:
         "../scripts/reference_samples.py"
+
+
+rule rejection_pool:
+    """The shared pool of pure-noise prior draws that rejection sets test (`sets.rejection_pool`, kind `shared`):
+    drawn once, as the reference is but from a seed of its own."""
+    input:
+        unpack(lambda wildcards: model_inputs("classifier", "prior")),
+        sources="results/sources.parquet",
+    output:
+        members="results/pool/members.parquet",
+        summary="results/pool/summary.parquet",
+    params:
+        config=canonical(model_config(config, "classifier", "prior")
+                         | {"reference": {"num_steps": config["reference"]["num_steps"]},
+                            "sets": {"rejection_pool": SETS["rejection_pool"]}}),
+    # one thread and first, as the reference: every set job waits for the pool
+    threads: 1
+    priority: 1
+    resources:
+        gpu=GEN_GPUS,
+    log:
+        "logs/rejection_pool.log",
+    benchmark:
+        "results/benchmarks/rejection_pool.tsv",
+    script:
+        "../scripts/rejection_pool.py"
 
 
 rule sets:

@@ -6,4 +6,4 @@ from preimage.pipeline.steps.sets import generate_invariant_sets
 with redirect_output(snakemake.log[0]):
     generate_invariant_sets(snakemake.wildcards.source, snakemake.input.sources, snakemake.output.summaries,
                             snakemake.params.config, snakemake.threads,
-                            snakemake.input.get("reference"))
+                            snakemake.input.get("pool"))

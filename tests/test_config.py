@@ -297,3 +297,10 @@ def test_the_every_class_preset_adds_guided_counterfactuals_towards_each_other_c
     for objective in ("to_circle", "to_triangle", "to_cross"):
         assert list(objective_samplers(sets, objective)) == ["guided"]
         assert objective_samplers(sets, objective)["guided"]["strength"] == 0.7
+
+
+def test_a_shared_rejection_pool_must_hold_at_least_one_set(config) -> None:
+    config["sets"]["rejection_pool"] = {"kind": "shared", "members": 16}
+    assert "sets.rejection_pool.members: 16 draws cannot serve sets of sets.members = 32" in invalid(config)
+    config["sets"]["rejection_pool"] = {"kind": "shared", "members": 32}
+    assert validate_config(config)["sets"]["rejection_pool"] == {"kind": "shared", "members": 32, "seed": 2}

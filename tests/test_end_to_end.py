@@ -229,7 +229,7 @@ def real_config(models: dict[str, Path], folder: Path) -> dict:
             "sources": {"kind": "folder", "path": str(folder), "classes": SOURCE_CLASSES, "per_class": 1, "seed": 0},
             "members": 3,
             "seed": 0,
-            "rejection_from_reference": True,
+            "rejection_pool": {"kind": "reference"},
             "objectives": {
                 "label": {"kind": "label"},
                 "neuron": {"kind": "neuron", "layer": NEURON_LAYER, "unit": 3, "rel_tolerance": 0.5},
@@ -285,6 +285,7 @@ def turbo_overlay(models: dict[str, Path], manifest: Path) -> dict:
         "sets": {
             "sources": {"kind": "manifest", "path": str(manifest), "classes": ["cat"], "per_class": 1, "seed": 0},
             "members": 2,
+            "rejection_pool": {"kind": "shared", "members": 4},  # drawn once, with the reference's one step
             "objectives": {
                 "label": {"kind": "label"},
                 "neuron": {"kind": "neuron", "layer": NEURON_LAYER, "unit": 5, "rel_tolerance": 0.5},
@@ -582,7 +583,11 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     run = run_snakemake(workdir, [REPO / "config.yaml", write_yaml(tmp_path / "turbo.yaml", overlay)], *targets,
                         hub_cache=hub_cache)
     assert run.returncode == 0, failure(run, workdir)
-    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 4, "invariant_sets": 1}
+    assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 4, "rejection_pool": 1,
+                                                  "invariant_sets": 1}
+    pool = pd.read_parquet(workdir / "results" / "pool" / "members.parquet")
+    assert len(pool) == 4 and set(pool["source_class"]) == {"cat"} and (pool["set_id"] == "rejection_pool").all()
+    assert not (workdir / "results" / "reference").exists()
 
     sources = pd.read_parquet(workdir / "results" / "sources.parquet")
     assert sources["class_name"].tolist() == ["cat"] and sources["image_id"].iloc[0].startswith("photos.cat_chelsea_")
@@ -592,6 +597,8 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
         assert len(members) == 2 and all((folder / image).is_file() for image in members["image"])
         assert json.loads(members["sampler_params"].iloc[0])["num_steps"] <= 2
         assert len(pd.read_parquet(folder / "summary.parquet")) == 1
+        if sampler == "rejection":  # the pool's draws, tested instead of drawn
+            assert set(members["seed"]) <= set(pool["seed"]) and json.loads(members["sampler_params"].iloc[0])["pool"] == 4
     assert not (workdir / "results" / "world").exists() and not (workdir / "models").exists()
     assert opened_world_paths(workdir) == []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,18 @@ def test_auto_prior_dtype_is_bfloat16_only_where_the_device_has_it(config, world
     assert resolve_dtype("models.prior.dtype", "float16", torch.device("cpu")) == torch.float16  # kept as given
     with pytest.raises(ValueError, match="models.prior.dtype: 'half'; expected 'auto' or one of"):
         resolve_prior(with_models(config, prior={"source": "world", "dtype": "half"}), "cpu")
+
+
+def test_bfloat16_asked_for_where_it_is_emulated_is_kept_with_a_warning_naming_the_field(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="training.latent.vae.dtype: bfloat16 is emulated on this cpu"):
+        assert resolve_dtype("training.latent.vae.dtype", "bfloat16", "cpu") == torch.bfloat16
+    assert resolve_dtype("training.latent.vae.dtype", "auto", "cpu") == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # native: no warning
+        assert resolve_dtype("training.latent.vae.dtype", "bfloat16", "cpu") == torch.bfloat16
 
 
 def test_world_prior_refuses_settings_it_would_ignore(config) -> None:

@@ -191,13 +191,14 @@ def unconstrained() -> ObjectiveLike:
 
 
 def reference_set(prior: DiffusionPrior, n: int, seed: int, num_steps: int,
-                  prompts: Mapping[str, tuple[str, str]] | None = None) -> InvariantSet:
+                  prompts: Mapping[str, tuple[str, str]] | None = None, set_id: str = "reference") -> InvariantSet:
     """Unconstrained prior samples: the matched reference that concept enrichment compares sets with.
 
     `prompts` maps a class name to the (prompt, negative prompt) of that class's sets, for a latent prior whose
     prompt names the class: the one prior is re-prompted per class (`set_prompt`), so the reference shares each
     set's prompt and enrichment does not merely detect the prompt. The `n` members are split evenly over the
-    classes; without `prompts` every member is drawn with the prior as it is (source_class "").
+    classes; without `prompts` every member is drawn with the prior as it is (source_class ""). `set_id` names
+    the sample in its members table (the shared rejection pool is drawn the same way).
     """
     sampler = RejectionSampler(num_steps=num_steps, batch_size=32)
     classes = dict(prompts) if prompts else {"": None}
@@ -207,7 +208,7 @@ def reference_set(prior: DiffusionPrior, n: int, seed: int, num_steps: int,
     for i, (class_name, prompt) in enumerate(classes.items()):
         if prompt is not None:
             prior.set_prompt(*prompt)
-        parts.append(sample(unconstrained(), blank, prior, sampler, per_class, seed=seed + i, set_id="reference",
+        parts.append(sample(unconstrained(), blank, prior, sampler, per_class, seed=seed + i, set_id=set_id,
                             source_id="none", source_class=class_name))
     table = pd.concat([part.members for part in parts], ignore_index=True)
     table["image"] = [f"members/{i:03d}.png" for i in range(len(table))]

@@ -165,6 +165,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     problems = [_explain(e) for e in errors]
     problems += _spec_problems(config, {tuple(e.absolute_path) for e in errors})
     problems += _cone_problems(config) if not problems else []
+    problems += _pool_problems(config) if not problems else []
     problems += _world_problems(config) if not problems else []
     problems += _direction_problems(config) if not problems else []
     if problems:
@@ -242,6 +243,15 @@ def cone_samplers(sets: dict) -> dict[str, list[str]]:
     coned = {objective: [name for name, spec in objective_samplers(sets, objective).items()
                          if sampler_spec.uses_cone(spec)] for objective in sets["objectives"]}
     return {objective: names for objective, names in coned.items() if names}
+
+
+def _pool_problems(config: dict) -> list[str]:
+    """A shared rejection pool must hold at least one set's members."""
+    pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
+    if pool["kind"] == "shared" and pool["members"] < members:
+        return [f"sets.rejection_pool.members: {pool['members']} draws cannot serve sets of sets.members = {members}; "
+                f"give at least {members} (a few times the rejection sets' members is what saves time)"]
+    return []
 
 
 def _cone_problems(config: dict) -> list[str]:

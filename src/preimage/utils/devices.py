@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,13 @@ def check_dtype_name(field: str, name: object) -> str:
 
 
 def resolve_dtype(field: str, name: str, device: str | torch.device) -> torch.dtype:
-    """The torch dtype `name` stands for on `device`; "auto" is bfloat16 where it is native, else float32."""
+    """The torch dtype `name` stands for on `device`; "auto" is bfloat16 where it is native, else float32. An
+    explicit bfloat16 where it is emulated is kept, with a warning naming `field`: it runs many times slower."""
     if check_dtype_name(field, name) == AUTO_DTYPE:
         return torch.bfloat16 if native_bfloat16(device) else torch.float32
+    if name == "bfloat16" and not native_bfloat16(device):
+        warnings.warn(f"{field}: bfloat16 is emulated on this {torch.device(device).type} (no AVX512-BF16 or AMX), many "
+                      "times slower than float32; 'auto' picks bfloat16 only where it is native", stacklevel=2)
     return DTYPES[name]
 
 

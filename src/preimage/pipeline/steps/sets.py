@@ -64,14 +64,14 @@ def write_real_sources(config: dict, table: str | PathLike, images: str | PathLi
 
 
 def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
-                            threads: int, reference: str | PathLike | None = None) -> list[Path]:
+                            threads: int, pool: str | PathLike | None = None) -> list[Path]:
     """Every objective's and sampler's invariant set for one source image: its row of the `sources` table, the
     objectives and samplers of `config["sets"]`, the models loaded once for them all. The sets are written as
     folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept.
 
-    With `reference` (the reference sample's members table), a rejection sampler that would draw what the
-    reference drew (pure noise, its steps and eta) tests the reference's draws instead of drawing its own
-    (`preimage.engine.samplers.PooledRejectionSampler`)."""
+    With `pool` (the members table of the shared pool or the reference sample, `sets.rejection_pool`), a
+    rejection sampler that would draw what the pool drew (pure noise, its steps and eta) tests the pool's draws
+    instead of drawing its own (`preimage.engine.samplers.PooledRejectionSampler`)."""
     from preimage.engine.objectives.spec import from_config as objective_from_config
     from preimage.engine.samplers.spec import from_config as sampler_from_config
     from preimage.engine.sets import generate_sets
@@ -89,7 +89,7 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
     robust = resolve_robust(config, device) if cone_samplers(sets) else None  # only for a sampler with a cone
-    pool = None if reference is None else _reference_pool(reference, _prompt_class(config, row.iloc[0]["class_name"]))
+    draws = None if pool is None else _read_pool(pool, _prompt_class(config, row.iloc[0]["class_name"]))
     out_root = Path(summaries[0]).parent.parent
     written = []
     for objective_name, spec in sets["objectives"].items():
@@ -100,11 +100,21 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
         samplers = {name: sampler_from_config(sampler, perceptual, where=f"sets.sampler_overrides.{objective_name}.{name}"
                                               if name in overridden else f"sets.samplers.{name}", robust=robust)
                     for name, sampler in objective_samplers(sets, objective_name).items()}
-        if pool is not None:
-            samplers = _pooled(samplers, pool, sets["members"])
-        written += generate_sets(source, row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
-                                 sets["members"], sets["seed"], perceptual, out_root)
+        if draws is not None:
+            samplers = _pooled(samplers, draws, sets["members"])
+        folders = generate_sets(source, row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
+                                sets["members"], sets["seed"], perceptual, out_root)
+        for folder in folders:
+            print(_set_line(folder))
+        written += folders
     return written
+
+
+def _set_line(folder: Path) -> str:
+    """One line of a set job's log: the set, its acceptance and its sampling time."""
+    summary = pd.read_parquet(folder / "summary.parquet").iloc[0]
+    return (f"{folder.name}: {summary['accepted']} of {summary['members']} members accepted, "
+            f"{summary['seconds']:.1f} s of sampling")
 
 
 def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) -> dict[str, tuple[str, str, str]]:
@@ -120,31 +130,31 @@ def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) ->
 
 
 def _prompt_class(config: dict, class_name: str) -> str:
-    """The class a set's prior prompt names ("" when the prompt names none): the reference draws of that class
+    """The class a set's prior prompt names ("" when the prompt names none): the pool's draws of that class
     are the ones drawn under the same prompt."""
     settings = model_settings(config, "prior")
     return class_name if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else ""
 
 
-def _reference_pool(reference: str | PathLike, prompt_class: str) -> DrawPool:
-    """The reference sample's draws for `prompt_class` (`preimage.engine.sets.draw_pool`)."""
+def _read_pool(pool: str | PathLike, prompt_class: str) -> DrawPool:
+    """The draws for `prompt_class` of the prior sample whose members table is `pool` (`preimage.engine.sets.draw_pool`)."""
     from preimage.engine.sets import draw_pool, read_set
 
-    return draw_pool(read_set(Path(reference).parent), prompt_class)
+    return draw_pool(read_set(Path(pool).parent), prompt_class)
 
 
 def _pooled(samplers: dict, pool: DrawPool, members: int) -> dict:
-    """`samplers` with every rejection sampler the reference's draws (`pool`) serve replaced by one that tests
-    those draws (a pool smaller than a set keeps the sampler drawing its own)."""
+    """`samplers` with every rejection sampler the pool's draws serve replaced by one that tests those draws (a
+    pool smaller than a set keeps the sampler drawing its own)."""
     from preimage.engine.samplers import PooledRejectionSampler
 
     served = {name for name, sampler in samplers.items() if pool.serves(sampler)}
     if served and len(pool) < members:
-        print(f"samplers {sorted(served)} draw their own: the reference has {len(pool)} draws for this class, "
+        print(f"samplers {sorted(served)} draw their own: the pool has {len(pool)} draws for this class, "
               f"fewer than sets.members ({members})")
         return samplers
     for name in sorted(served):
-        print(f"sampler {name!r} tests the reference's {len(pool)} draws instead of drawing its own")
+        print(f"sampler {name!r} tests {len(pool)} pooled draws instead of drawing its own")
     return {name: PooledRejectionSampler(pool, sampler.batch_size) if name in served else sampler
             for name, sampler in samplers.items()}
 
@@ -201,12 +211,30 @@ def draw_reference_samples(sources: str | PathLike, members: str | PathLike, con
     With a class-templated prompt (latent priors), the one prior is re-prompted for each class of the
     `sources` table, so the reference shares each set's prompt (see `preimage.engine.sets.reference_set`).
     """
+    reference = config["reference"]
+    _draw_prior_sample(sources, members, config, threads, reference["members"], reference["seed"])
+
+
+def draw_rejection_pool(sources: str | PathLike, members: str | PathLike, config: dict, threads: int) -> None:
+    """Draw the shared pool of pure-noise prior draws that rejection sets test (`sets.rejection_pool`, kind
+    `shared`) into the folder of `members`: drawn as the reference is (its steps, a class's draws under that
+    class's prompt), from a seed of its own, so the pool and the reference are independent samples."""
+    from preimage.engine.sets import set_seed
+
+    pool = config["sets"]["rejection_pool"]
+    _draw_prior_sample(sources, members, config, threads, pool["members"], set_seed(pool["seed"], "rejection_pool"),
+                       "rejection_pool")
+
+
+def _draw_prior_sample(sources: str | PathLike, members: str | PathLike, config: dict, threads: int, n: int,
+                       seed: int, set_id: str = "reference") -> None:
+    """n unconstrained prior draws (`reference_set`, the reference's `num_steps`) into the folder of `members`."""
     from preimage.engine.sets import reference_set, write_set
 
     torch.set_num_threads(threads)
-    reference, device = config["reference"], resolve_device(config["device"])
+    device = resolve_device(config["device"])
     prompts = class_prompts(config, device, sorted(pd.read_parquet(sources)["class_name"].unique()))
     prior = resolve_prior(config, device, class_name=next(iter(prompts.values()))[2] if prompts else None)
     prompts = {name: (prompt, negative) for name, (prompt, negative, _) in prompts.items()} if prompts else None
-    result = reference_set(prior, reference["members"], reference["seed"], reference["num_steps"], prompts)
+    result = reference_set(prior, n, seed, config["reference"]["num_steps"], prompts, set_id)
     write_set(result, Path(members).parent)

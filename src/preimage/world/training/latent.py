@@ -21,7 +21,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from preimage.engine.priors import LatentDiffusionPrior
 from preimage.engine.sets import reference_set
-from preimage.utils.devices import DTYPES, autocast, resolve_device, seed_everything
+from preimage.utils.devices import autocast, resolve_device, resolve_dtype, seed_everything
 from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.attributes import CATEGORICAL, TEXTURE_ADJECTIVE, caption
 from preimage.world.generator import WorldSpec
@@ -128,7 +128,7 @@ def train_vae(images: np.ndarray, cfg: dict, device: torch.device, generator: to
     data = to_tensor(images).mul_(2).sub_(1)
     vae = build_vae(cfg).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)
-    dtype = DTYPES[cfg.get("dtype", "float32")]
+    dtype = resolve_dtype("training.latent.vae.dtype", cfg.get("dtype", "float32"), device)
     losses = []
     for step in tqdm(range(cfg["steps"]), desc="train vae", mininterval=10):
         for group in optimizer.param_groups:
@@ -193,7 +193,7 @@ def train_unet(latents: tuple[torch.Tensor, torch.Tensor], table: pd.DataFrame, 
     ema = EMAModel(parameters, decay=cfg["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(parameters, lr=cfg["learning_rate"], weight_decay=0.0)
     scheduler = build_scheduler()
-    dtype = DTYPES[cfg.get("dtype", "float32")]
+    dtype = resolve_dtype("training.latent.unet.dtype", cfg.get("dtype", "float32"), device)
     rng = np.random.default_rng(cfg["seed"])
     losses = []
     progress = tqdm(range(cfg["steps"]), desc="train unet", mininterval=10)

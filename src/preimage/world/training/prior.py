@@ -20,7 +20,7 @@ from tqdm import tqdm
 from preimage.engine.priors.base import offset_noise
 from preimage.engine.priors.pixel import PixelDiffusionPrior
 from preimage.engine.sets import reference_set
-from preimage.utils.devices import DTYPES, autocast, resolve_device, seed_everything
+from preimage.utils.devices import autocast, resolve_device, resolve_dtype, seed_everything
 from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
@@ -94,7 +94,7 @@ def fit_prior(unet: UNet2DModel, images: np.ndarray, stage: dict, device: torch.
     data = to_tensor(images).mul_(2).sub_(1)
     scheduler = build_scheduler()
     dtype_name = stage.get("dtype", "float32")
-    compute_dtype = DTYPES[dtype_name]
+    compute_dtype = resolve_dtype("training.prior.dtype", dtype_name, device)
     unet.train()
     ema = EMAModel(unet.parameters(), decay=stage["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=stage["learning_rate"], weight_decay=0.0)
@@ -134,7 +134,7 @@ def fit_prior(unet: UNet2DModel, images: np.ndarray, stage: dict, device: torch.
         "final_loss": float(np.mean(losses[-100:])),
         "seconds": clock.seconds(),
         "device": str(device),
-        "dtype": dtype_name,
+        "dtype": str(compute_dtype).removeprefix("torch."),
         "min_snr_gamma": gamma,
         "noise_offset": noise_offset,
     }
