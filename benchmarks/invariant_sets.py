@@ -13,9 +13,9 @@ Figures (all on CPU unless a GPU is visible):
   report's sampler figure;
 - with --pipeline, the wall time of the whole default pipeline in a fresh clone.
 
-Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 64] [--guidance-interval 0 1]
+Usage: python benchmarks/invariant_sets.py [--config config.yaml] [--members 64] [--guided '{"guidance_interval": [0, 1]}']
        [--repeats 2] [--pipeline]
-       python benchmarks/invariant_sets.py --compare-samplers [--per-class 1] [--members 32]
+       python benchmarks/invariant_sets.py --compare-samplers [--per-class 1] [--members 32] [--contenders guided,rejection]
        [--noise-opt '{"num_steps": 4, "iterations": 20}'] [--objective neuron] [--figure samplers.png]
 
 This machine's CPU time is shared, so one timing can be 30 % off the next; the speed comparison therefore
@@ -116,9 +116,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--members", type=int, default=64, help="members per guided set")
     parser.add_argument("--rejection-members", type=int, default=128, help="draws per rejection set")
-    parser.add_argument("--guidance-scale", type=float, help="override the guided sampler's guidance_scale")
-    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="override the guided sampler's guidance_interval (noise levels t/T)")
+    parser.add_argument("--guided", type=json.loads, default={},
+                        help="JSON keyword arguments that override the guided sampler's (sets.samplers.guided), e.g. "
+                             "'{\"num_steps\": 15}' or '{\"guidance_interval\": [0, 1]}'")
     parser.add_argument("--repulsion-weight", type=float, default=2.0,
                         help="repulsion_weight of the diversity comparison (LPIPS space)")
     parser.add_argument("--repeats", type=int, default=2,
@@ -131,6 +131,8 @@ def main() -> None:
                         help="JSON keyword arguments of the noise_opt sampler (its defaults otherwise)")
     parser.add_argument("--figure", type=Path, help="--compare-samplers: write the sampler figure here")
     parser.add_argument("--objective", default="label", help="--compare-samplers: the objective of sets.objectives")
+    parser.add_argument("--contenders", default="guided,rejection,noise_opt",
+                        help="--compare-samplers: the samplers to compare, comma-separated")
     args = parser.parse_args()
     config = load_config(args.config)
     os.chdir(REPO)  # model folders are relative to the repository, as in the workflow
@@ -144,18 +146,17 @@ def main() -> None:
         sources = sources.groupby("class_name", sort=False).head(args.per_class).reset_index(drop=True)
     images = load_images(sources, spec.image_size, world=spec).to(device)
     objectives, samplers = config["sets"]["objectives"], config["sets"]["samplers"]
-    if args.guidance_scale is not None:
-        samplers["guided"]["guidance_scale"] = args.guidance_scale
-    if args.guidance_interval is not None:
-        samplers["guided"]["guidance_interval"] = args.guidance_interval
+    samplers["guided"].update(args.guided)
     rejection = samplers["rejection"]
     print(f"device {device} ({device_name(device)}, bf16 arithmetic: {native_bfloat16(device)}); prior UNet in "
           f"{prior.compute_dtype}; {len(sources)} sources; guided sampler {samplers['guided']}")
 
     if args.compare_samplers:
-        contenders = {"guided": samplers["guided"], "rejection": rejection,
-                      "noise_opt": {"kind": "noise_opt", **args.noise_opt}}
-        compare_samplers(contenders, args.objective, objectives[args.objective], sources, images, classifier, prior,
+        known = {"guided": samplers["guided"], "rejection": rejection, "noise_opt": {"kind": "noise_opt", **args.noise_opt}}
+        names = args.contenders.split(",")
+        if unknown := sorted(set(names) - set(known)):
+            parser.error(f"--contenders: {unknown} are not samplers here; choose from {sorted(known)}")
+        compare_samplers({name: known[name] for name in names}, args.objective, objectives[args.objective], sources, images, classifier, prior,
                          perceptual, args.members, args.figure)
         return
 
