@@ -156,8 +156,8 @@ def main() -> None:
         names = args.contenders.split(",")
         if unknown := sorted(set(names) - set(known)):
             parser.error(f"--contenders: {unknown} are not samplers here; choose from {sorted(known)}")
-        compare_samplers({name: known[name] for name in names}, args.objective, objectives[args.objective], sources, images, classifier, prior,
-                         perceptual, args.members, args.figure)
+        compare_samplers({name: known[name] for name in names}, args.objective, objectives[args.objective], sources,
+                         images, classifier, prior, perceptual, args.members, args.figure)
         return
 
     rows = []
