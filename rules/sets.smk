@@ -110,7 +110,7 @@ rule rejection_pool:
         summary="results/pool/summary.parquet",
     params:
         config=canonical(model_config(config, "classifier", "prior")
-                         | {"reference": {"num_steps": config["reference"]["num_steps"]},
+                         | {"reference": {key: config["reference"][key] for key in ("num_steps", "solver")},
                             "sets": {"rejection_pool": SETS["rejection_pool"]}}),
     # one thread and first, as the reference: every set job waits for the pool
     threads: 1

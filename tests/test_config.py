@@ -228,7 +228,11 @@ def test_the_sampler_check_knows_each_samplers_keywords_and_ranges() -> None:
     """sampler_spec.PARAMETERS is a torch-free copy of the samplers' __init__ arguments: it must list the same
     keywords, accept their defaults and refuse what the samplers refuse."""
     from preimage.engine import samplers
+    from preimage.engine.priors.base import SOLVERS
 
+    assert sampler_spec.SOLVERS == SOLVERS
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/preimage/pipeline/config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["reference"]["properties"]["solver"]["enum"]) == SOLVERS
     for kind, class_name in sampler_spec.CLASSES.items():
         cls = getattr(samplers, class_name)
         parameters = inspect.signature(cls.__init__).parameters

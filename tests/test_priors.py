@@ -22,7 +22,7 @@ from preimage.engine.priors import (
     LatentDiffusionPrior,
     PixelDiffusionPrior,
 )
-from preimage.engine.priors.base import ddim_from_config
+from preimage.engine.priors.base import SOLVERS, ddim_from_config
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
@@ -195,6 +195,44 @@ def test_tweedie_and_ddim_step_are_exact_for_the_exact_prediction(prediction_typ
         previous = prior.previous_timestep(t)
         expected = z0 if previous < 0 else prior.noise_to(z0, previous, noise)
         torch.testing.assert_close(prior.step(z_t, t, output), expected, atol=2e-4, rtol=1e-4)
+
+
+class PointMassPrior(PixelDiffusionPrior):
+    """A prior whose data is the one image z0: its denoiser's output is the exact one, so every solver that
+    integrates the chain correctly lands on z0, from any noise and any step count."""
+
+    def __init__(self, prediction_type: str, z0: torch.Tensor) -> None:
+        super().__init__(tiny_unet(), ddim_from_config(DDPMScheduler(prediction_type=prediction_type).config, "trailing"))
+        self.z0 = z0
+
+    def predict(self, z_t: torch.Tensor, t: int | torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.alpha_bar(t)
+        noise = (z_t - a.sqrt() * self.z0) / (1 - a).sqrt()
+        exact = {"epsilon": noise, "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * self.z0, "sample": self.z0}
+        return exact[self.prediction_type]
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_every_solver_lands_on_the_data_of_a_point_mass(solver: str, prediction_type: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    z0 = torch.rand(2, 3, PIXEL_SIZE, PIXEL_SIZE, generator=generator) * 1.8 - 0.9
+    prior = PointMassPrior(prediction_type, z0)
+    for num_steps, strength in ((5, 1.0), (10, 0.5), (1, 1.0)):  # step counts that divide 1000: DDIM ends at -1
+        timesteps = prior.timesteps(num_steps, strength)
+        start = prior.noise_to(z0, timesteps[0], torch.randn(z0.shape, generator=generator))
+        torch.testing.assert_close(prior.solve(start, timesteps, solver), z0, atol=1e-3, rtol=1e-3)
+
+
+def test_solve_refuses_what_it_cannot_walk() -> None:
+    prior = prior_with("epsilon")
+    z = torch.randn(1, *prior.latent_shape)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        prior.solve(z, prior.timesteps(4), "euler")
+    with pytest.raises(ValueError, match="deterministic; eta must be 0"):
+        prior.solve(z, prior.timesteps(4), "dpmsolver++", eta=1.0)
+    with pytest.raises(ValueError, match="tail of the schedule"):
+        prior.solve(z, prior.timesteps(8)[::2], "dpmsolver++")
 
 
 def test_stochastic_step_is_seeded_and_renoise_has_the_right_variance() -> None:

@@ -191,16 +191,18 @@ def unconstrained() -> ObjectiveLike:
 
 
 def reference_set(prior: DiffusionPrior, n: int, seed: int, num_steps: int,
-                  prompts: Mapping[str, tuple[str, str]] | None = None, set_id: str = "reference") -> InvariantSet:
+                  prompts: Mapping[str, tuple[str, str]] | None = None, set_id: str = "reference",
+                  solver: str = "ddim") -> InvariantSet:
     """Unconstrained prior samples: the matched reference that concept enrichment compares sets with.
 
     `prompts` maps a class name to the (prompt, negative prompt) of that class's sets, for a latent prior whose
     prompt names the class: the one prior is re-prompted per class (`set_prompt`), so the reference shares each
     set's prompt and enrichment does not merely detect the prompt. The `n` members are split evenly over the
     classes; without `prompts` every member is drawn with the prior as it is (source_class ""). `set_id` names
-    the sample in its members table (the shared rejection pool is drawn the same way).
+    the sample in its members table (the shared rejection pool is drawn the same way); `num_steps` and `solver`
+    walk each chain (`DiffusionPrior.solve`).
     """
-    sampler = RejectionSampler(num_steps=num_steps, batch_size=32)
+    sampler = RejectionSampler(num_steps=num_steps, batch_size=32, solver=solver)
     classes = dict(prompts) if prompts else {"": None}
     per_class = -(-n // len(classes))
     blank = torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)
@@ -224,7 +226,8 @@ def draw_pool(reference: InvariantSet, source_class: str = "") -> DrawPool:
     if not rows.any():
         found = sorted(reference.members["source_class"].unique())
         raise ValueError(f"the reference sample has no draws for class {source_class!r}; it has {found}")
-    params = {json.dumps({key: value for key, value in json.loads(text).items() if key in ("num_steps", "eta", "strength")},
+    chain = ("num_steps", "eta", "strength", "solver")
+    params = {json.dumps({key: value for key, value in json.loads(text).items() if key in chain},
                          sort_keys=True) for text in reference.members.loc[rows, "sampler_params"]}
     if len(params) != 1 or json.loads(next(iter(params))).get("strength") != 1.0:
         raise ValueError(f"the reference draws are not one pool of pure-noise draws: their settings are {sorted(params)}")
@@ -237,6 +240,7 @@ def draw_pool(reference: InvariantSet, source_class: str = "") -> DrawPool:
         seconds=torch.tensor(table["seconds"].to_numpy(), dtype=torch.float32),
         num_steps=int(settings["num_steps"]),
         eta=float(settings["eta"]),
+        solver=settings["solver"],
     )
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 WHERE = "sampler spec"  # how errors name a spec whose place in a config is unknown
 REPULSION_SPACES = ("pixels", "lpips")
 GRADIENT_DTYPES = ("auto", "float32", "float16", "bfloat16")  # preimage.utils.devices: "auto" and DTYPES
+SOLVERS = ("ddim", "dpmsolver++")  # preimage.engine.priors.base.SOLVERS
 # kind -> the class in preimage.engine.samplers that `from_config` builds
 CLASSES = {"guided": "GuidedSampler", "rejection": "RejectionSampler", "noise_opt": "NoiseOptSampler"}
 
@@ -87,7 +88,7 @@ PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
     },
     "rejection": {
         "num_steps": _int(1), "strength": _STRENGTH, "batch_size": _int(1), "eta": _WEIGHT,
-        "stop_after_accepted": _optional(_int(1)),
+        "stop_after_accepted": _optional(_int(1)), "solver": _choice(SOLVERS),
     },
     "noise_opt": {
         "num_steps": _int(1), "iterations": _int(1), "lr": _float(0.0, low_open=True), "strength": _STRENGTH,

@@ -228,7 +228,8 @@ def draw_rejection_pool(sources: str | PathLike, members: str | PathLike, config
 
 def _draw_prior_sample(sources: str | PathLike, members: str | PathLike, config: dict, threads: int, n: int,
                        seed: int, set_id: str = "reference") -> None:
-    """n unconstrained prior draws (`reference_set`, the reference's `num_steps`) into the folder of `members`."""
+    """n unconstrained prior draws (`reference_set`, the reference's `num_steps` and `solver`) into the folder of
+    `members`."""
     from preimage.engine.sets import reference_set, write_set
 
     torch.set_num_threads(threads)
@@ -236,5 +237,6 @@ def _draw_prior_sample(sources: str | PathLike, members: str | PathLike, config:
     prompts = class_prompts(config, device, sorted(pd.read_parquet(sources)["class_name"].unique()))
     prior = resolve_prior(config, device, class_name=next(iter(prompts.values()))[2] if prompts else None)
     prompts = {name: (prompt, negative) for name, (prompt, negative, _) in prompts.items()} if prompts else None
-    result = reference_set(prior, n, seed, config["reference"]["num_steps"], prompts, set_id)
+    reference = config["reference"]
+    result = reference_set(prior, n, seed, reference["num_steps"], prompts, set_id, reference["solver"])
     write_set(result, Path(members).parent)
