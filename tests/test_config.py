@@ -80,13 +80,20 @@ def test_world_models_also_need_their_training_settings(config) -> None:
 
 
 def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config) -> None:
-    samplers = validate_config(config)["sets"]["samplers"]
-    assert samplers == {"guided": {"kind": "guided"}, "rejection": {"kind": "rejection"}}
+    """The guided sampler's defaults are the world's tuned settings; rejection keeps DDIM's 25 steps as its library
+    default (it takes eta, and suits any prior), and the world's run states its 12 DPM-Solver++ steps, which the
+    reference shares so that a pool of reference draws can serve the rejection sets."""
+    given = validate_config(config)
+    samplers = given["sets"]["samplers"]
+    assert samplers == {"guided": {"kind": "guided"},
+                        "rejection": {"kind": "rejection", "num_steps": 12, "solver": "dpmsolver++"}}
     guided = from_config(samplers["guided"])
     assert guided.describe() == GuidedSampler().describe()
     assert (guided.num_steps, guided.guidance_scale, guided.guidance_interval, guided.batch_size, guided.restarts,
             guided.gradient_dtype) == (25, 0.08, (0.0, 0.85), 64, 2, "auto")
-    assert (RejectionSampler().num_steps, RejectionSampler().batch_size) == (25, 64)
+    assert (RejectionSampler().num_steps, RejectionSampler().solver, RejectionSampler().batch_size) == (25, "ddim", 64)
+    rejection = from_config(samplers["rejection"])
+    assert (rejection.num_steps, rejection.solver) == (given["reference"]["num_steps"], given["reference"]["solver"])
 
 
 @pytest.mark.parametrize("settings, section", [(ClusterSettings, ("concepts", "clusters")),

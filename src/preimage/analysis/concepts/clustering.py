@@ -18,6 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from preimage.analysis.concepts.embeddings import embedding_matrix, generated_members
+from preimage.analysis.concepts.groups import GROUP_SCOPE
 
 MIN_SILHOUETTE = 0.15
 MIN_SIZE = 5
@@ -130,9 +131,6 @@ class ClusterSettings:
     representatives: int = 8
     name_terms: int = 3
     seed: int = 0
-
-
-GROUP_SCOPE = "group"
 
 
 def cluster_pool(pool: pd.DataFrame, text: np.ndarray, concepts: Sequence[str], logit_scale: float,

@@ -28,6 +28,7 @@ SET_ID_SEPARATOR = "__"  # set ids are '<source_id>__<objective>__<sampler>'
 CLASS_KINDS = ("label", "logits", "probs")
 MOVED_UP, MOVED_DOWN = "moved up", "moved down"  # the group kinds of regression counterfactuals
 SET_ID_PARTS = 3
+GROUP_SCOPE = "group"  # the scope of a group's pooled clusters in the clustering tables (else a set id)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from preimage.analysis.concepts.clustering import GROUP_SCOPE
 from preimage.analysis.concepts.embeddings import embedding_matrix, generated_members
+from preimage.analysis.concepts.groups import GROUP_SCOPE
 
 MIN_TSNE_POINTS = 12
 NO_CLUSTER = -1

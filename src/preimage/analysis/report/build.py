@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from preimage.analysis.concepts.clustering import GROUP_SCOPE
-from preimage.analysis.concepts.groups import Group
+from preimage.analysis.concepts.groups import GROUP_SCOPE, Group
 from preimage.analysis.report.directions import DirectionSection
 from preimage.analysis.report.document import GroupSection, Report, write_report
 from preimage.analysis.report.figures import (
