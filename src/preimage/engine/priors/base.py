@@ -229,7 +229,8 @@ class DiffusionPrior(ABC):
 
     def solve(self, z: Tensor, timesteps: Tensor, solver: str = "ddim", eta: float = 0.0,
               generator: Generators | None = None) -> Tensor:
-        """Walk z from `timesteps[0]` down `timesteps` (from `timesteps`) to the clean end, unguided.
+        """Walk z from `timesteps[0]` down `timesteps` (the last call of `timesteps(num_steps, strength)`) to the
+        clean end, unguided.
 
         "ddim" takes one `step` per timestep (stochastic with eta > 0); "dpmsolver++" takes DPM-Solver++(2M) steps
         on the same timesteps (deterministic), which reach the prior's samples in about half the steps: on the
