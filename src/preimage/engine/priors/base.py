@@ -56,6 +56,15 @@ def dpm_solver_from(scheduler: DDIMScheduler) -> DPMSolverMultistepScheduler:
         thresholding=clip, dynamic_thresholding_ratio=1.0, sample_max_value=config.clip_sample_range if clip else 1.0)
 
 
+def check_solver(solver: str, eta: float) -> str:
+    """`solver` if it is one of SOLVERS and can walk a chain with `eta` (DPM-Solver++ is deterministic)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
+    if solver != "ddim" and eta != 0:
+        raise ValueError(f"solver {solver!r} is deterministic; eta must be 0, got {eta}")
+    return solver
+
+
 def noise_offset_from_config(config: dict) -> float:
     """The std of the per-channel shift in a denoiser's training noise; 0 (white noise) when not recorded."""
     offset = config.get(NOISE_OFFSET_KEY, 0.0)
@@ -236,14 +245,10 @@ class DiffusionPrior(ABC):
         on the same timesteps (deterministic), which reach the prior's samples in about half the steps: on the
         world's prior 12 of them give the attribute and class frequencies of 25 DDIM steps (docs/samplers.md).
         """
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
-        if solver == "ddim":
+        if check_solver(solver, eta) == "ddim":
             for t in timesteps:
                 z = self.step(z, t, eta=eta, generator=generator)
             return z
-        if eta != 0:
-            raise ValueError(f"solver 'dpmsolver++' is deterministic; eta must be 0, got {eta}")
         multistep = dpm_solver_from(self.scheduler)
         total = self.scheduler.num_inference_steps
         multistep.set_timesteps(total, device=z.device)

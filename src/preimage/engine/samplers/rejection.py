@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from preimage.engine.priors.base import SOLVERS, DiffusionPrior
+from preimage.engine.priors.base import DiffusionPrior, check_solver
 from preimage.engine.samplers.base import (
     ObjectiveLike,
     Sampler,
@@ -51,11 +51,7 @@ class RejectionSampler(Sampler):
         self.stop_after_accepted = (
             None if stop_after_accepted is None else check_int("stop_after_accepted", stop_after_accepted, 1)
         )
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
-        if solver != "ddim" and self.eta != 0:
-            raise ValueError(f"solver {solver!r} is deterministic; eta must be 0, got {eta}")
-        self.solver = solver
+        self.solver = check_solver(solver, self.eta)
 
     def _enough(self, accepted: int) -> bool:
         return self.stop_after_accepted is not None and accepted >= self.stop_after_accepted
