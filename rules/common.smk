@@ -132,9 +132,11 @@ def objective_check_settings(wildcards):
 
 
 def job_settings(wildcards):
-    """What one source's job reads of the config: models, the objectives, the samplers, LPIPS."""
-    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives",
-                                      "rejection_pool")}
+    """What one source's job reads of the config: models, the objectives, the samplers, LPIPS, and whether its
+    rejection sets test a pool (the pool's own settings reach the job as its input file, so drawing a new pool
+    reruns the sets that test it and nothing else)."""
+    sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives")}
+    sets["rejection_pool"] = {"kind": SETS["rejection_pool"]["kind"]}
     models = model_config(config, *set_job_models(config))
     world = {"world": shared_world(config)} if SETS["sources"]["kind"] == "world" and "world" not in models else {}
     return canonical(models | world

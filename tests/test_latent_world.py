@@ -13,7 +13,8 @@ import yaml
 from conftest import REPO
 from preimage.engine.priors import LatentDiffusionPrior
 from preimage.engine.sets import reference_set
-from preimage.pipeline.models import resolve_prior
+from preimage.engine.directions import DirectionSettings, invert, regenerate
+from preimage.pipeline.models import resolve_prior, unconditional
 from preimage.world.attributes import caption
 from preimage.world.generator import WorldSpec, make_split
 from preimage.world.training.latent import (
@@ -85,6 +86,23 @@ def test_the_registry_loads_it_as_a_latent_prior_with_class_prompts_and_cfg(late
     assert torch.equal(images, again)
     prior.set_prompt("a circle")  # another prompt conditions the UNet differently
     assert not torch.equal(prior.condition, prior.encode_prompt("a square"))
+
+
+def test_a_global_direction_inverts_and_edits_with_the_unconditional_model(latent_dir, config):
+    """A prompt naming {class_name} cannot serve images of every class: the direction step takes the empty prompt
+    without guidance, whose DDIM inversion is exact, and leaves the run's config as it was."""
+    settings = {"source": str(latent_dir), "dtype": "float32", "prompt": "a {class_name}", "cfg_scale": 3.0}
+    configured = {**config, "models": {**config["models"], "prior": settings}}
+    with pytest.raises(ValueError, match="names {class_name}"):
+        resolve_prior(configured, "cpu")
+    prior = resolve_prior(unconditional(configured), "cpu")
+    assert (prior.prompt, prior.negative_prompt, prior.cfg_scale) == ("", "", 0.0)
+    assert configured["models"]["prior"]["prompt"] == "a {class_name}"
+    images = torch.rand(2, 3, 32, 32)
+    steps = DirectionSettings(num_steps=2, level=0.5)
+    latents = invert(prior, images, steps)
+    assert latents.shape == (2, *prior.latent_shape)
+    assert regenerate(prior, latents, steps).shape == images.shape
 
 
 def test_gradients_reach_the_latent_through_the_decoder(latent_dir):

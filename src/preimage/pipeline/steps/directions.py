@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from preimage.pipeline.models import model_dir, resolve_classifier, resolve_clip, resolve_perceptual, resolve_prior
+from preimage.pipeline.models import (
+    model_dir,
+    resolve_classifier,
+    resolve_clip,
+    resolve_perceptual,
+    resolve_prior,
+    unconditional,
+)
 from preimage.pipeline.sources import real_image_table
 from preimage.utils.devices import resolve_device
 from preimage.utils.images import to_tensor, to_uint8
@@ -89,7 +96,7 @@ def find_global_direction(target: str, table: str | PathLike, images: str | Path
     target_index = check_target(target, getattr(classifier, "label_names", None))
     rows = real_image_table(pd.read_parquet(table))
     train, heldout = split_images(rows, target, section)
-    prior = resolve_prior(config, device)
+    prior = resolve_prior(unconditional(config), device)  # one prior for the images of every class
     pixels = to_tensor(np.load(images))
     originals = torch.nn.functional.interpolate(pixels, size=prior.image_size, mode="bilinear", antialias=True,
                                                 align_corners=False) if pixels.shape[-1] != prior.image_size else pixels
