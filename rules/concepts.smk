@@ -6,7 +6,7 @@
 from pathlib import Path
 
 from preimage.pipeline.config import SOURCES, SPLIT_KINDS, models_named, regression_objectives
-from preimage.pipeline.workflow import call_keeping_set_ids, read_groups, set_ids
+from preimage.pipeline.workflow import call_keeping_set_ids, groups_settings, read_groups, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = gpus(config)
@@ -34,9 +34,7 @@ checkpoint concepts_groups:
         groups="results/concepts/groups.parquet",
         calls="results/concepts/source_calls.parquet",
     params:
-        config=canonical({key: config[key] for key in ("world",) if key in config}
-                         | {"sets": {key: SETS[key] for key in ("sources", "objectives", "samplers")},
-                            "models": {"classifier": config["models"]["classifier"]}}),
+        config=canonical(groups_settings(config)),
         set_ids=CALL_KEEPING,
     log:
         "logs/concepts/groups.log",

@@ -14,11 +14,13 @@ from preimage.analysis.report.build import misclassified_sources
 from preimage.pipeline.config import load_config
 from preimage.pipeline.workflow import (
     call_keeping_set_ids,
+    groups_settings,
     groups_table,
     read_groups,
     run_groups,
     select_sources,
     set_class,
+    set_ids,
     source_calls,
 )
 
@@ -70,6 +72,21 @@ def test_a_misclassified_sources_label_sets_join_the_class_the_model_calls_it(tm
     assert listed.to_dict("records") == [{"source_id": wrong_source, "source_class": true_class,
                                           "model_class": called_as}]
     assert read_groups(write_parquet_table(groups_table(groups), tmp_path / "groups.parquet")) == groups
+
+
+def test_the_groups_step_knows_which_samplers_an_objective_drops(tmp_path):
+    """A sampler overridden with `false` for an objective draws none of its sets, and the groups step, which
+    reads only its own settings, must not wait for them (the latent preset drops noise_opt for most objectives)."""
+    config = load_config(REPO / "config.yaml")
+    dropped = next(name for name in config["sets"]["objectives"] if name != "label")
+    config["sets"]["sampler_overrides"][dropped] = {"rejection": False}
+    drawn = set_ids(config)
+    assert drawn == set_ids(groups_settings(config)) and not any(s.endswith(f"__{dropped}__rejection") for s in drawn)
+    keeping = call_keeping_set_ids(config)
+    members = {set_id: write_members(tmp_path, set_id, config["world"]["shapes"].index(set_class(config, set_id)))
+               for set_id in keeping}
+    groups = run_groups(groups_settings(config), source_calls(config, members))
+    assert sorted(set_id for group in groups.values() for set_id in group.set_ids) == sorted(drawn)
 
 
 def write_parquet_table(table: pd.DataFrame, path: Path) -> Path:

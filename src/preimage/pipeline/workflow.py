@@ -163,6 +163,15 @@ def _selection_names(config: dict) -> list[str]:
     return [str(names.get(i, i)) for i in range(size)]
 
 
+def groups_settings(config: dict) -> dict:
+    """What the groups step reads of the config (its job's params): the world, the sources, the classifier, the
+    objectives and which samplers draw each (`sets.samplers` with `sets.sampler_overrides`, where `false` drops a
+    sampler's sets), so that `run_groups` names exactly the run's sets."""
+    sets = {key: config["sets"][key] for key in ("sources", "objectives", "samplers", "sampler_overrides")}
+    world = {key: config[key] for key in ("world",) if key in config}
+    return world | {"sets": sets, "models": {"classifier": config["models"]["classifier"]}}
+
+
 def run_groups(config: dict, calls: pd.DataFrame) -> dict[str, Group]:
     """The concept groups of the run's sets by slug (`preimage.analysis.concepts.groups.concept_groups`), with
     call-keeping sets in the group of the class the model assigns their source (`calls`, from `source_calls`)."""
