@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from conftest import REPO
 from preimage.engine.priors import LatentDiffusionPrior
 from preimage.engine.sets import reference_set
 from preimage.engine.directions import DirectionSettings, invert, regenerate
-from preimage.pipeline.models import resolve_prior, unconditional
+from preimage.pipeline.models import model_files, resolve_prior, unconditional
 from preimage.world.attributes import caption
 from preimage.world.generator import WorldSpec, make_split
 from preimage.world.training.latent import (
@@ -103,6 +104,15 @@ def test_a_global_direction_inverts_and_edits_with_the_unconditional_model(laten
     latents = invert(prior, images, steps)
     assert latents.shape == (2, *prior.latent_shape)
     assert regenerate(prior, latents, steps).shape == images.shape
+
+
+def test_jobs_sampling_it_wait_for_its_weights_not_for_its_evaluation(latent_dir, config):
+    """The rules' inputs for the prior are what loading reads: the evaluation and samples that evaluate_latent
+    writes beside them would otherwise rerun every set job of the preset after each evaluation."""
+    files = model_files({**config, "models": {**config["models"], "prior": {"source": str(latent_dir)}}}, "prior")
+    names = {str(Path(file).relative_to(latent_dir)) for file in files}
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json"} <= names
+    assert "metrics.json" not in names and all("/" in name for name in names - {"model_index.json"})
 
 
 def test_gradients_reach_the_latent_through_the_decoder(latent_dir):

@@ -112,11 +112,21 @@ def model_files(config: dict, kind: str) -> list[str]:
     weight_file = settings.get("pretrained_file")
     if weight_file and not Path(weight_file).is_file():
         raise FileNotFoundError(f"models.{kind}.pretrained_file {weight_file!r}: no such file")
-    folder = diffusers_folder(source) if kind == "prior" else _weights_folder(source, kind)
     files = [weight_file] if weight_file else []
+    if kind == "prior":
+        return files + [str(path) for path in pipeline_files(diffusers_folder(source))]
+    folder = _weights_folder(source, kind)
     if folder is not None:
         files += sorted(str(path) for path in folder.rglob("*") if path.is_file())
     return files
+
+
+def pipeline_files(folder: Path) -> list[Path]:
+    """The files a diffusers pipeline folder is loaded from: `model_index.json` and its components' subfolders. Files
+    beside them (a model card, the world model's evaluation and sample grid, which a rule of their own writes after
+    training) are not read, so they neither rerun the jobs that sample the prior nor make them wait."""
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and (path.parent != folder or path.name == "model_index.json"))
 
 
 def _weights_folder(source: str, kind: str) -> Path | None:
