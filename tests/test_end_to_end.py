@@ -756,8 +756,9 @@ def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache)
     assert title == {"report_html": 1, "all": 1}
     clusters = replanned(full_run, hub_cache, lambda config: config["concepts"]["clusters"].update(k_max=2))
     assert clusters["concepts_group"] >= 1 and not {"invariant_sets", "reference_samples"} & set(clusters)
-    unused_pool = replanned(full_run, hub_cache, lambda config: config["sets"].update(rejection_pool={"seed": 7}))
-    assert unused_pool == {}, unused_pool  # no pool drawn (kind none): its seed reruns nothing
+    assert full_run["config"]["sets"]["rejection_pool"]["kind"] == "reference"  # its draws: the reference's
+    unused_pool = replanned(full_run, hub_cache, lambda config: config["sets"]["rejection_pool"].update(seed=7))
+    assert unused_pool == {}, unused_pool  # a shared pool's seed: no pool of that kind is drawn, nothing reruns
     members = replanned(full_run, hub_cache, lambda config: config["sets"].update(members=4))
     assert members["invariant_sets"] == set_jobs and "reference_samples" not in members
     weights = replanned(full_run, hub_cache, rewritten=(models["classifier"] / "model.safetensors",))
