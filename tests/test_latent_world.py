@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 
 from conftest import REPO
 from preimage.engine.priors import LatentDiffusionPrior
@@ -71,6 +72,10 @@ def test_the_folder_is_a_stable_diffusion_pipeline_with_a_unit_variance_scaling(
     assert index["_class_name"] == "StableDiffusionPipeline"
     assert {"vae", "unet", "text_encoder", "tokenizer", "scheduler"} <= set(index)
     assert list(latent_dir.rglob("*.bin")) == []  # safetensors only
+    for component in ("vae", "unet", "text_encoder"):  # stored in half precision, to keep the committed folder small
+        weights = next((latent_dir / component).glob("*.safetensors"))
+        with safe_open(weights, "pt") as stored:
+            assert {stored.get_slice(key).get_dtype() for key in stored.keys()} == {"F16"}, component
     vae = json.loads((latent_dir / "vae" / "config.json").read_text())
     metrics = json.loads((latent_dir / "metrics.json").read_text())
     assert vae["scaling_factor"] == pytest.approx(metrics["vae"]["scaling_factor"]) and vae["scaling_factor"] > 0
