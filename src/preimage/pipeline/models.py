@@ -236,19 +236,22 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
     return prior.to(device)
 
 
+PROMPTING = ("prompt", "negative_prompt", "cfg_scale")  # the prior settings only a text-conditioned prior reads
+
+
 def unconditional(config: dict) -> dict:
     """`config` with the prior's prompts empty and classifier-free guidance off: its unconditional model, for a step
     that treats images of every class alike (a global direction inverts and edits them all with one prior; DDIM
     inversion is exact only without guidance). A pixel prior is unconditional already and stays as it is."""
-    prior = {**config["models"]["prior"], **{key: schema_defaults("models", "prior")[key]
-                                             for key in ("prompt", "negative_prompt", "cfg_scale")}}
+    defaults = schema_defaults("models", "prior")
+    prior = {**config["models"]["prior"], **{key: defaults[key] for key in PROMPTING}}
     return {**config, "models": {**config["models"], "prior": prior}}
 
 
 def _check_unconditional(settings: dict) -> None:
     """A pixel prior has no prompt: refuse settings that would silently do nothing."""
     defaults = schema_defaults("models", "prior")
-    unused = {key: settings[key] for key in ("prompt", "negative_prompt", "cfg_scale") if settings[key] != defaults[key]}
+    unused = {key: settings[key] for key in PROMPTING if settings[key] != defaults[key]}
     if unused:
         raise ValueError(
             f"models.prior: {unused} do not apply to an unconditional pixel prior (source {settings['source']!r}); "
