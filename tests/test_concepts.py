@@ -31,7 +31,7 @@ from preimage.analysis.concepts.embeddings import (
 from preimage.analysis.concepts.groups import concept_groups, group_slug
 from preimage.analysis.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
 from preimage.analysis.concepts.spurious import SpuriousSettings, called, combined_score, score_concepts
-from preimage.analysis.concepts.statistics import auroc, permuted_masks
+from preimage.analysis.concepts.statistics import auroc, call_rate_difference, permuted_masks, presence_threshold
 from preimage.analysis.concepts.vocabulary import (
     extrinsic_mask,
     load_vocabulary,
@@ -298,6 +298,34 @@ def test_a_concept_the_model_ignores_on_the_reference_is_not_confirmed():
     # A model that never departs from CLIP on the reference gives no decision to measure, hence no flag.
     agreeing = _score(members, reference, "square", reference_calls=shapes == "square").loc["a tag"]
     assert np.isnan(agreeing["decision"]) and not agreeing["confirmed"] and not agreeing["flagged"]
+
+
+def test_call_rate_difference_on_hand_made_numbers():
+    present = np.array([[1, 0], [1, 0], [1, 1], [0, 1], [0, 1], [0, 1]], dtype=bool)
+    calls = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
+    # concept 0: 2 of 3 called with it, 1 of 3 without; concept 1: 1 of 4 with it, 2 of 2 without (too few at 3)
+    np.testing.assert_allclose(call_rate_difference(present, calls, least=2), [1 / 3, -0.75])
+    np.testing.assert_allclose(call_rate_difference(present, calls, least=3), [1 / 3, np.nan])
+    np.testing.assert_allclose(call_rate_difference(present, ~calls, least=1), [-1 / 3, 0.75])
+    similarity = np.c_[np.r_[np.full(50, 0.25), np.full(50, 0.6)], np.linspace(0, 1, 100)]
+    np.testing.assert_allclose(presence_threshold(similarity), [0.425, 0.5])
+
+
+def test_a_concept_on_a_few_of_the_models_calls_is_not_confirmed():
+    # The model calls squares square and, besides, 12 tagged non-squares: on those few the tag goes with its call
+    # (a large rank effect), but a tag raises the share of calls by a few points, under the minimum call rate.
+    rng = np.random.default_rng(3)
+    members = _tagged_square_set(rng)
+    reference, shapes, tag = _reference_world(rng)
+    extra = np.flatnonzero(tag & (shapes != "square"))[:12]
+    calls = shapes == "square"
+    calls[extra] = True
+    scores = _score(members, reference, "square", reference_calls=calls)
+    assert scores.loc["a tag", "decision"] >= FAST.min_effect and scores.loc["a tag", "call_rate"] < FAST.min_call_rate
+    assert not scores.loc["a tag", "confirmed"] and not scores["flagged"].any()
+    # The shortcut itself: the model calls every tagged image square, which moves the share of calls by half.
+    shortcut = _score(members, reference, "square", reference_calls=(shapes == "square") | tag).loc["a tag"]
+    assert shortcut["call_rate"] > 0.4 and shortcut["confirmed"] and shortcut["flagged"]
 
 
 def test_a_class_group_needs_the_models_calls_on_the_reference():

@@ -14,7 +14,6 @@ from preimage.analysis.concepts.interventions import (
     ClipSpace,
     InterventionSettings,
     intervene,
-    presence_threshold,
     concepts_to_test,
 )
 from preimage.engine.objectives import concept
@@ -119,11 +118,6 @@ def test_interventions_move_the_clip_score_of_the_concept(tiny_pixel_models, tin
     with_minus_without = np.where(table["direction"] == "add", table["edit:square"] - table["null:square"],
                                   table["null:square"] - table["edit:square"])
     assert np.allclose(table["difference:square"], with_minus_without)
-
-
-def test_presence_threshold_parts_two_modes():
-    similarity = np.r_[np.full(50, 0.25), np.full(50, 0.6)]
-    assert 0.25 < presence_threshold(similarity) < 0.6
 
 
 def test_concepts_to_test_are_each_groups_best_candidates():

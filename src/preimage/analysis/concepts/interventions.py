@@ -36,6 +36,7 @@ from torch import Tensor
 
 from preimage.analysis.concepts.effects import ADD, REMOVE
 from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+from preimage.analysis.concepts.statistics import presence_threshold
 from preimage.engine.objectives import Concept
 from preimage.engine.objectives import concept as concept_objective
 from preimage.engine.priors.base import DiffusionPrior
@@ -44,7 +45,6 @@ from preimage.engine.samplers import GuidedSampler, RejectionSampler
 Readout = Callable[[Tensor], Tensor]
 """Images -> (B,) response of a model: a class's probability, a regressor's output."""
 
-PRESENCE_QUANTILES = (0.1, 0.9)
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,6 @@ def concepts_to_test(scores: pd.DataFrame, per_group: int, kinds: Sequence[str])
     return list(dict.fromkeys(top.sort_values(["rank", "group"])["concept"]))
 
 
-def presence_threshold(similarity: np.ndarray) -> float:
-    """The similarity above which CLIP says the pool's image shows the concept (see the module docstring)."""
-    low, high = np.quantile(similarity, PRESENCE_QUANTILES)
-    return float((low + high) / 2)
-
-
 @dataclass(frozen=True)
 class Interventions:
     """The edits of a pool of images: one table row per (concept, image) and, in the same order, the edited
@@ -148,7 +142,7 @@ def intervene(
 def _intervene_concept(prior: DiffusionPrior, clip: ClipSpace, images: Tensor, concept: str,
                        readouts: Mapping[str, Readout], settings: InterventionSettings, index: int) -> Interventions:
     source_similarity = clip.similarity(images, concept)
-    threshold = presence_threshold(source_similarity.cpu().numpy())
+    threshold = float(presence_threshold(source_similarity.cpu().numpy()))
     present = source_similarity.cpu() > threshold
     table = pd.DataFrame({"concept": concept, "image": np.arange(len(images)), "threshold": threshold,
                           "direction": np.where(present.numpy(), REMOVE, ADD),

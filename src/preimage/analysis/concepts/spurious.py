@@ -34,12 +34,16 @@ of the largest candidate score when member/reference labels and the model's call
 shuffled within strata: the permutation null keeps the chance of flagging anything in a group with no
 real enrichment at alpha, and the minimum effect keeps small but significant shifts (e.g. other
 backgrounds rising when one background is avoided) from being flagged. A class group's flag must also
-be *confirmed*: its decision effect measured and at least `min_effect`. Guided sampling follows the
-classifier's gradient, which can find concepts that move the decision only in images the prior rarely
-draws (on the shortcut world, tagged triangle-like shapes the model calls crosses); confirmation asks
-that the model's calls on plain prior samples agree. When the model calls too few reference images
-differently from CLIP, there is no decision to measure and so no flag: raise `reference.members` when
-classes are many. Without a core class (neuron objectives), or with fewer than `min_reference`
+be *confirmed*: its decision effect measured and at least `min_effect`, and its *call rate* at least
+`min_call_rate`. Guided sampling follows the classifier's gradient, which can find concepts that move the
+decision only in images the prior rarely draws (on the shortcut world, tagged triangle-like shapes the model
+calls crosses); confirmation asks that the model's calls on plain prior samples agree. The call rate is the
+size of that agreement: in each stratum of the reference, the share of images the model calls the class among
+those CLIP sees the concept in, minus the share among the others (the mean over the strata). The decision
+effect is a rank effect, as large when a dozen stray calls of a thousand images happen to be green as when
+green flips half of them; a shortcut changes how often the model calls the class, the stray calls do not.
+When the model calls too few reference images differently from CLIP, there is no decision to measure and so no
+flag: raise `reference.members` when classes are many. Without a core class (neuron objectives), or with fewer than `min_reference`
 recognised reference images, all members are compared with the whole reference (comparison "all"),
 reliance and decision are not measured, and flags rest on enrichment alone.
 """
@@ -63,10 +67,12 @@ from preimage.analysis.concepts.groups import Group
 from preimage.analysis.concepts.statistics import (
     auroc,
     auroc_from_ranks,
+    call_rate_difference,
     flag,
     null_threshold,
     permuted_masks,
     pooled_ranks,
+    presence_threshold,
     rank_candidates,
 )
 from preimage.analysis.concepts.vocabulary import extrinsic_mask
@@ -79,6 +85,7 @@ class SpuriousSettings:
     permutations: int = 500
     alpha: float = 0.05
     min_effect: float = 0.2
+    min_call_rate: float = 0.1
     min_reference: int = 20
     min_absent: int = 10
     absent_fraction: float = 0.5
@@ -149,7 +156,9 @@ def score_concepts(
     null_members = permuted_masks(is_member, stratum, settings.permutations, rng)
     null_calls = permuted_masks(calls, stratum[len(members):], settings.permutations, rng)
     threshold = null_threshold(combined_score(effects(null_members, null_calls)), candidates, settings.alpha)
-    confirmed = observed[2] >= settings.min_effect if stratified else np.ones(len(candidates), dtype=bool)
+    rate = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent)
+    confirmed = ((observed[2] >= settings.min_effect) & (rate >= settings.min_call_rate) if stratified
+                 else np.ones(len(candidates), dtype=bool))
     count = {(s, m): int(((stratum == s) & (is_member == m)).sum())
              for s in (RECOGNISED, ABSENT) for m in (True, False)}
     return pd.DataFrame({
@@ -158,6 +167,7 @@ def score_concepts(
         "enrichment": observed[RECOGNISED],
         "reliance": observed[ABSENT],
         "decision": observed[2],
+        "call_rate": rate if stratified else np.nan,
         "score": np.where(candidates, score, np.nan),
         "rank": rank_candidates(score, candidates),
         "null_threshold": threshold,
@@ -185,6 +195,19 @@ def combined_score(effects: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a concept with neither measured stays NaN
         return np.nanmean(calls, axis=1)
+
+
+def call_rate(similarity: np.ndarray, stratum: np.ndarray, calls: np.ndarray, least: int) -> np.ndarray:
+    """(T,) how much more often the model calls the class on reference images that show each concept than on those
+    that do not, among images CLIP sees alike: the mean over the RECOGNISED and ABSENT strata of the difference in
+    call rates, a stratum counted when each side of the concept's presence (`presence_threshold` over the whole
+    reference) holds at least `least` images there; NaN where none does."""
+    present = similarity > presence_threshold(similarity)
+    per_stratum = np.stack([call_rate_difference(present[stratum == s], calls[stratum == s], least)
+                            for s in (RECOGNISED, ABSENT)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a concept measured in neither stratum stays NaN
+        return np.nanmean(per_stratum, axis=0)
 
 
 class _StratumEffects:

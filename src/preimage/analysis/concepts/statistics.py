@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+PRESENCE_QUANTILES = (0.1, 0.9)
+
 
 def pooled_ranks(scores: np.ndarray) -> np.ndarray:
     """(N, T) average ranks of each column (ties share their mean rank)."""
@@ -73,3 +75,26 @@ def rank_candidates(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     valid = np.isfinite(order)
     ranks[valid] = rankdata(-order[valid], method="min").astype(int)
     return ranks
+
+
+def presence_threshold(similarity: np.ndarray) -> np.ndarray:
+    """The CLIP similarity above which an image of a pool shows a concept, per column of `similarity` (N,) or (N, T):
+    the midpoint of the pool's 10th and 90th percentiles, so a concept half the pool shows splits the pool where its
+    two modes part."""
+    low, high = np.quantile(similarity, PRESENCE_QUANTILES, axis=0)
+    return (low + high) / 2
+
+
+def call_rate_difference(present: np.ndarray, calls: np.ndarray, least: int) -> np.ndarray:
+    """(T,) share of images the model calls the class among those showing each concept, minus that share among
+    those not showing it, for `present` (N, T) and `calls` (N,); NaN where either side has fewer than `least`
+    images."""
+    present, calls = np.asarray(present, dtype=bool), np.asarray(calls, dtype=bool)
+    shown = present.sum(0)
+    hidden = len(present) - shown
+    called_shown = (present & calls[:, None]).sum(0)
+    called_hidden = calls.sum() - called_shown
+    measured = (shown >= max(least, 1)) & (hidden >= max(least, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        difference = called_shown / shown - called_hidden / hidden
+    return np.where(measured, difference, np.nan)

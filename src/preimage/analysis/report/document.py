@@ -134,7 +134,9 @@ tr.flagged td { background: #fdecea; font-weight: 600; }
 <h1>{{ report.title }}</h1>
 <p class="note">Groups: {{ report.groups | length }} · sets: {{ report.summaries | length }}.
 A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect and, for a
-class, the model's own calls on the reference confirm it (decision effect at least the minimum effect). A class's
+class, the model's own calls on the reference confirm it (decision effect at least the minimum effect, and among
+reference images CLIP sees alike, the model calls the class more often on those showing the concept by at least the
+minimum call rate: the column "calls"). A class's
 concept that is only the <b>mirror</b> image of another class's finding (no longer flagged among images without that
 finding's concept, while the finding still is among images without it) is listed as its mirror instead of flagged.</p>
 {% if report.evaluation is not none %}
@@ -166,10 +168,10 @@ of the class the model assigns them, not their own.</p>
 {% for section in report.groups %}
 <h2 id="{{ section.group }}">{{ section.group }}{% if section.note %} <span class="note">({{ section.note }})</span>{% endif %}</h2>
 <h3>Concepts the decision depends on</h3>
-<table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>sets</th><th>flag</th><th>evidence</th></tr>
+<table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>calls</th><th>sets</th><th>flag</th><th>evidence</th></tr>
 {% for row in concepts(section.scores) %}
 <tr class="{{ 'flagged' if row.flagged }}"><td>{{ row.rank }}</td><td>{{ row.concept }}</td><td>{{ fmt(row.score) }}</td>
-<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
+<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.call_rate) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
 <td>{{ 'flagged' if row.flagged else ('mirror of ' ~ row.get('mirror_of') if row.get('mirror_of') else '') }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
 {% endfor %}</table>
 {% set first = section.scores.iloc[0] %}
@@ -251,7 +253,7 @@ def render_markdown(report: Report, directory: str | Path) -> str:
     lines += directions_markdown(report.directions, link)
     for section in report.groups:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
-        columns = ["rank", "concept", "score", "enrichment", "reliance", "decision", "flagged", "mirror_of"]
+        columns = ["rank", "concept", "score", "enrichment", "reliance", "decision", "call_rate", "flagged", "mirror_of"]
         table = shown[[c for c in columns if c in shown]]
         flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
         heading = f"## {section.group}" + (f" ({section.note})" if section.note else "")
