@@ -202,7 +202,9 @@ def test_the_report_inlines_every_image(run):
     markdown = (root / "out/summary.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert links and all((root / "out" / link).is_file() for link in links)
-    assert "Flagged concepts: **a tag**" in markdown
+    rate = pd.read_parquet(paths["spurious"]).set_index("concept").loc["a tag", "call_rate"]
+    assert (f"Flagged concepts: **a tag** (the model calls reference images showing it square {100 * rate:.0f} points "
+            "more often than those without it)") in markdown
     assert "Sources the model misclassifies" in html and "| s1 " in markdown.split("misclassifies", 1)[1]
 
 

@@ -255,9 +255,9 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         columns = ["rank", "concept", "score", "enrichment", "reliance", "decision", "call_rate", "flagged", "mirror_of"]
         table = shown[[c for c in columns if c in shown]]
-        flagged = ", ".join(shown.loc[shown["flagged"], "concept"]) or "none"
+        flagged = "; ".join(_finding(row, section.core) for row in shown[shown["flagged"]].itertuples()) or "none"
         heading = f"## {section.group}" + (f" ({section.note})" if section.note else "")
-        lines += [heading, "", f"Flagged concepts: **{flagged}**.", ""]
+        lines += [heading, "", f"Flagged concepts: {flagged}.", ""]
         mirrors = shown[shown.get("mirror_of", pd.Series("", index=shown.index)) != ""]
         if len(mirrors):
             named = "; ".join(f"{row.concept} (of {row.mirror_of})" for row in mirrors.itertuples())
@@ -268,6 +268,15 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         lines += ["## Samplers", "", to_markdown(report.samplers)]
     lines += [link(path, name) for name, path in report.figures.items()]
     return "\n".join(lines) + "\n"
+
+
+def _finding(row: object, core: str | None) -> str:
+    """A flagged concept in bold, with how much more often the model calls the group's class with it."""
+    rate = getattr(row, "call_rate", np.nan)
+    if core is None or not np.isfinite(rate):
+        return f"**{row.concept}**"
+    return (f"**{row.concept}** (the model calls reference images showing it {core} {100 * rate:.0f} points more "
+            f"often than those without it)")
 
 
 def write_report(report: Report, html_path: str | Path, markdown_path: str | Path) -> None:
