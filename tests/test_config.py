@@ -315,3 +315,10 @@ def test_a_shared_rejection_pool_must_hold_at_least_one_set(config) -> None:
     assert "sets.rejection_pool.members: 16 draws cannot serve sets of sets.members = 32" in invalid(config)
     config["sets"]["rejection_pool"] = {"kind": "shared", "members": 32}
     assert validate_config(config)["sets"]["rejection_pool"] == {"kind": "shared", "members": 32, "seed": 2}
+
+
+def test_the_minimum_call_rate_is_a_share(config) -> None:
+    config["concepts"]["spurious"]["min_call_rate"] = 1.5
+    assert "concepts.spurious.min_call_rate" in invalid(config)
+    del config["concepts"]["spurious"]["min_call_rate"]
+    assert validate_config(config)["concepts"]["spurious"]["min_call_rate"] == 0.1
