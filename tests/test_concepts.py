@@ -31,7 +31,13 @@ from preimage.analysis.concepts.embeddings import (
 from preimage.analysis.concepts.groups import concept_groups, group_slug
 from preimage.analysis.concepts.maps import MIN_TSNE_POINTS, NO_CLUSTER, group_map
 from preimage.analysis.concepts.spurious import SpuriousSettings, called, combined_score, score_concepts
-from preimage.analysis.concepts.statistics import auroc, call_rate_difference, permuted_masks, presence_threshold
+from preimage.analysis.concepts.statistics import (
+    auroc,
+    call_rate_difference,
+    call_rate_variance,
+    permuted_masks,
+    presence_threshold,
+)
 from preimage.analysis.concepts.vocabulary import (
     extrinsic_mask,
     load_vocabulary,
@@ -307,6 +313,10 @@ def test_call_rate_difference_on_hand_made_numbers():
     np.testing.assert_allclose(call_rate_difference(present, calls, least=2), [1 / 3, -0.75])
     np.testing.assert_allclose(call_rate_difference(present, calls, least=3), [1 / 3, np.nan])
     np.testing.assert_allclose(call_rate_difference(present, ~calls, least=1), [-1 / 3, 0.75])
+    # Agresti-Caffo: (2 + 1) / (3 + 2) = 0.6 and (1 + 1) / (3 + 2) = 0.4 on concept 0's sides, 0.6 * 0.4 / 5 each
+    np.testing.assert_allclose(call_rate_variance(present, calls)[0], 2 * 0.6 * 0.4 / 5)
+    none_called = call_rate_variance(present, np.zeros(6, dtype=bool))
+    assert (none_called > 0).all()  # no call on either side: the interval still has a width
     similarity = np.c_[np.r_[np.full(50, 0.25), np.full(50, 0.6)], np.linspace(0, 1, 100)]
     np.testing.assert_allclose(presence_threshold(similarity), [0.425, 0.5])
 
@@ -326,6 +336,8 @@ def test_a_concept_on_a_few_of_the_models_calls_is_not_confirmed():
     # The shortcut itself: the model calls every tagged image square, which moves the share of calls by half.
     shortcut = _score(members, reference, "square", reference_calls=(shapes == "square") | tag).loc["a tag"]
     assert shortcut["call_rate"] > 0.4 and shortcut["confirmed"] and shortcut["flagged"]
+    assert 0.1 < shortcut["call_rate_low"] < shortcut["call_rate"] < shortcut["call_rate_high"] < 1
+    assert shortcut["call_rate_confidence"] == FAST.confidence
 
 
 def test_a_class_group_needs_the_models_calls_on_the_reference():

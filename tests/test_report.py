@@ -202,9 +202,11 @@ def test_the_report_inlines_every_image(run):
     markdown = (root / "out/summary.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert links and all((root / "out" / link).is_file() for link in links)
-    rate = pd.read_parquet(paths["spurious"]).set_index("concept").loc["a tag", "call_rate"]
-    assert (f"Flagged concepts: **a tag** (the model calls reference images showing it square {100 * rate:.0f} points "
-            "more often than those without it)") in markdown
+    tag = pd.read_parquet(paths["spurious"]).set_index("concept").loc["a tag"]
+    assert (f"Flagged concepts: **a tag** (the model calls reference images showing it square {100 * tag.call_rate:.0f} "
+            f"points more often than those without it; 90 % interval {100 * tag.call_rate_low:.0f} to "
+            f"{100 * tag.call_rate_high:.0f})") in markdown
+    assert f"{tag.call_rate:.3f} [{tag.call_rate_low:.2f}, {tag.call_rate_high:.2f}]" in html
     assert "Sources the model misclassifies" in html and "| s1 " in markdown.split("misclassifies", 1)[1]
 
 

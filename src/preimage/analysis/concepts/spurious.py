@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from preimage.analysis.concepts.clustering import zero_shot_probabilities
 from preimage.analysis.concepts.embeddings import (
@@ -68,6 +69,7 @@ from preimage.analysis.concepts.statistics import (
     auroc,
     auroc_from_ranks,
     call_rate_difference,
+    call_rate_variance,
     flag,
     null_threshold,
     permuted_masks,
@@ -86,6 +88,8 @@ class SpuriousSettings:
     alpha: float = 0.05
     min_effect: float = 0.2
     min_call_rate: float = 0.1
+    confidence: float = 0.9
+    """Level of the call rate's interval (columns call_rate_low and call_rate_high)."""
     min_reference: int = 20
     min_absent: int = 10
     absent_fraction: float = 0.5
@@ -156,7 +160,10 @@ def score_concepts(
     null_members = permuted_masks(is_member, stratum, settings.permutations, rng)
     null_calls = permuted_masks(calls, stratum[len(members):], settings.permutations, rng)
     threshold = null_threshold(combined_score(effects(null_members, null_calls)), candidates, settings.alpha)
-    rate = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent)
+    rate, half_width = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent,
+                                 settings.confidence)
+    if not stratified:
+        rate = half_width = np.full(len(candidates), np.nan)
     confirmed = ((observed[2] >= settings.min_effect) & (rate >= settings.min_call_rate) if stratified
                  else np.ones(len(candidates), dtype=bool))
     count = {(s, m): int(((stratum == s) & (is_member == m)).sum())
@@ -167,7 +174,10 @@ def score_concepts(
         "enrichment": observed[RECOGNISED],
         "reliance": observed[ABSENT],
         "decision": observed[2],
-        "call_rate": rate if stratified else np.nan,
+        "call_rate": rate,
+        "call_rate_low": rate - half_width,
+        "call_rate_high": rate + half_width,
+        "call_rate_confidence": settings.confidence,
         "score": np.where(candidates, score, np.nan),
         "rank": rank_candidates(score, candidates),
         "null_threshold": threshold,
@@ -197,17 +207,23 @@ def combined_score(effects: np.ndarray) -> np.ndarray:
         return np.nanmean(calls, axis=1)
 
 
-def call_rate(similarity: np.ndarray, stratum: np.ndarray, calls: np.ndarray, least: int) -> np.ndarray:
+def call_rate(similarity: np.ndarray, stratum: np.ndarray, calls: np.ndarray, least: int,
+              confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """(T,) how much more often the model calls the class on reference images that show each concept than on those
-    that do not, among images CLIP sees alike: the mean over the RECOGNISED and ABSENT strata of the difference in
-    call rates, a stratum counted when each side of the concept's presence (`presence_threshold` over the whole
+    that do not, among images CLIP sees alike, and the half-width of its `confidence` interval: the mean over the
+    RECOGNISED and ABSENT strata of the difference in call rates (its variance `call_rate_variance`, the strata
+    independent), a stratum counted when each side of the concept's presence (`presence_threshold` over the whole
     reference) holds at least `least` images there; NaN where none does."""
     present = similarity > presence_threshold(similarity)
-    per_stratum = np.stack([call_rate_difference(present[stratum == s], calls[stratum == s], least)
-                            for s in (RECOGNISED, ABSENT)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a concept measured in neither stratum stays NaN
-        return np.nanmean(per_stratum, axis=0)
+    rows = [stratum == s for s in (RECOGNISED, ABSENT)]
+    differences = np.stack([call_rate_difference(present[r], calls[r], least) for r in rows])
+    variances = np.stack([call_rate_variance(present[r], calls[r]) for r in rows])
+    measured = ~np.isnan(differences)
+    strata_measured = measured.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(measured, differences, 0).sum(0) / strata_measured
+        spread = np.sqrt(np.where(measured, variances, 0).sum(0)) / strata_measured
+    return rate, norm.ppf(0.5 + confidence / 2) * spread
 
 
 class _StratumEffects:

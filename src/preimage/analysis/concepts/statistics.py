@@ -89,12 +89,25 @@ def call_rate_difference(present: np.ndarray, calls: np.ndarray, least: int) -> 
     """(T,) share of images the model calls the class among those showing each concept, minus that share among
     those not showing it, for `present` (N, T) and `calls` (N,); NaN where either side has fewer than `least`
     images."""
-    present, calls = np.asarray(present, dtype=bool), np.asarray(calls, dtype=bool)
-    shown = present.sum(0)
-    hidden = len(present) - shown
-    called_shown = (present & calls[:, None]).sum(0)
-    called_hidden = calls.sum() - called_shown
+    shown, hidden, called_shown, called_hidden = _call_counts(present, calls)
     measured = (shown >= max(least, 1)) & (hidden >= max(least, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         difference = called_shown / shown - called_hidden / hidden
     return np.where(measured, difference, np.nan)
+
+
+def call_rate_variance(present: np.ndarray, calls: np.ndarray) -> np.ndarray:
+    """(T,) variance of `call_rate_difference` after Agresti and Caffo: each side's share estimated with one call
+    and one miss added, which keeps an interval from collapsing when a side has no call (or only calls)."""
+    shown, hidden, called_shown, called_hidden = _call_counts(present, calls)
+    with_concept = (called_shown + 1) / (shown + 2)
+    without = (called_hidden + 1) / (hidden + 2)
+    return with_concept * (1 - with_concept) / (shown + 2) + without * (1 - without) / (hidden + 2)
+
+
+def _call_counts(present: np.ndarray, calls: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(T,) images showing each concept, images not showing it, and the model's calls among each."""
+    present, calls = np.asarray(present, dtype=bool), np.asarray(calls, dtype=bool)
+    shown = present.sum(0)
+    called_shown = (present & calls[:, None]).sum(0)
+    return shown, len(present) - shown, called_shown, calls.sum() - called_shown

@@ -171,7 +171,7 @@ of the class the model assigns them, not their own.</p>
 <table><tr><th>rank</th><th>concept</th><th>score</th><th>enrichment</th><th>reliance</th><th>decision</th><th>calls</th><th>sets</th><th>flag</th><th>evidence</th></tr>
 {% for row in concepts(section.scores) %}
 <tr class="{{ 'flagged' if row.flagged }}"><td>{{ row.rank }}</td><td>{{ row.concept }}</td><td>{{ fmt(row.score) }}</td>
-<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.call_rate) }}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
+<td>{{ fmt(row.enrichment) }}</td><td>{{ fmt(row.reliance) }}</td><td>{{ fmt(row.decision) }}</td><td>{{ fmt(row.call_rate) }}{% if row.call_rate == row.call_rate %} [{{ fmt(row.call_rate_low, 2) }}, {{ fmt(row.call_rate_high, 2) }}]{% endif %}</td><td>{{ fmt(row.set_consistency, 2) }}</td>
 <td>{{ 'flagged' if row.flagged else ('mirror of ' ~ row.get('mirror_of') if row.get('mirror_of') else '') }}</td><td>{% if row.strip %}<img class="pixels" src="{{ row.strip }}" alt="evidence for {{ row.concept }}">{% endif %}</td></tr>
 {% endfor %}</table>
 {% set first = section.scores.iloc[0] %}
@@ -271,12 +271,14 @@ def render_markdown(report: Report, directory: str | Path) -> str:
 
 
 def _finding(row: object, core: str | None) -> str:
-    """A flagged concept in bold, with how much more often the model calls the group's class with it."""
+    """A flagged concept in bold, with how much more often the model calls the group's class with it and the
+    interval of that call rate."""
     rate = getattr(row, "call_rate", np.nan)
     if core is None or not np.isfinite(rate):
         return f"**{row.concept}**"
     return (f"**{row.concept}** (the model calls reference images showing it {core} {100 * rate:.0f} points more "
-            f"often than those without it)")
+            f"often than those without it; {100 * row.call_rate_confidence:.0f} % interval "
+            f"{100 * row.call_rate_low:.0f} to {100 * row.call_rate_high:.0f})")
 
 
 def write_report(report: Report, html_path: str | Path, markdown_path: str | Path) -> None:
