@@ -46,7 +46,6 @@ Readout = Callable[[Tensor], Tensor]
 """Images -> (B,) response of a model: a class's probability, a regressor's output."""
 
 
-
 @dataclass(frozen=True)
 class InterventionSettings:
     """Knobs of the edits; config concepts.interventions maps onto these fields."""

@@ -43,9 +43,9 @@ those CLIP sees the concept in, minus the share among the others (the mean over 
 effect is a rank effect, as large when a dozen stray calls of a thousand images happen to be green as when
 green flips half of them; a shortcut changes how often the model calls the class, the stray calls do not.
 When the model calls too few reference images differently from CLIP, there is no decision to measure and so no
-flag: raise `reference.members` when classes are many. Without a core class (neuron objectives), or with fewer than `min_reference`
-recognised reference images, all members are compared with the whole reference (comparison "all"),
-reliance and decision are not measured, and flags rest on enrichment alone.
+flag: raise `reference.members` when classes are many. Without a core class (neuron objectives), or with fewer
+than `min_reference` recognised reference images, all members are compared with the whole reference (comparison
+"all"), reliance, decision and call rate are not measured, and flags rest on enrichment alone.
 """
 
 from __future__ import annotations
@@ -160,12 +160,13 @@ def score_concepts(
     null_members = permuted_masks(is_member, stratum, settings.permutations, rng)
     null_calls = permuted_masks(calls, stratum[len(members):], settings.permutations, rng)
     threshold = null_threshold(combined_score(effects(null_members, null_calls)), candidates, settings.alpha)
-    rate, half_width = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent,
-                                 settings.confidence)
-    if not stratified:
+    if stratified:
+        rate, half_width = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent,
+                                     settings.confidence)
+        confirmed = (observed[2] >= settings.min_effect) & (rate >= settings.min_call_rate)
+    else:
         rate = half_width = np.full(len(candidates), np.nan)
-    confirmed = ((observed[2] >= settings.min_effect) & (rate >= settings.min_call_rate) if stratified
-                 else np.ones(len(candidates), dtype=bool))
+        confirmed = np.ones(len(candidates), dtype=bool)
     count = {(s, m): int(((stratum == s) & (is_member == m)).sum())
              for s in (RECOGNISED, ABSENT) for m in (True, False)}
     return pd.DataFrame({

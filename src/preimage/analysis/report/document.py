@@ -273,11 +273,10 @@ def render_markdown(report: Report, directory: str | Path) -> str:
 def _finding(row: object, core: str | None) -> str:
     """A flagged concept in bold, with how much more often the model calls the group's class with it and the
     interval of that call rate."""
-    rate = getattr(row, "call_rate", np.nan)
-    if core is None or not np.isfinite(rate):
+    if not np.isfinite(row.call_rate):  # not a class group, or too few reference images to measure it
         return f"**{row.concept}**"
-    return (f"**{row.concept}** (the model calls reference images showing it {core} {100 * rate:.0f} points more "
-            f"often than those without it; {100 * row.call_rate_confidence:.0f} % interval "
+    return (f"**{row.concept}** (the model calls reference images showing it {core} {100 * row.call_rate:.0f} points "
+            f"more often than those without it; {100 * row.call_rate_confidence:.0f} % interval "
             f"{100 * row.call_rate_low:.0f} to {100 * row.call_rate_high:.0f})")
 
 
