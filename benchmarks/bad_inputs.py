@@ -8,7 +8,7 @@ For each case, in its own scratch directory (config.yaml copied, models/ linked,
   directory): a failure here is a failure at *parse* time, while the workflow is planned, before any job runs;
 - if the dry run passed and the case names a target (the cases that can only fail in a job: a bad layer name, a
   truncated weights file, a corrupt image...; and a few that should fail at parse but may slip through), a real
-  run of only that target (e.g. `results/checks/objectives/neuron.json`): a failure there is a failure in a *job*.
+  run of only that target (e.g. `results/checks/objectives.json`): a failure there is a failure in a *job*.
 
 It records the case, the error message (the job's `error:` line, Snakemake's `<Error> in file ...:` block, else the
 last `...Error: ...` line; the scratch directory's path is cut from it, leaving paths as the user wrote them), when
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 PARSE, JOB, OK = "parse", "job", "ok"
 DRY_TIMEOUT_S = 180
 JOB_TIMEOUT_S = 240
-OBJECTIVES_CHECK = "results/checks/objectives/{}.json"  # one check job per objective
+OBJECTIVES_CHECK = "results/checks/objectives.json"  # one check job for every objective
 REAL_SOURCES = "results/real/sources.parquet"
 VOCABULARY = "results/concepts/vocabulary.parquet"
 REFERENCE = "results/reference/summary.parquet"
@@ -214,10 +214,10 @@ CASES = [
         "unit7": {"kind": "neuron", "unit": 7}}}}, ("sets.objectives.unit7", "layer")),
     Case("label-target-not-a-class", "a counterfactual to class hexagon", {"sets": {"objectives": {
         "counterfactual": {"target": "hexagon"}}}}, ("sets.objectives.counterfactual", "hexagon"),
-        expect=JOB, target=OBJECTIVES_CHECK.format("counterfactual"), copy_models=True),
+        expect=JOB, target=OBJECTIVES_CHECK, copy_models=True),
     Case("bad-layer-name", "a neuron objective on layer4.0.bn3", {"sets": {"objectives": {
         "neuron": {"layer": "layer4.0.bn3"}}}}, ("sets.objectives.neuron.layer", "layer4.0.bn3"),
-        expect=JOB, target=OBJECTIVES_CHECK.format("neuron"), copy_models=True),
+        expect=JOB, target=OBJECTIVES_CHECK, copy_models=True),
     # --- source images ---
     Case("sources-folder-missing", "sets.sources.path names no folder", sources(**FOLDER | {"path": "my-images"}),
          ("my-images",)),
@@ -251,7 +251,7 @@ CASES = [
          {"models": {"classifier": {"source": "./my-classifier"}}}, ("models.classifier.source", "my-classifier")),
     Case("classifier-folder-without-config", "a classifier folder without config.json",
          {"models": {"classifier": {"source": "my-classifier"}}}, ("my-classifier", "config.json"),
-         target=OBJECTIVES_CHECK.format("label"), make=make_classifier_folder_without_config, copy_models=True),
+         target=OBJECTIVES_CHECK, make=make_classifier_folder_without_config, copy_models=True),
     Case("classifier-weights-file-missing", "models.classifier.pretrained_file names no file",
          {"models": {"classifier": {"source": "resnet18", "pretrained_file": "weights/resnet18.safetensors"}}},
          ("models.classifier.pretrained_file", "resnet18.safetensors")),
@@ -263,7 +263,7 @@ CASES = [
     Case("vocabulary-file-missing", "concepts.vocabulary names no file", {"concepts": {"vocabulary": "my_words.txt"}},
          ("concepts.vocabulary", "my_words.txt"), expect=JOB, target=VOCABULARY, copy_models=True),
     Case("truncated-classifier-weights", "the world classifier's weights file cut short", {},
-         ("model.safetensors",), expect=JOB, target=OBJECTIVES_CHECK.format("label"), make=make_truncated_weights, copy_models=True),
+         ("model.safetensors",), expect=JOB, target=OBJECTIVES_CHECK, make=make_truncated_weights, copy_models=True),
     # --- YAML ---
     Case("yaml-error-in-config", "config.yaml with `seed 0` for `seed: 0`", {}, ("config.yaml", "line"),
          config_text=BROKEN_CONFIG),

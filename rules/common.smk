@@ -118,11 +118,11 @@ def real_image_files():
     return sorted(select_real_images(config)["source"]) if SOURCES in REAL_IMAGE_SPLITS else []
 
 
-def objective_check_settings(wildcards):
-    """What one objective's check reads: that objective and the entries of the classifier and of any model it names
-    (a world model's folder is named by the world and its training settings); not the device: the check runs on
-    the CPU."""
-    objectives = {wildcards.objective: SETS["objectives"][wildcards.objective]}
+def objective_check_settings():
+    """What the objectives' check reads: the objectives and the entries of the classifier and of any model they
+    name (a world model's folder is named by the world and its training settings); not the device: the check runs
+    on the CPU."""
+    objectives = SETS["objectives"]
     kinds = ("classifier", *models_named(objectives))
     trained = [kind for kind in kinds if kind in world_models(config)]
     world = ({"world": world_section(config, trained),

@@ -7,7 +7,6 @@ from preimage.pipeline.config import set_kinds
 from preimage.pipeline.workflow import set_ids
 
 GEN_GPUS = gpus(config)
-OBJECTIVES = list(config["sets"]["objectives"])
 SET_KINDS = set_kinds(config["sets"])
 
 
@@ -29,21 +28,20 @@ rule select_sources:
 
 
 rule check_objectives:
-    """One objective built on the classifier (layer name, class names, units) before any of its sets is drawn; one
-    job per objective, so adding an objective checks only it, and new classifier weights recheck and redraw all."""
+    """Every objective built on the classifier (layer names, class names, units) once, before any set is drawn; one
+    job for them all, since every set job reads every objective: a new or edited objective redraws each source's
+    sets anyway, and new classifier weights recheck and redraw all."""
     input:
-        unpack(lambda wildcards: model_inputs("classifier", *models_named({wildcards.objective: SETS["objectives"][wildcards.objective]}))),
+        unpack(lambda wildcards: model_inputs("classifier", *models_named(SETS["objectives"]))),
     output:
-        "results/checks/objectives/{objective}.json",
-    wildcard_constraints:
-        objective="[A-Za-z0-9_-]+",
+        "results/checks/objectives.json",
     params:
-        config=objective_check_settings,
+        config=objective_check_settings(),
     threads: 1
     log:
-        "logs/check_objectives/{objective}.log",
+        "logs/check_objectives.log",
     benchmark:
-        "results/benchmarks/check_objectives/{objective}.tsv",
+        "results/benchmarks/check_objectives.tsv",
     script:
         "../scripts/check_objectives.py"
 
@@ -55,7 +53,7 @@ rule invariant_sets:
         unpack(lambda wildcards: model_inputs(*set_job_models(config))),
         unpack(draw_pool),
         sources="results/sources.parquet",
-        objectives_checked=expand("results/checks/objectives/{objective}.json", objective=OBJECTIVES),
+        objectives_checked=rules.check_objectives.output,
         image=lambda wildcards: SOURCE_FILES.get(wildcards.source, []),
     output:
         summaries=[f"results/sets/{{source}}__{objective}__{sampler}/summary.parquet" for objective, sampler in SET_KINDS],

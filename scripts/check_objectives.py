@@ -1,4 +1,4 @@
-"""Snakemake script: build one configured objective on the classifier, before any of its sets is drawn."""
+"""Snakemake script: build every configured objective on the classifier, before any set is drawn."""
 
 from preimage.pipeline.logs import redirect_output
 from preimage.pipeline.steps.sets import check_objectives
