@@ -18,6 +18,9 @@ from preimage.analysis.concepts.embeddings import embedding_matrix, generated_me
 from preimage.analysis.concepts.groups import GROUP_SCOPE
 
 MIN_TSNE_POINTS = 12
+# t-SNE iterations (scikit-learn's default is 1,000): on a world group's ~1,100 points, 500 end within 4 % of
+# 1,000's KL divergence (0.76 vs 0.74) in half the time, and the map is a figure, read by eye
+TSNE_ITERATIONS = 500
 NO_CLUSTER = -1
 MAP_COLUMNS = ["role", "set_id", "image", "cluster", "x", "y"]
 
@@ -29,7 +32,8 @@ def project_2d(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
         flat = PCA(n_components=components, random_state=seed).fit_transform(embeddings) if components else None
         return np.zeros((len(embeddings), 2)) if flat is None else np.pad(flat, ((0, 0), (0, 2 - flat.shape[1])))
     perplexity = min(30.0, (len(embeddings) - 1) / 3)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", max_iter=TSNE_ITERATIONS,
+                random_state=seed).fit_transform(embeddings)
 
 
 def _subsample(table: pd.DataFrame, points: int, rng: np.random.Generator) -> pd.DataFrame:
