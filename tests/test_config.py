@@ -11,6 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from preimage.analysis.concepts.clustering import ClusterSettings
@@ -315,6 +316,35 @@ def test_a_shared_rejection_pool_must_hold_at_least_one_set(config) -> None:
     assert "sets.rejection_pool.members: 16 draws cannot serve sets of sets.members = 32" in invalid(config)
     config["sets"]["rejection_pool"] = {"kind": "shared", "members": 32}
     assert validate_config(config)["sets"]["rejection_pool"] == {"kind": "shared", "members": 32, "seed": 2}
+
+
+def test_a_pool_that_no_rejection_sampler_draws_like_is_refused(config) -> None:
+    """The pool draws as the reference does: a run whose rejection sets walk other chains (25 DDIM steps against the
+    reference's 12 DPM-Solver++ steps) could test none of its draws, so the config says so instead of drawing it."""
+    config["sets"]["samplers"]["rejection"] = {"kind": "rejection"}
+    message = invalid(config)
+    assert ("sets.rejection_pool.kind: 'shared', but no rejection sampler draws as the pool does (from pure noise with "
+            "reference.num_steps = 12 and reference.solver = 'dpmsolver++'") in message
+    config["sets"]["samplers"]["rejection"] = {"kind": "rejection", "num_steps": 12, "solver": "dpmsolver++"}
+    validate_config(config)
+    config["sets"]["rejection_pool"] = {"kind": "none"}
+    config["sets"]["samplers"]["rejection"] = {"kind": "rejection"}
+    validate_config(config)
+
+
+def test_the_torch_free_pool_test_agrees_with_the_pools_own() -> None:
+    from preimage.engine.samplers import DrawPool
+
+    defaults = inspect.signature(RejectionSampler.__init__).parameters
+    assert {name: defaults[name].default for name in sampler_spec.REJECTION_DRAW_DEFAULTS} == \
+        sampler_spec.REJECTION_DRAW_DEFAULTS
+    pool = DrawPool(torch.zeros(1, 3, 4, 4), torch.zeros(1), torch.zeros(1), torch.zeros(1), num_steps=12, eta=0.0,
+                    solver="dpmsolver++")
+    for spec in ({}, {"num_steps": 12}, {"num_steps": 12, "solver": "dpmsolver++"},
+                 {"num_steps": 12, "solver": "dpmsolver++", "strength": 0.5},
+                 {"num_steps": 12, "solver": "dpmsolver++", "stop_after_accepted": 4}):
+        assert sampler_spec.draws_as_pool({"kind": "rejection", **spec}, 12, "dpmsolver++") == \
+            pool.serves(RejectionSampler(**spec)), spec
 
 
 def test_the_minimum_call_rate_is_a_share(config) -> None:

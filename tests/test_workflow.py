@@ -184,3 +184,18 @@ def test_every_rule_that_runs_a_script_writes_a_benchmark_named_after_it():
             benchmark = re.search(r'benchmark:\s*"results/benchmarks/([^"]+)\.tsv"', block)
             assert benchmark, f"{path.name}: rule {rule} has no benchmark"
             assert benchmark.group(1).split("/")[0] == rule, f"{path.name}: rule {rule} writes {benchmark.group(1)}"
+
+
+def test_a_pool_too_small_for_a_class_prompted_priors_classes_is_refused_before_drawing(tmp_path):
+    """A class-prompted prior's pool is split over the classes: 1,024 draws over 100 classes would leave 11 per
+    class, fewer than a set's 32, so every set would draw its own; the pool job says so instead of drawing."""
+    from preimage.pipeline.steps.sets import draw_rejection_pool
+
+    config = load_config(REPO / "config.yaml")
+    config["models"]["prior"] = {"source": "some/latent-prior", "prompt": "a photo of a {class_name}"}
+    sources = tmp_path / "sources.parquet"
+    pd.DataFrame({"image_id": [f"i{k}" for k in range(100)], "class_name": [f"c{k}" for k in range(100)]}).to_parquet(sources)
+    with pytest.raises(ValueError, match=r"sets.rejection_pool.members: 1024 draws split over the prior's 100 class "
+                                         r"prompts give 11 per class, fewer than sets.members \(32\).*at least 3200"):
+        draw_rejection_pool(sources, tmp_path / "pool" / "members.parquet", config, threads=1)
+    assert not (tmp_path / "pool").exists()

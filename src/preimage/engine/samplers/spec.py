@@ -98,6 +98,17 @@ PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
     },
 }
 
+# the rejection sampler's defaults that decide whether its draws are a pool's (`DrawPool.serves`)
+REJECTION_DRAW_DEFAULTS = {"num_steps": 25, "strength": 1.0, "eta": 0.0, "solver": "ddim", "stop_after_accepted": None}
+
+
+def draws_as_pool(spec: Mapping[str, Any], num_steps: int, solver: str) -> bool:
+    """Whether a rejection spec draws what a pool of `num_steps` `solver` chains from pure noise drew, the test
+    `preimage.engine.samplers.DrawPool.serves` makes on the built sampler, here without importing torch."""
+    draw = {**REJECTION_DRAW_DEFAULTS, **{key: spec[key] for key in REJECTION_DRAW_DEFAULTS if key in spec}}
+    return (spec.get("kind") == "rejection" and draw["strength"] == 1.0 and draw["eta"] == 0.0
+            and draw["stop_after_accepted"] is None and draw["num_steps"] == num_steps and draw["solver"] == solver)
+
 
 def check_config(spec: object, where: str = WHERE) -> None:
     """Check a sampler spec without building the sampler or importing torch: its kind, its keyword arguments'
