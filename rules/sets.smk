@@ -4,10 +4,11 @@
 # reruns no set.
 
 from preimage.pipeline.config import set_kinds
-from preimage.pipeline.workflow import set_ids
+from preimage.pipeline.workflow import check_pool_size, select_sources, set_ids
 
 GEN_GPUS = gpus(config)
 SET_KINDS = set_kinds(config["sets"])
+check_pool_size(config, select_sources(config)["class_name"])
 
 
 rule select_sources:

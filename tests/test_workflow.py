@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from preimage.analysis.report.build import misclassified_sources
-from preimage.pipeline.config import load_config
+from preimage.pipeline.config import ConfigError, load_config
 from preimage.pipeline.workflow import (
     call_keeping_set_ids,
+    check_pool_size,
     groups_settings,
     groups_table,
     read_groups,
@@ -186,16 +187,14 @@ def test_every_rule_that_runs_a_script_writes_a_benchmark_named_after_it():
             assert benchmark.group(1).split("/")[0] == rule, f"{path.name}: rule {rule} writes {benchmark.group(1)}"
 
 
-def test_a_pool_too_small_for_a_class_prompted_priors_classes_is_refused_before_drawing(tmp_path):
+def test_a_pool_too_small_for_a_class_prompted_priors_classes_is_refused_when_planning():
     """A class-prompted prior's pool is split over the classes: 1,024 draws over 100 classes would leave 11 per
-    class, fewer than a set's 32, so every set would draw its own; the pool job says so instead of drawing."""
-    from preimage.pipeline.steps.sets import draw_rejection_pool
-
+    class, fewer than a set's 32, so every set would draw its own; planning says so before anything is drawn."""
     config = load_config(REPO / "config.yaml")
+    classes = [f"c{k}" for k in range(100)]
+    check_pool_size(config, classes)  # the world's pixel prior draws every class alike: one pool for all
     config["models"]["prior"] = {"source": "some/latent-prior", "prompt": "a photo of a {class_name}"}
-    sources = tmp_path / "sources.parquet"
-    pd.DataFrame({"image_id": [f"i{k}" for k in range(100)], "class_name": [f"c{k}" for k in range(100)]}).to_parquet(sources)
-    with pytest.raises(ValueError, match=r"sets.rejection_pool.members: 1024 draws split over the prior's 100 class "
-                                         r"prompts give 11 per class, fewer than sets.members \(32\).*at least 3200"):
-        draw_rejection_pool(sources, tmp_path / "pool" / "members.parquet", config, threads=1)
-    assert not (tmp_path / "pool").exists()
+    with pytest.raises(ConfigError, match=r"sets.rejection_pool.members: 1024 draws split over the prior's 100 class "
+                                          r"prompts give 11 per class, fewer than sets.members \(32\).*at least 3200"):
+        check_pool_size(config, classes)
+    check_pool_size(config, classes[:32])

@@ -21,13 +21,14 @@ from preimage.analysis.concepts.groups import (
 )
 from preimage.pipeline.config import (
     MODEL_KINDS,
+    ConfigError,
     cone_samplers,
     models_named,
     set_kinds,
     world_models,
     world_section,
 )
-from preimage.pipeline.models import classifier_label_names, model_files
+from preimage.pipeline.models import CLASS_NAME, classifier_label_names, model_files, model_settings
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
 
@@ -108,6 +109,20 @@ def source_files(config: dict) -> dict[str, str]:
     selection = select_sources(config)
     on_disk = ~selection["source"].str.startswith(WORLD_PREFIX)
     return dict(zip(selection.loc[on_disk, "image_id"], selection.loc[on_disk, "source"]))
+
+
+def check_pool_size(config: dict, classes: Sequence[str]) -> None:
+    """A class-prompted prior's shared pool is split over the sources' `classes`: refuse, before anything is drawn,
+    a pool whose share of a class is smaller than a set, since every set would then draw its own and the pool be
+    drawn for nothing."""
+    pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
+    settings = model_settings(config, "prior")
+    prompts = len(set(classes)) if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else 1
+    per_class = -(-pool["members"] // prompts)
+    if pool["kind"] == "shared" and per_class < members:
+        raise ConfigError(f"sets.rejection_pool.members: {pool['members']} draws split over the prior's {prompts} "
+                          f"class prompts give {per_class} per class, fewer than sets.members ({members}), so no set "
+                          f"could test them; give at least {prompts * members}, or kind none")
 
 
 def set_ids(config: dict) -> list[str]:

@@ -222,21 +222,8 @@ def draw_rejection_pool(sources: str | PathLike, members: str | PathLike, config
     from preimage.engine.sets import set_seed
 
     pool = config["sets"]["rejection_pool"]
-    _check_pool_serves_every_class(config, pd.read_parquet(sources)["class_name"].unique())
     _draw_prior_sample(sources, members, config, threads, pool["members"], set_seed(pool["seed"], "rejection_pool"),
                        "rejection_pool")
-
-
-def _check_pool_serves_every_class(config: dict, classes: Sequence[str]) -> None:
-    """A class-prompted prior's pool is split over the sources' classes: refuse, before drawing, a pool whose share
-    of a class is smaller than a set, since every set would then draw its own and the pool be drawn for nothing."""
-    pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
-    prompted = {_prompt_class(config, name) for name in classes}
-    per_class = -(-pool["members"] // len(prompted))
-    if per_class < members:
-        raise ValueError(f"sets.rejection_pool.members: {pool['members']} draws split over the prior's {len(prompted)} "
-                         f"class prompts give {per_class} per class, fewer than sets.members ({members}), so no set "
-                         f"could test them; give at least {len(prompted) * members}, or kind none")
 
 
 def _draw_prior_sample(sources: str | PathLike, members: str | PathLike, config: dict, threads: int, n: int,
