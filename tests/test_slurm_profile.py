@@ -19,6 +19,7 @@ PROFILES = REPO / "profiles"
 GPU_RULES = (
     "invariant_sets",
     "reference_samples",
+    "rejection_pool",
     "train_prior",
     "refine_prior",
     "train_clip",
