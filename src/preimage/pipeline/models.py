@@ -7,7 +7,7 @@ the world; unknown keys raise, naming the key.
 
 Every function takes the whole config dict, so a notebook can load exactly what a pipeline run used. The model
 libraries (diffusers, timm, open_clip, lpips) are imported inside the functions that load models, so planning
-the workflow (as Snakemake does when it builds the job graph) imports none of them.
+the workflow (as Snakemake does when it builds the job graph) imports none of them, nor torch.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from preimage.pipeline.config import MODEL_KINDS, schema_defaults
-from preimage.utils.devices import resolve_dtype
 from preimage.utils.hashing import stable_hash
 from preimage.world.generator import WorldSpec
-from preimage.world.training.common import prior_first_stage
+from preimage.world.training import prior_first_stage
 
 if TYPE_CHECKING:
+    import torch
+
     from preimage.engine.models import ClipModel, Lpips
     from preimage.engine.priors import DiffusionPrior
 
@@ -214,6 +213,7 @@ def resolve_prior(config: dict, device: str | torch.device, class_name: str | No
     scheduler/ (the world's training layout) is a pixel prior.
     """
     from preimage.engine import priors
+    from preimage.utils.devices import resolve_dtype
 
     settings = model_settings(config, "prior")
     dtype = resolve_dtype("models.prior.dtype", settings["dtype"], device)

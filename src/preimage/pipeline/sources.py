@@ -29,12 +29,11 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import torch
 from PIL import Image
 
 from preimage.analysis.concepts.groups import SET_ID_SEPARATOR
@@ -52,6 +51,7 @@ from preimage.utils.images import (
     header_size,
     read_rgb,
     require_min_side,
+    to_tensor,
 )
 from preimage.world.generator import (
     SPLIT_KINDS,
@@ -59,6 +59,9 @@ from preimage.world.generator import (
     render_images,
     sample_attributes,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 WORLD_PREFIX = "world:"
@@ -280,8 +283,8 @@ def load_images(
         for position, pixels in zip(positions, rendered):
             arrays[position] = fit_square(Image.fromarray(pixels), size)
     if not arrays:
-        return torch.empty(0, 3, size, size)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255.0)
+        return to_tensor(np.zeros((0, size, size, 3), dtype=np.uint8))
+    return to_tensor(np.stack(arrays))
 
 
 def validate_selection(selection: pd.DataFrame) -> pd.DataFrame:

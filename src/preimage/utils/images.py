@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    import torch
 
 # Pillow opens 16-bit greyscale (PNG, TIFF) in these modes; its own conversion to RGB clips them at 255.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
@@ -125,6 +128,8 @@ def _checked_background(background) -> tuple[int, int, int]:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1], the library's image convention."""
+    import torch
+
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 

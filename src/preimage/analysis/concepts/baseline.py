@@ -13,10 +13,10 @@ minimum effect. The baseline only sees what the test data happens to break; it n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
 from preimage.analysis.concepts.spurious import SpuriousSettings
@@ -29,10 +29,14 @@ from preimage.analysis.concepts.statistics import (
     rank_candidates,
 )
 from preimage.analysis.concepts.vocabulary import extrinsic_mask
-from preimage.utils.devices import predict
 from preimage.utils.images import to_tensor
 
+if TYPE_CHECKING:
+    import torch
+
 MIN_IMAGES = 2
+
+
 def baseline_scores(
     embeddings: np.ndarray,
     labels: Sequence[str],
@@ -111,5 +115,9 @@ def predicted_names(classifier: torch.nn.Module, images: torch.Tensor, device: s
     names = getattr(classifier, "label_names", None)
     if not names:
         raise ValueError("classifier has no label_names; predictions are compared by class name")
+    import torch
+
+    from preimage.utils.devices import predict
+
     logits = predict(classifier, images, torch.device(device), batch_size)
     return np.asarray(names)[logits.argmax(1).numpy()]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from preimage.analysis.concepts.vocabulary import Concept
@@ -25,7 +24,9 @@ from preimage.engine.set_files import MEMBERS_FILE, SOURCE_FILE
 from preimage.utils.images import to_tensor
 from preimage.utils.io import write_parquet
 
-if TYPE_CHECKING:  # open_clip and timm load only where a model does, not to read an embedding table
+if TYPE_CHECKING:  # torch, open_clip and timm load only where a model does, not to read an embedding table
+    import torch
+
     from preimage.engine.models.clip import ClipModel
 
 EMBEDDING = "embedding"
@@ -43,18 +44,22 @@ def read_png_images(paths: Sequence[str | Path]) -> torch.Tensor:
     return to_tensor(np.stack(arrays))
 
 
-@torch.no_grad()
 def embed_images(clip: ClipModel, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """(N, D) float32 L2-normalised CLIP image embeddings, computed in batches."""
+    import torch
+
     device = next(clip.parameters()).device
-    parts = [clip.encode_images(batch.to(device)).float().cpu() for batch in images.split(batch_size)]
+    with torch.no_grad():
+        parts = [clip.encode_images(batch.to(device)).float().cpu() for batch in images.split(batch_size)]
     return torch.cat(parts).numpy().astype(np.float32)
 
 
-@torch.no_grad()
 def embed_texts(clip: ClipModel, texts: Sequence[str]) -> np.ndarray:
     """(T, D) float32 L2-normalised CLIP text embeddings."""
-    return clip.encode_texts(list(texts)).float().cpu().numpy().astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        return clip.encode_texts(list(texts)).float().cpu().numpy().astype(np.float32)
 
 
 def logit_scale(clip: ClipModel) -> float:

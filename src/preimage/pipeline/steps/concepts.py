@@ -2,7 +2,8 @@
 and map, and the data-only baseline.
 
 The analysis code is imported inside the steps that use it (the clustering, map and scoring code imports
-scikit-learn and SciPy), so each job imports only its own: every Snakemake job is a new process.
+scikit-learn and SciPy), and torch only by the steps that run a model, so each job imports only its own: every
+Snakemake job is a new process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from preimage.pipeline.concepts import (
     concept_vocabulary,
@@ -23,13 +23,24 @@ from preimage.pipeline.concepts import (
 )
 from preimage.pipeline.models import class_text, resolve_classifier, resolve_clip, resolve_prior
 from preimage.pipeline.sources import real_image_table
-from preimage.utils.devices import resolve_device
 from preimage.utils.images import to_uint8
 from preimage.utils.io import atomic_path, write_npy, write_parquet
 
 if TYPE_CHECKING:
+    import torch
+
     from preimage.analysis.concepts.groups import Group
     from preimage.analysis.concepts.interventions import Interventions
+
+
+def torch_for(device: str, threads: int) -> torch.device:
+    """Import torch (only the steps that run a model do), give it `threads` threads and resolve `device`."""
+    import torch
+
+    from preimage.utils.devices import resolve_device
+
+    torch.set_num_threads(threads)
+    return resolve_device(device)
 
 
 def embed_vocabulary(vocabulary: str, prompt_template: str, class_template: str, shapes: Sequence[str] | None,
@@ -41,8 +52,7 @@ def embed_vocabulary(vocabulary: str, prompt_template: str, class_template: str,
     from preimage.analysis.concepts.embeddings import vocabulary_table
     from preimage.analysis.concepts.vocabulary import format_vocabulary
 
-    torch.set_num_threads(threads)
-    torch_device = resolve_device(device)
+    torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
     if not classifier.label_names:
         raise ValueError("models.classifier: the classifier has no label names, so its classes cannot be prompted")
@@ -63,10 +73,10 @@ def embed_sets(set_dirs: Sequence[str | PathLike], output: str | PathLike, confi
     sets, or the reference), as Parquet; kept when `output` already holds them from the same model."""
     from preimage.analysis.concepts.embeddings import embed_directories, load_or_embed
 
-    torch.set_num_threads(threads)
+    torch_device = torch_for(device, threads)
     model = model_identity(config, "clip")
     table = load_or_embed(output, model, lambda: embed_directories(
-        set_dirs, resolve_clip(config, resolve_device(device)), model, batch_size))
+        set_dirs, resolve_clip(config, torch_device), model, batch_size))
     print(f"{len(table)} images of {len(set_dirs)} directories embedded")
     return table
 
@@ -77,11 +87,11 @@ def embed_real_images(table: str | PathLike, images: str | PathLike, output: str
     `class_name`, as Parquet; kept when `output` already holds them from the same model."""
     from preimage.analysis.concepts.embeddings import embed_array, load_or_embed
 
-    torch.set_num_threads(threads)
+    torch_device = torch_for(device, threads)
     model = model_identity(config, "clip")
     rows = real_image_table(pd.read_parquet(table))
     embedded = load_or_embed(output, model, lambda: embed_array(
-        rows, np.load(images), resolve_clip(config, resolve_device(device)), model, batch_size))
+        rows, np.load(images), resolve_clip(config, torch_device), model, batch_size))
     print(f"{len(embedded)} images embedded")
     return embedded
 
@@ -92,8 +102,7 @@ def predict_real_images(table: str | PathLike, images: str | PathLike, output: s
     `images`), as Parquet, for the data-only baseline."""
     from preimage.analysis.concepts.baseline import predictions_table
 
-    torch.set_num_threads(threads)
-    torch_device = resolve_device(device)
+    torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
     rows = real_image_table(pd.read_parquet(table))
     predictions = predictions_table(rows, np.load(images), classifier, torch_device)
@@ -109,8 +118,7 @@ def predict_reference(members: str | PathLike, output: str | PathLike, config: d
     from preimage.analysis.concepts.baseline import predicted_names
     from preimage.analysis.concepts.embeddings import read_png_images
 
-    torch.set_num_threads(threads)
-    torch_device = resolve_device(device)
+    torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
     table = pd.read_parquet(members)
     table = table[table["accepted"]]
@@ -256,8 +264,7 @@ def intervene_on_concepts(scores: str | PathLike, vocabulary: str | PathLike, re
     )
     from preimage.pipeline.steps.sets import class_prompts
 
-    torch.set_num_threads(threads)
-    device = resolve_device(config["device"])
+    device = torch_for(config["device"], threads)
     edits = settings_from_config(InterventionSettings, _tuples(settings), "concepts.interventions")
     concepts = concepts_to_test(pd.read_parquet(scores), edits.concepts_per_group, ("class", MOVED_UP, MOVED_DOWN))
     members = pd.read_parquet(reference)
@@ -288,6 +295,8 @@ def _joined(parts: Sequence[tuple[np.ndarray, Interventions]], images: torch.Ten
             concepts: int) -> tuple[pd.DataFrame, torch.Tensor]:
     """The interventions of the prompt classes' images as one table (image indices into `images`, rows by concept
     then image) and one (concepts, images, 3 [source, edit, null], 3, H, W) tensor."""
+    import torch
+
     pixels = torch.stack([images.unsqueeze(0).expand(concepts, *images.shape)] * 3, dim=2).clone()
     tables = []
     for indices, part in parts:

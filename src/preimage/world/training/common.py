@@ -75,8 +75,3 @@ def warmup_cosine(step: int, total: int, peak: float, warmup: int = 100) -> floa
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def prior_first_stage(prior: dict) -> dict:
-    """The prior's training settings without its `refine` stage: what the first stage trains (and is named) by."""
-    return {key: value for key, value in prior.items() if key != "refine"}

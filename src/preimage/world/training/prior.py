@@ -25,7 +25,8 @@ from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
 from preimage.world.oracle import attribute_distance, load_oracle, read_attributes
-from preimage.world.training.common import Stopwatch, prior_first_stage, warmup_cosine
+from preimage.world.training import prior_first_stage
+from preimage.world.training.common import Stopwatch, warmup_cosine
 
 
 def build_unet(image_size: int, cfg: dict) -> UNet2DModel:
