@@ -62,10 +62,10 @@ def groups():
 
 
 def group_contrast(wildcards):
-    """{"contrast": the embeddings of the groups a regression counterfactual's group is scored against (the other
-    direction's)}; nothing for any other group, which is scored against the reference."""
-    slugs = contrast_groups(groups(), wildcards.group)
-    return {"contrast": expand(rules.concepts_embed_group.output[0], group=slugs)} if slugs else {}
+    """The groups a regression counterfactual's group is scored against (the other direction's); none for any
+    other group, which is scored against the reference."""
+    run_groups = groups()
+    return [run_groups[slug] for slug in contrast_groups(run_groups, wildcards.group)]
 
 
 def group_paths(pattern):
@@ -85,6 +85,15 @@ def group_set_dirs(wildcards):
 
 def group_members(wildcards):
     return [f"results/sets/{s}/members.parquet" for s in groups()[wildcards.group].set_ids]
+
+
+def grouped_set_dirs(wildcards):
+    """The folder of every set of every group, group by group."""
+    return [f"results/sets/{s}" for group in groups().values() for s in group.set_ids]
+
+
+def grouped_members(wildcards):
+    return [f"{folder}/members.parquet" for folder in grouped_set_dirs(wildcards)]
 
 
 def figure_pair(name, stem, caption, category, subcategory=None):

@@ -69,31 +69,32 @@ rule concepts_vocabulary:
         "../scripts/concepts_vocabulary.py"
 
 
-rule concepts_embed_group:
-    """CLIP embeddings of the accepted members and sources of one group's sets (one job per group, so the
-    model loads once per group rather than once per set)."""
+rule concepts_embed_groups:
+    """CLIP embeddings of the accepted members and sources of every group's sets, in one job: the groups are known
+    only once every set is drawn, and one process loads the model once for them all (a job per group spent most of
+    its time importing open_clip and torch)."""
     input:
         **model_inputs("clip"),
-        members=group_members,
+        members=grouped_members,
         groups=rules.concepts_groups.output.groups,
     output:
-        "results/concepts/embeddings/groups/{group}.parquet",
+        "results/concepts/embeddings/groups.parquet",
     params:
-        set_dirs=group_set_dirs,
+        set_dirs=grouped_set_dirs,
         config=model_config(config, "clip"),
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
         gpu=CONCEPT_GPUS,
     log:
-        "logs/concepts/embed/{group}.log",
+        "logs/concepts/embed_groups.log",
     benchmark:
-        "results/benchmarks/concepts_embed_group/{group}.tsv",
+        "results/benchmarks/concepts_embed_groups.tsv",
     script:
         "../scripts/concepts_embed.py"
 
 
-use rule concepts_embed_group as concepts_embed_reference with:
+use rule concepts_embed_groups as concepts_embed_reference with:
     input:
         **model_inputs("clip"),
         members="results/reference/members.parquet",
@@ -202,10 +203,9 @@ rule concepts_group:
     map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
-        unpack(group_contrast),
         groups=rules.concepts_groups.output.groups,
         vocabulary=rules.concepts_vocabulary.output.table,
-        embeddings=rules.concepts_embed_group.output[0],
+        embeddings=rules.concepts_embed_groups.output[0],
         reference=rules.concepts_embed_reference.output[0],
         reference_predictions=rules.concepts_predict_reference.output[0],
         **({"real": f"results/concepts/embeddings/real/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
@@ -216,6 +216,7 @@ rule concepts_group:
         map="results/concepts/maps/{group}.parquet",
     params:
         group=lambda wildcards: groups()[wildcards.group],
+        contrast=group_contrast,
         synonyms=canonical(CONCEPTS["synonyms"]),
         clusters=canonical(CONCEPTS["clusters"]),
         spurious=canonical(CONCEPTS["spurious"]),
@@ -233,7 +234,7 @@ rule concepts_spurious_table:
     marked (a shortcut's absence looks enriched in the other classes) and their flags withdrawn."""
     input:
         tables=group_paths("results/concepts/spurious/{group}.parquet"),
-        embeddings=group_paths(rules.concepts_embed_group.output[0]),
+        embeddings=rules.concepts_embed_groups.output[0],
         vocabulary=rules.concepts_vocabulary.output.table,
         reference=rules.concepts_embed_reference.output[0],
         reference_predictions=rules.concepts_predict_reference.output[0],

@@ -9,4 +9,4 @@ with redirect_output(snakemake.log[0]):
     analyse_group(inputs.vocabulary, inputs.embeddings, inputs.reference, inputs.reference_predictions,
                   inputs.get("real"), params.group, params.synonyms, params.clusters, params.spurious,
                   params.map_points, output.assignments, output.clusters, output.spurious, output.map,
-                  contrast=inputs.get("contrast"))
+                  contrast=params.contrast)

@@ -498,8 +498,10 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
     assert len(pd.read_parquet(concepts / "reference_predictions.parquet")) == len(reference)
     for path in ("embeddings/real/sources.parquet", "predictions/sources.parquet"):
         assert len(pd.read_parquet(concepts / path)) == len(real), path
+    embedded_sets = set(pd.read_parquet(concepts / "embeddings" / "groups.parquet")["set_id"])
+    assert embedded_sets == {set_id for group in groups.values() for set_id in group.set_ids}
     for group in groups:
-        for path in (f"embeddings/groups/{group}.parquet", f"clusters/{group}/assignments.parquet",
+        for path in (f"clusters/{group}/assignments.parquet",
                      f"clusters/{group}/clusters.parquet", f"spurious/{group}.parquet", f"maps/{group}.parquet"):
             assert len(pd.read_parquet(concepts / path)) > 0, path
     spurious = pd.read_parquet(concepts / "spurious.parquet")

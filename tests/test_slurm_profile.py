@@ -29,7 +29,7 @@ GPU_RULES = (
     "train_regressor",
     "evaluate_prior",
     "concepts_vocabulary",
-    "concepts_embed_group",
+    "concepts_embed_groups",
     "concepts_embed_reference",
     "concepts_embed_real",
     "concepts_predict_real",
@@ -195,7 +195,6 @@ def test_the_pipelines_gpu_rules_are_the_ones_the_profile_sizes(site):
     site()
     jobs = dry_run_jobs(REPO, "--nolock", "--forceall", "--config", "device=cuda", "--", "all", "train_world")
     gpu_jobs = {rule: job for rule, job in jobs.items() if job.resources.get("gpu", 0) > 0}
-    # a group's embedding job is planned only once the groups checkpoint has run, after this dry run
-    assert gpu_jobs.keys() == set(GPU_RULES) - {"concepts_embed_group"}
+    assert gpu_jobs.keys() == set(GPU_RULES)
     for rule, job in gpu_jobs.items():
         assert "--gpus=1" in sbatch_call(job), rule

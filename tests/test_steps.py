@@ -73,8 +73,8 @@ def test_collect_spurious_keeps_the_order_of_its_inputs(tmp_path):
     for i in range(3):
         paths.append(tmp_path / f"{i}.parquet")
         pd.DataFrame({"group": [f"g{i}"] * 2, "value": [i, i + 0.5], "flagged": False}).to_parquet(paths[-1])
-    unread = [tmp_path / "absent.parquet"] * 3  # without mirrors, embeddings and the reference are not read
-    stacked = collect_spurious(paths, unread, [], unread[0], unread[0], unread[0], {}, {"mirrors": False},
+    unread = tmp_path / "absent.parquet"  # without mirrors, embeddings and the reference are not read
+    stacked = collect_spurious(paths, unread, [], unread, unread, unread, {}, {"mirrors": False},
                                tmp_path / "all.parquet")
     assert list(pd.read_parquet(tmp_path / "all.parquet")["group"]) == ["g0", "g0", "g1", "g1", "g2", "g2"]
     assert list(stacked.index) == list(range(6)) and (stacked["mirror_of"] == "").all()

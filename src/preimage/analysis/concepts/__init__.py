@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "baseline": ["baseline_scores"],
         "clustering": ["ClusterSettings", "Clustering", "choose_clusters", "cluster_pool", "name_clusters"],
         "embeddings": ["EmbeddedVocabulary", "embed_array", "embed_directories", "embed_images", "embedding_matrix",
-                       "load_or_embed", "vocabulary_table"],
+                       "load_or_embed", "sets_rows", "vocabulary_table"],
         "groups": ["Group", "concept_groups"],
         "maps": ["group_map", "project_2d"],
         "spurious": ["SpuriousSettings", "score_concepts", "score_group"],

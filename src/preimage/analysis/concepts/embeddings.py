@@ -118,6 +118,15 @@ def embed_files(clip: ClipModel, paths: Sequence[str | Path], batch_size: int = 
     return np.concatenate([embed_images(clip, read_png_images(batch), batch_size) for batch in batches])
 
 
+def sets_rows(table: pd.DataFrame, set_ids: Sequence[str]) -> pd.DataFrame:
+    """The rows of an embedding table that belong to the sets `set_ids` (one group's rows of the table of every
+    group's sets), in table order."""
+    rows = table[table["set_id"].isin(set_ids)].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"no embedded images of the sets {list(set_ids)[:3]}... in the embedding table")
+    return rows
+
+
 def generated_members(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of generated (accepted) members, without the sources an embedding table also holds."""
     return table[table["role"] == "member"].reset_index(drop=True)

@@ -137,26 +137,27 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
                   map_points: int,
                   assignments_output: str | PathLike, clusters_output: str | PathLike,
                   spurious_output: str | PathLike, map_output: str | PathLike,
-                  contrast: Sequence[str | PathLike] | None = None) -> None:
-    """One concept group's analysis from its embeddings: cluster its sets (pooled and one by one) and name the
-    clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision depends on
-    them, against the reference and the classifier's calls on it (or, with `contrast`, the embedding tables of
-    the groups it is compared with instead: a regression counterfactual's other direction); lay out its 2-D embedding map (with the
+                  contrast: Sequence[Group] = ()) -> None:
+    """One concept group's analysis from the `embeddings` of every group's sets: cluster its sets (pooled and one
+    by one) and name the clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision
+    depends on them, against the reference and the classifier's calls on it (or, with `contrast`, the groups it is
+    compared with instead: a regression counterfactual's other direction); lay out its 2-D embedding map (with the
     `real` images' embeddings when given). `cluster_settings` and `spurious_settings` are the config's
     concepts.clusters and concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
     from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
-    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, sets_rows
     from preimage.analysis.concepts.maps import group_map
     from preimage.analysis.concepts.spurious import SpuriousSettings, score_group
 
     embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
-    pool, reference_table = pd.read_parquet(embeddings), pd.read_parquet(reference)
+    every_group, reference_table = pd.read_parquet(embeddings), pd.read_parquet(reference)
+    pool = sets_rows(every_group, group.set_ids)
     real_table = pd.read_parquet(real) if real is not None else None
     clustering = settings_from_config(ClusterSettings, cluster_settings, "concepts.clusters")
     scoring = settings_from_config(SpuriousSettings, spurious_settings, "concepts.spurious")
     assignments, named = cluster_pool(pool, embedded.text, embedded.concepts, embedded.logit_scale, clustering)
     predictions = pd.read_parquet(reference_predictions)
-    compared = pd.concat([pd.read_parquet(path) for path in contrast], ignore_index=True) if contrast else reference_table
+    compared = sets_rows(every_group, [s for other in contrast for s in other.set_ids]) if contrast else reference_table
     scores = score_group(pool, compared, embedded, group, synonyms, scoring, predictions)
     embedding_map = group_map(pool, assignments, reference_table, map_points, clustering.seed, real_table, group.core)
     write_parquet(assignments, assignments_output)
@@ -167,14 +168,20 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
     print(scores.sort_values("rank").drop(columns="evidence").head(10).to_string())
 
 
-def collect_spurious(tables: Sequence[str | PathLike], embeddings: Sequence[str | PathLike],
+def collect_spurious(tables: Sequence[str | PathLike], embeddings: str | PathLike,
                      groups: Sequence[Group], vocabulary: str | PathLike, reference: str | PathLike,
                      reference_predictions: str | PathLike, synonyms: Mapping[str, Sequence[str]],
                      spurious_settings: Mapping, output: str | PathLike) -> pd.DataFrame:
-    """Every group's spurious-feature scores (`tables`, with `embeddings` and `groups` in the same order) in one
-    table; with concepts.spurious.mirrors, the class groups' flags that are mirror images of another class's
-    finding are marked (`preimage.analysis.concepts.mirrors`) and their flags withdrawn."""
-    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, embedding_matrix, generated_members
+    """Every group's spurious-feature scores (`tables`, with `groups` in the same order) in one table; with
+    concepts.spurious.mirrors, the class groups' flags that are mirror images of another class's finding are
+    marked (`preimage.analysis.concepts.mirrors`, on the `embeddings` of every group's sets) and their flags
+    withdrawn."""
+    from preimage.analysis.concepts.embeddings import (
+        EmbeddedVocabulary,
+        embedding_matrix,
+        generated_members,
+        sets_rows,
+    )
     from preimage.analysis.concepts.mirrors import ClassGroupEvidence, mark_mirrors
     from preimage.analysis.concepts.spurious import SpuriousSettings, called
     from preimage.analysis.concepts.vocabulary import extrinsic_mask
@@ -186,10 +193,11 @@ def collect_spurious(tables: Sequence[str | PathLike], embeddings: Sequence[str 
         reference_table = generated_members(pd.read_parquet(reference))
         reference_embeddings = embedding_matrix(reference_table)
         predictions = pd.read_parquet(reference_predictions)
+        every_group = pd.read_parquet(embeddings)
         evidence = {}
-        for group, path in zip(groups, embeddings):
+        for group in groups:
             if group.kind == "class":
-                members = generated_members(pd.read_parquet(path))
+                members = generated_members(sets_rows(every_group, group.set_ids))
                 evidence[group.name] = ClassGroupEvidence(
                     group.name, group.core, embedding_matrix(members), members["set_id"].to_numpy(),
                     reference_embeddings, called(reference_table, predictions, group.core))
