@@ -327,6 +327,8 @@ def test_a_pool_that_no_rejection_sampler_draws_like_is_refused(config) -> None:
             "reference.num_steps = 12 and reference.solver = 'dpmsolver++'") in message
     config["sets"]["samplers"]["rejection"] = {"kind": "rejection", "num_steps": 12, "solver": "dpmsolver++"}
     validate_config(config)
+    config["sets"]["samplers"] = {"guided": {"kind": "guided"}}  # no rejection sampler: no pool is drawn
+    validate_config(copy.deepcopy(config))
     config["sets"]["rejection_pool"] = {"kind": "none"}
     config["sets"]["samplers"]["rejection"] = {"kind": "rejection"}
     validate_config(config)

@@ -246,16 +246,18 @@ def cone_samplers(sets: dict) -> dict[str, list[str]]:
 
 
 def _pool_problems(config: dict) -> list[str]:
-    """A shared rejection pool must hold at least one set's members, and a pool (shared or the reference's) must
-    draw as at least one rejection sampler does, or it would be drawn, or asked for, for nothing."""
+    """A shared rejection pool must hold at least one set's members, and where a run has rejection samplers, a pool
+    (shared or the reference's) must draw as one of them does, or it would be drawn, or asked for, for nothing. A run
+    without rejection samplers draws no pool, whatever its kind."""
     sets, reference = config["sets"], config["reference"]
     pool, members = sets["rejection_pool"], sets["members"]
     if pool["kind"] == "shared" and pool["members"] < members:
         return [f"sets.rejection_pool.members: {pool['members']} draws cannot serve sets of sets.members = {members}; "
                 f"give at least {members} (a few times the rejection sets' members is what saves time)"]
-    specs = [spec for objective in sets["objectives"] for spec in objective_samplers(sets, objective).values()]
-    if pool["kind"] != "none" and not any(sampler_spec.draws_as_pool(spec, reference["num_steps"], reference["solver"])
-                                          for spec in specs):
+    rejection = [spec for objective in sets["objectives"] for spec in objective_samplers(sets, objective).values()
+                 if spec["kind"] == "rejection"]
+    if pool["kind"] != "none" and rejection and not any(
+            sampler_spec.draws_as_pool(spec, reference["num_steps"], reference["solver"]) for spec in rejection):
         return [f"sets.rejection_pool.kind: {pool['kind']!r}, but no rejection sampler draws as the pool does (from "
                 f"pure noise with reference.num_steps = {reference['num_steps']} and reference.solver = "
                 f"{reference['solver']!r}, eta 0, no stop_after_accepted), so none could test its draws; match them "

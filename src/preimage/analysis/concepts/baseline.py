@@ -112,12 +112,12 @@ def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch
 def predicted_names(classifier: torch.nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
                     batch_size: int = 512) -> np.ndarray:
     """(N,) the class name the classifier predicts for each of (N, 3, H, W) images in [0, 1]."""
-    names = getattr(classifier, "label_names", None)
-    if not names:
-        raise ValueError("classifier has no label_names; predictions are compared by class name")
     import torch
 
     from preimage.utils.devices import predict
 
+    names = getattr(classifier, "label_names", None)
+    if not names:
+        raise ValueError("classifier has no label_names; predictions are compared by class name")
     logits = predict(classifier, images, torch.device(device), batch_size)
     return np.asarray(names)[logits.argmax(1).numpy()]
