@@ -24,7 +24,9 @@ What it does:
    - Parquet tables: equal values, dtypes and columns after dropping timing columns (TIMING_COLUMNS and any
      column whose name contains "second");
    - the sampler tables and the Markdown report (STRIPPED_FILES): equal text after removing the table columns
-     whose heading contains "second";
+     whose heading contains "second" and the durations in its prose ("... in 50 s", TIMING_PROSE);
+   - JSON files: equal values once every key containing "second" is dropped, at any depth (a global direction's
+     search.json records its search time);
    - PDFs: bytes equal once matplotlib's /CreationDate and /ModDate entries are removed;
    - skipped (SKIPPED_FILES: timing measured, drawn or embedded): Snakemake's benchmark files
      (results/benchmarks/), the sampler-comparison figure (it plots seconds per accepted member) and the HTML
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import re
 import shutil
@@ -82,6 +85,7 @@ SKIPPED_FILES = {
     "figures/samplers.pdf": "plots seconds per accepted member",
     "report/index.html": "embeds the sampler figure and the sets' seconds",
 }
+TIMING_PROSE = re.compile(r"\bin \d+(?:\.\d+)? s\b")  # a duration in the report's prose: "found ... in 50 s"
 LATEX_RULE = re.compile(r"^\s*\\(toprule|midrule|bottomrule|hline|cline)")
 PDF_DATES = re.compile(rb"/(CreationDate|ModDate) *\([^)]*\)")
 SNAKEMAKE_FILES = {".snakemake_timestamp"}  # Snakemake marks each directory() output with one: not compared
@@ -136,6 +140,20 @@ def strip_table_timing(text: str) -> str:
     return "\n".join(out)
 
 
+def strip_timing(text: str) -> str:
+    """`text` without its tables' timing columns and the durations in its prose."""
+    return TIMING_PROSE.sub("in <duration>", strip_table_timing(text))
+
+
+def without_timing_keys(value: object) -> object:
+    """A JSON value with every key naming seconds dropped, at any depth."""
+    if isinstance(value, dict):
+        return {key: without_timing_keys(item) for key, item in value.items() if not is_timing_column(key)}
+    if isinstance(value, list):
+        return [without_timing_keys(item) for item in value]
+    return value
+
+
 def split_row(line: str, marker: str) -> list[str]:
     if marker == "|":
         return line.strip().strip("|").split("|")
@@ -171,8 +189,11 @@ def is_skipped(relative: str) -> bool:
 def compare_file(relative: str, a: Path, b: Path) -> str | None:
     """None if the file agrees in both runs by its kind's rule, else what differs."""
     if relative in STRIPPED_FILES:
-        same = strip_table_timing(a.read_text()) == strip_table_timing(b.read_text())
+        same = strip_timing(a.read_text()) == strip_timing(b.read_text())
         return None if same else "text differs outside the timing columns"
+    if a.suffix == ".json":
+        same = without_timing_keys(json.loads(a.read_text())) == without_timing_keys(json.loads(b.read_text()))
+        return None if same else "values differ outside the timing keys"
     if a.suffix == ".parquet":
         return compare_parquet(a, b)
     if a.suffix == ".pdf":

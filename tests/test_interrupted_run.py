@@ -68,7 +68,11 @@ def make_results(root: Path, seconds: float = 1.0) -> Path:
     (results / "report" / "index.html").write_text(f"<p>{seconds} s</p>")
     (results / "benchmarks" / "invariant_sets").mkdir(parents=True)  # Snakemake's `benchmark:` files
     (results / "benchmarks" / "invariant_sets" / f"{SET}.tsv").write_text(f"s\tmax_rss\n{seconds}\t512.0\n")
-    (results / "report" / "summary.md").write_text(f"# report\n\n## Samplers\n\n{to_markdown(table)}")
+    (results / "report" / "summary.md").write_text(f"# report\n\nFound with 12 calls in {seconds:.0f} s.\n\n"
+                                                   f"## Samplers\n\n{to_markdown(table)}")
+    (results / "directions").mkdir()
+    (results / "directions" / "search.json").write_text(
+        f'{{"calls": 12, "search_seconds": {seconds}, "trace": [{{"flip_rate": 0.5, "seconds": {seconds}}}]}}\n')
     return results
 
 
@@ -114,6 +118,16 @@ def test_a_changed_value_in_a_stripped_table_is_named(runs) -> None:
     path = b / "figures" / "samplers.md"
     path.write_text(path.read_text().replace("0.250", "0.251"))
     assert script.compare_results(a, b)[0] == ["figures/samplers.md: text differs outside the timing columns"]
+
+
+def test_a_changed_value_in_a_json_file_or_the_reports_prose_is_named(runs) -> None:
+    a, b = runs
+    search = b / "directions" / "search.json"
+    search.write_text(search.read_text().replace('"calls": 12', '"calls": 13'))
+    summary = b / "report" / "summary.md"
+    summary.write_text(summary.read_text().replace("12 calls", "13 calls"))
+    assert script.compare_results(a, b)[0] == ["directions/search.json: values differ outside the timing keys",
+                                               "report/summary.md: text differs outside the timing columns"]
 
 
 def test_a_leftover_temporary_file_fails(runs) -> None:
