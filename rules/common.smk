@@ -4,7 +4,7 @@
 
 from pathlib import Path
 
-from preimage.pipeline.config import SOURCES, models_named, objective_samplers, shared_world, world_models, world_section
+from preimage.pipeline.config import SOURCES, models_named, rejection_specs, shared_world, world_models, world_section
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import direction_figure_stems, direction_files, group_figure_stems, set_figure_dir
 from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
@@ -47,10 +47,8 @@ def draw_pool(wildcards):
     """{"pool": the members table of the prior draws that rejection sets test instead of drawing their own}
     (`sets.rejection_pool`: the shared pool or the reference sample); nothing for kind `none`, or for a run whose
     objectives no rejection sampler draws."""
-    rejection = any(spec["kind"] == "rejection" for objective in SETS["objectives"]
-                    for spec in objective_samplers(SETS, objective).values())
     kind = SETS["rejection_pool"]["kind"]
-    return {"pool": POOL_MEMBERS[kind]} if rejection and kind != "none" else {}
+    return {"pool": POOL_MEMBERS[kind]} if rejection_specs(SETS) and kind != "none" else {}
 
 
 def gpus(config):

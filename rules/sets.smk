@@ -33,7 +33,7 @@ rule check_objectives:
     job for them all, since every set job reads every objective: a new or edited objective redraws each source's
     sets anyway, and new classifier weights recheck and redraw all."""
     input:
-        unpack(lambda wildcards: model_inputs("classifier", *models_named(SETS["objectives"]))),
+        **model_inputs("classifier", *models_named(SETS["objectives"])),
     output:
         "results/checks/objectives.json",
     params:

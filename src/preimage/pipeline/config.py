@@ -237,6 +237,13 @@ def set_kinds(sets: dict) -> list[tuple[str, str]]:
     return [(objective, sampler) for objective in sets["objectives"] for sampler in objective_samplers(sets, objective)]
 
 
+def rejection_specs(sets: dict) -> list[dict]:
+    """The rejection sampler specs that draw the run's sets, one per objective that a rejection sampler draws
+    (`sets.sampler_overrides` applied)."""
+    return [spec for objective in sets["objectives"] for spec in objective_samplers(sets, objective).values()
+            if spec["kind"] == "rejection"]
+
+
 def cone_samplers(sets: dict) -> dict[str, list[str]]:
     """{objective: its samplers with a cone (`cone_angle`)}, over each objective's merged sampler specs
     (`objective_samplers`); objectives drawn without a cone are left out."""
@@ -254,8 +261,7 @@ def _pool_problems(config: dict) -> list[str]:
     if pool["kind"] == "shared" and pool["members"] < members:
         return [f"sets.rejection_pool.members: {pool['members']} draws cannot serve sets of sets.members = {members}; "
                 f"give at least {members} (a few times the rejection sets' members is what saves time)"]
-    rejection = [spec for objective in sets["objectives"] for spec in objective_samplers(sets, objective).values()
-                 if spec["kind"] == "rejection"]
+    rejection = rejection_specs(sets)
     if pool["kind"] != "none" and rejection and not any(
             sampler_spec.draws_as_pool(spec, reference["num_steps"], reference["solver"]) for spec in rejection):
         return [f"sets.rejection_pool.kind: {pool['kind']!r}, but no rejection sampler draws as the pool does (from "

@@ -259,6 +259,13 @@ def _check_unconditional(settings: dict) -> None:
         )
 
 
+def prompts_by_class(config: dict) -> bool:
+    """Whether the prior's prompt (or negative prompt) names `{class_name}`: it is then prompted per source class,
+    and its unconstrained draws (the reference, the rejection pool) are drawn per class."""
+    settings = model_settings(config, "prior")
+    return CLASS_NAME in settings["prompt"] + settings["negative_prompt"]
+
+
 def fill_prompt(template: str, class_name: str | None) -> str:
     """The prompt with `{class_name}` replaced (plain replacement: other braces stay as written)."""
     if CLASS_NAME not in template:

@@ -28,7 +28,7 @@ from preimage.pipeline.config import (
     world_models,
     world_section,
 )
-from preimage.pipeline.models import CLASS_NAME, classifier_label_names, model_files, model_settings
+from preimage.pipeline.models import classifier_label_names, model_files, prompts_by_class
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
 
@@ -116,8 +116,7 @@ def check_pool_size(config: dict, classes: Sequence[str]) -> None:
     a pool whose share of a class is smaller than a set, since every set would then draw its own and the pool be
     drawn for nothing."""
     pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
-    settings = model_settings(config, "prior")
-    prompts = len(set(classes)) if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else 1
+    prompts = len(set(classes)) if prompts_by_class(config) else 1
     per_class = -(-pool["members"] // prompts)
     if pool["kind"] == "shared" and per_class < members:
         raise ConfigError(f"sets.rejection_pool.members: {pool['members']} draws split over the prior's {prompts} "

@@ -18,10 +18,10 @@ import torch
 
 from preimage.pipeline.config import cone_samplers, models_named, objective_samplers
 from preimage.pipeline.models import (
-    CLASS_NAME,
     class_text,
     fill_prompt,
     model_settings,
+    prompts_by_class,
     resolve_classifier,
     resolve_named_models,
     resolve_perceptual,
@@ -120,9 +120,9 @@ def _set_line(folder: Path) -> str:
 def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) -> dict[str, tuple[str, str, str]]:
     """{class: (prompt, negative prompt, class text)} of a prior whose prompt names {class_name}; {} for a prior
     without a class prompt, which draws every class alike."""
-    settings = model_settings(config, "prior")
-    if CLASS_NAME not in settings["prompt"] + settings["negative_prompt"]:
+    if not prompts_by_class(config):
         return {}
+    settings = model_settings(config, "prior")
     classifier = resolve_classifier(config, device)
     texts = {name: class_text(classifier, name) for name in classes}
     return {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text), text)
@@ -132,8 +132,7 @@ def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) ->
 def _prompt_class(config: dict, class_name: str) -> str:
     """The class a set's prior prompt names ("" when the prompt names none): the pool's draws of that class
     are the ones drawn under the same prompt."""
-    settings = model_settings(config, "prior")
-    return class_name if CLASS_NAME in settings["prompt"] + settings["negative_prompt"] else ""
+    return class_name if prompts_by_class(config) else ""
 
 
 def _read_pool(pool: str | PathLike, prompt_class: str) -> DrawPool:
