@@ -6,7 +6,7 @@
 from pathlib import Path
 
 from preimage.pipeline.config import SOURCES, SPLIT_KINDS, models_named, regression_objectives
-from preimage.pipeline.workflow import call_keeping_set_ids, groups_settings, read_groups, set_ids
+from preimage.pipeline.workflow import call_keeping_set_ids, groups_settings, output_model, read_groups, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = gpus(config)
@@ -176,14 +176,16 @@ rule concepts_predict_real:
 
 
 rule concepts_predict_reference:
-    """The explained classifier's predicted class for every reference image (the decision effect)."""
+    """The explained classifier's predicted class and each regressor's output for every reference image (the
+    decision effects and call rates that confirm flags)."""
     input:
-        **model_inputs("classifier"),
+        **model_inputs("classifier", *REGRESSORS),
         members="results/reference/members.parquet",
     output:
         "results/concepts/reference_predictions.parquet",
     params:
-        config=model_config(config, "classifier"),
+        config=model_config(config, "classifier", *REGRESSORS),
+        regressors=REGRESSORS,
         device=config["device"],
         batch_size=CONCEPTS["batch_size"],
     resources:
@@ -199,8 +201,8 @@ rule concepts_predict_reference:
 rule concepts_group:
     """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
     the decision depends on them, flagged against a permutation null and confirmed on the model's calls on
-    the reference (a regression counterfactual's group: against the other direction's members), and the 2-D
-    map of its embeddings
+    the reference (a regression counterfactual's group: against the other direction's members, confirmed on
+    the regressor's outputs on the reference), and the 2-D map of its embeddings
     (t-SNE, laid out here so that drawing the figures stays fast)."""
     input:
         groups=rules.concepts_groups.output.groups,
@@ -217,6 +219,7 @@ rule concepts_group:
     params:
         group=lambda wildcards: groups()[wildcards.group],
         contrast=group_contrast,
+        regressor=lambda wildcards: output_model(SETS["objectives"], groups()[wildcards.group]),
         synonyms=canonical(CONCEPTS["synonyms"]),
         clusters=canonical(CONCEPTS["clusters"]),
         spurious=canonical(CONCEPTS["spurious"]),

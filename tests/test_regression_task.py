@@ -185,3 +185,121 @@ def test_a_cone_is_refused_for_an_objective_on_the_regressor(config):
     config["sets"]["sampler_overrides"]["size_up"]["guided"]["cone_angle"] = 30
     with pytest.raises(ConfigError, match=r"sets.objectives.size_up: names model 'regressor', but the robust model"):
         validate_config(config)
+
+
+# --- a moved group's flags confirmed on the regressor's outputs ---------------------------------------------------
+MOVED_CONCEPTS = ("a square", "a circle", "a dotted background", "a purple background")
+
+
+def _moved_vocabulary():
+    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary
+
+    axes = np.eye(8, dtype=np.float32)
+    return EmbeddedVocabulary(MOVED_CONCEPTS, MOVED_CONCEPTS, axes[:4], ("square", "circle"), ("square", "circle"),
+                              axes[:2], 30.0)
+
+
+def _moved_images(rng: np.random.Generator, n: int, dots: float, purple: float) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of squares and circles, a share `dots` with dots and `purple` on purple; also which show dots."""
+    x = rng.normal(0, 0.2, (n, 8))
+    x[np.arange(n), rng.integers(0, 2, n)] += 1.0
+    shows_dots = rng.random(n) < dots
+    x[:, 2] += 0.8 * shows_dots
+    x[:, 3] += 0.8 * (rng.random(n) < purple)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), shows_dots
+
+
+def test_a_moved_groups_flag_stands_only_where_the_regressor_moves_with_the_concept_on_the_reference():
+    from preimage.analysis.concepts.spurious import SpuriousSettings, confirm_on_reference, score_concepts
+
+    rng = np.random.default_rng(0)
+    vocabulary, settings = _moved_vocabulary(), SpuriousSettings(permutations=200)
+    # Moving the output up adds dots (the regressor's shortcut) and, by the guidance's habit, purple backgrounds.
+    up, _ = _moved_images(rng, 200, dots=0.8, purple=0.7)
+    down, _ = _moved_images(rng, 200, dots=0.1, purple=0.2)
+    scores = score_concepts(up, down, vocabulary, None, [True] * 4, (np.arange(200) % 4).astype(str), settings)
+    assert scores.set_index("concept").loc[["a dotted background", "a purple background"], "flagged"].all()
+    # On plain prior samples the regressor's output rises with dots and ignores purple.
+    reference, shows_dots = _moved_images(rng, 500, dots=0.5, purple=0.5)
+    outputs = rng.normal(0.5, 0.15, 500) + 0.2 * shows_dots
+    calls = outputs > np.median(outputs)
+    confirmed = confirm_on_reference(scores, reference, calls, vocabulary, settings).set_index("concept")
+    dots, purple = confirmed.loc["a dotted background"], confirmed.loc["a purple background"]
+    assert dots["flagged"] and dots["decision"] >= 0.2 and dots["call_rate_low"] > 0.2
+    assert not purple["confirmed"] and not purple["flagged"] and abs(purple["call_rate"]) < 0.1
+    assert confirmed["score"].equals(scores.set_index("concept")["score"])  # the score is the contrast's alone
+    assert confirmed["called_reference"].iloc[0] == 250
+    with pytest.raises(ValueError, match=r"expected one call per reference image \(500\), got 3"):
+        confirm_on_reference(scores, reference, calls[:3], vocabulary, settings)
+
+
+def test_a_moved_groups_calls_are_the_reference_outputs_beyond_their_median():
+    from preimage.analysis.concepts.spurious import output_calls, output_column
+
+    reference = pd.DataFrame({"image": ["members/000.png", "members/001.png", "members/002.png", "members/003.png"]})
+    predictions = pd.DataFrame({"image": ["members/003.png", "members/000.png", "members/001.png", "members/002.png"],
+                                "prediction": "square", output_column("regressor"): [0.9, 0.1, 0.6, 0.3]})
+    assert output_calls(reference, predictions, "regressor", upward=True).tolist() == [False, True, False, True]
+    assert output_calls(reference, predictions, "regressor", upward=False).tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match=r"no column 'output:other' \(the output of regressor 'other'\)"):
+        output_calls(reference, predictions, "other", upward=True)
+    with pytest.raises(ValueError, match=r"lack the output of 1 reference image\(s\), e.g. 'members/003.png'"):
+        output_calls(reference, predictions.iloc[1:], "regressor", upward=True)
+
+
+def test_a_moved_group_is_confirmed_on_the_output_of_its_objectives_model(config):
+    from preimage.pipeline.workflow import output_model
+
+    objectives = config["sets"]["objectives"]
+    ids = [f"a__{name}__guided" for name in ("label", "size", "size_up", "size_down")]
+    groups = concept_groups(ids, lambda set_id: "circle", objectives)
+    assert {slug: output_model(objectives, group) for slug, group in groups.items()} == {
+        "circle": None, "size": None, "size_up": "regressor", "size_down": "regressor"}
+
+
+def test_the_report_states_a_moved_groups_finding_as_a_share_of_outputs_moved():
+    from preimage.analysis.report.document import GroupSection, _finding
+
+    row = pd.DataFrame([{"concept": "a dotted background", "call_rate": 0.31, "call_rate_low": 0.24,
+                         "call_rate_high": 0.38, "call_rate_confidence": 0.9}]).iloc[0]
+    section = GroupSection(group="size_down", core=None, set_ids=[], scores=pd.DataFrame(), clusters=pd.DataFrame(),
+                           kind=MOVED_DOWN)
+    assert _finding(row, section) == (
+        "**a dotted background** (the regressor puts reference images showing it in the lower half of its outputs "
+        "31 points more often than those without it; 90 % interval 24 to 38)")
+    unmeasured = row.copy()
+    unmeasured["call_rate"] = np.nan
+    assert _finding(unmeasured, section) == "**a dotted background**"
+
+
+def test_the_reference_predictions_hold_each_regressors_output(config, tmp_path, monkeypatch):
+    import torch
+
+    from conftest import REPO
+    from preimage.analysis.concepts.spurious import output_column
+    from preimage.pipeline.models import resolve_regressor
+    from preimage.pipeline.steps.concepts import predict_reference
+    from preimage.pipeline.workflow import model_config
+    from preimage.utils.io import write_parquet, write_png
+    from preimage.world.render import render
+
+    monkeypatch.chdir(REPO)  # the world's committed models
+    spec = WorldSpec.from_config(config["world"])
+    attributes = sample_attributes(spec, "unbiased_test").head(6)
+    for i, row in enumerate(attributes.to_dict("records")):
+        write_png(render(row, spec.image_size), tmp_path / f"members/{i:03d}.png")
+    write_parquet(pd.DataFrame({"image": [f"members/{i:03d}.png" for i in range(6)], "accepted": True}),
+                  tmp_path / "members.parquet")
+    run = model_config(config, "classifier", "regressor")
+    table = predict_reference(tmp_path / "members.parquet", tmp_path / "predictions.parquet", run, "cpu", 4, 1,
+                              ["regressor"])
+    assert list(table.columns) == ["image", "prediction", output_column("regressor")]
+    assert table.equals(pd.read_parquet(tmp_path / "predictions.parquet"))
+    images = torch.stack([torch.from_numpy(render(row, spec.image_size)).permute(2, 0, 1).float() / 255
+                          for row in attributes.to_dict("records")])
+    with torch.no_grad():
+        expected = resolve_regressor(run, "cpu")(images).reshape(-1).numpy()
+    np.testing.assert_allclose(table[output_column("regressor")], expected, atol=1e-4)
+    classifier_only = predict_reference(tmp_path / "members.parquet", tmp_path / "classes.parquet",
+                                        model_config(config, "classifier"), "cpu", 4, 1)
+    assert list(classifier_only.columns) == ["image", "prediction"]

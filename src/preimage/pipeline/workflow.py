@@ -211,6 +211,14 @@ def contrast_groups(groups: Mapping[str, Group], slug: str) -> list[str]:
     return [name for name, group in groups.items() if other is not None and group.kind == other]
 
 
+def output_model(objectives: Mapping[str, Mapping], group: Group) -> str | None:
+    """The model whose output on the reference confirms the flags of a regression counterfactual's group (its
+    objective's `model`, `objectives` as sets.objectives); None for any other group."""
+    if contrast_kind(group.kind) is None:
+        return None
+    return objectives[group.name]["model"]
+
+
 def read_groups(table: str | Path) -> dict[str, Group]:
     """The groups `groups_table` wrote, by slug."""
     frame = pd.read_parquet(table)

@@ -46,6 +46,13 @@ When the model calls too few reference images differently from CLIP, there is no
 flag: raise `reference.members` when classes are many. Without a core class (neuron objectives), or with fewer
 than `min_reference` recognised reference images, all members are compared with the whole reference (comparison
 "all"), reliance, decision and call rate are not measured, and flags rest on enrichment alone.
+
+A regression counterfactual's group ("moved up" or "moved down") is scored against the other direction's members
+by enrichment, and its flags are confirmed on the reference as a class group's are (`confirm_on_reference`), the
+regressor's output taking the place of the call: an image counts as "called" when its output lies beyond the
+median of the reference's outputs in the group's direction (`output_calls`). A concept that only the guidance piles
+up in the edits, or that the edits of one direction happen to keep, leaves the regressor's output on plain prior
+samples unmoved, and its flag is withdrawn.
 """
 
 from __future__ import annotations
@@ -306,6 +313,48 @@ def score_group(
     table.insert(2, "class", group.core)
     table["evidence"] = [members["path"].to_numpy()[top[:, t]].tolist() for t in range(len(table))]
     return table
+
+
+def confirm_on_reference(scores: pd.DataFrame, reference: np.ndarray, calls: np.ndarray,
+                         vocabulary: EmbeddedVocabulary, settings: SpuriousSettings = SpuriousSettings()) -> pd.DataFrame:
+    """`scores` (a group's table from `score_group`, scored without the model's calls) with each concept's decision
+    effect and call rate measured on the whole `reference` (m, D unit-norm CLIP embeddings) and the model's `calls`
+    (m,) on it, and its flag kept only where both clear their minimum (`min_effect`, `min_call_rate`); the score,
+    rank and threshold stay as they were."""
+    calls = np.asarray(calls, dtype=bool)
+    if len(calls) != len(reference):
+        raise ValueError(f"calls: expected one call per reference image ({len(reference)}), got {len(calls)}")
+    similarity = reference @ vocabulary.text.T
+    one_stratum = np.full(len(reference), RECOGNISED)
+    decision = _StratumEffects(similarity, one_stratum, calls, {RECOGNISED: settings.min_absent}).mean(calls[None])[0]
+    rate, half_width = call_rate(similarity, one_stratum, calls, settings.min_absent, settings.confidence)
+    confirmed = (decision >= settings.min_effect) & (rate >= settings.min_call_rate)
+    return scores.assign(decision=decision, call_rate=rate, call_rate_low=rate - half_width,
+                         call_rate_high=rate + half_width, call_rate_confidence=settings.confidence,
+                         confirmed=confirmed, flagged=scores["flagged"].to_numpy() & confirmed,
+                         called_reference=int(calls.sum()))
+
+
+def output_column(model: str) -> str:
+    """The column of the reference predictions that holds the output of the regressor named `model`."""
+    return f"output:{model}"
+
+
+def output_calls(reference: pd.DataFrame, predictions: pd.DataFrame, model: str, upward: bool) -> np.ndarray:
+    """(m,) whether the regressor `model`'s output on each reference image lies above (`upward`) or below the median
+    of its outputs on the reference, matched on the image column: a regression group's "calls" (module docstring)."""
+    column = output_column(model)
+    if column not in predictions:
+        raise ValueError(f"reference predictions have no column {column!r} (the output of regressor {model!r}); "
+                         f"rerun the rule that predicts the reference")
+    outputs = reference["image"].map(predictions.set_index("image")[column])
+    if outputs.isna().any():
+        raise ValueError(f"reference predictions lack the output of {int(outputs.isna().sum())} reference image(s), "
+                         f"e.g. {reference['image'][outputs.isna()].iloc[0]!r}; rerun the rule that predicts the "
+                         f"reference")
+    outputs = outputs.to_numpy(dtype=float)
+    median = np.median(outputs)
+    return outputs > median if upward else outputs < median
 
 
 def called(reference: pd.DataFrame, predictions: pd.DataFrame | None, core: str) -> np.ndarray:

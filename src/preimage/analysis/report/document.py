@@ -136,7 +136,9 @@ tr.flagged td { background: #fdecea; font-weight: 600; }
 A concept is <b>flagged</b> when its score beats the permutation-null threshold and the minimum effect and, for a
 class, the model's own calls on the reference confirm it (decision effect at least the minimum effect, and among
 reference images CLIP sees alike, the model calls the class more often on those showing the concept by at least the
-minimum call rate: the column "calls"). A class's
+minimum call rate: the column "calls"); for a regression output moved up or down, the regressor's outputs on the
+reference confirm it the same way, an image counting as called when its output lies beyond the reference's median in
+that direction. A class's
 concept that is only the <b>mirror</b> image of another class's finding (no longer flagged among images without that
 finding's concept, while the finding still is among images without it) is listed as its mirror instead of flagged.</p>
 {% if report.evaluation is not none %}
@@ -255,7 +257,7 @@ def render_markdown(report: Report, directory: str | Path) -> str:
         shown = section.scores[section.scores["rank"] > 0].sort_values("rank").head(TOP_CONCEPTS)
         columns = ["rank", "concept", "score", "enrichment", "reliance", "decision", "call_rate", "flagged", "mirror_of"]
         table = shown[[c for c in columns if c in shown]]
-        flagged = "; ".join(_finding(row, section.core) for row in shown[shown["flagged"]].itertuples()) or "none"
+        flagged = "; ".join(_finding(row, section) for row in shown[shown["flagged"]].itertuples()) or "none"
         heading = f"## {section.group}" + (f" ({section.note})" if section.note else "")
         lines += [heading, "", f"Flagged concepts: {flagged}.", ""]
         mirrors = shown[shown.get("mirror_of", pd.Series("", index=shown.index)) != ""]
@@ -270,14 +272,20 @@ def render_markdown(report: Report, directory: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _finding(row: object, core: str | None) -> str:
-    """A flagged concept in bold, with how much more often the model calls the group's class with it and the
-    interval of that call rate."""
-    if not np.isfinite(row.call_rate):  # not a class group, or too few reference images to measure it
+def _finding(row: object, section: GroupSection) -> str:
+    """A flagged concept in bold, with how much more often the model calls the group's class with it (a regression
+    counterfactual's group: puts it beyond the median of its outputs in the group's direction) and the interval of
+    that call rate."""
+    if not np.isfinite(row.call_rate):  # a group confirmed on no calls, or too few reference images to measure it
         return f"**{row.concept}**"
-    return (f"**{row.concept}** (the model calls reference images showing it {core} {100 * row.call_rate:.0f} points "
-            f"more often than those without it; {100 * row.call_rate_confidence:.0f} % interval "
-            f"{100 * row.call_rate_low:.0f} to {100 * row.call_rate_high:.0f})")
+    if section.core:
+        call = f"the model calls reference images showing it {section.core}"
+    else:
+        half = "upper" if section.kind == MOVED_UP else "lower"
+        call = f"the regressor puts reference images showing it in the {half} half of its outputs"
+    return (f"**{row.concept}** ({call} {100 * row.call_rate:.0f} points more often than those without it; "
+            f"{100 * row.call_rate_confidence:.0f} % interval {100 * row.call_rate_low:.0f} to "
+            f"{100 * row.call_rate_high:.0f})")
 
 
 def write_report(report: Report, html_path: str | Path, markdown_path: str | Path) -> None:

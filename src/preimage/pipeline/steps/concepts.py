@@ -21,7 +21,13 @@ from preimage.pipeline.concepts import (
     model_identity,
     settings_from_config,
 )
-from preimage.pipeline.models import class_text, resolve_classifier, resolve_clip, resolve_prior
+from preimage.pipeline.models import (
+    class_text,
+    resolve_classifier,
+    resolve_clip,
+    resolve_named_models,
+    resolve_prior,
+)
 from preimage.pipeline.sources import real_image_table
 from preimage.utils.images import to_uint8
 from preimage.utils.io import atomic_path, write_npy, write_parquet
@@ -112,11 +118,14 @@ def predict_real_images(table: str | PathLike, images: str | PathLike, output: s
 
 
 def predict_reference(members: str | PathLike, output: str | PathLike, config: dict, device: str, batch_size: int,
-                      threads: int) -> pd.DataFrame:
-    """The explained classifier's predicted class for every accepted image of the reference sample (its
-    `members` table), as Parquet: the spurious-feature scorer's decision effect compares within the reference."""
+                      threads: int, regressors: Sequence[str] = ()) -> pd.DataFrame:
+    """The explained classifier's predicted class (column prediction) and each of the `regressors`' output (column
+    `output_column(name)`) for every accepted image of the reference sample (its `members` table), as Parquet: the
+    spurious-feature scorer's decision effect and call rate compare within the reference."""
     from preimage.analysis.concepts.baseline import predicted_names
     from preimage.analysis.concepts.embeddings import read_png_images
+    from preimage.analysis.concepts.spurious import output_column
+    from preimage.utils.devices import predict
 
     torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
@@ -126,6 +135,9 @@ def predict_reference(members: str | PathLike, output: str | PathLike, config: d
     pixels = read_png_images([root / image for image in table["image"]])
     predictions = pd.DataFrame({"image": table["image"].to_numpy(),
                                 "prediction": predicted_names(classifier, pixels, torch_device, batch_size)})
+    for name, model in resolve_named_models(config, torch_device, regressors).items():
+        predictions[output_column(name)] = predict(model, pixels, torch_device, batch_size).reshape(-1).numpy()
+        print(f"{name}: median output {np.median(predictions[output_column(name)]):.3f}")
     write_parquet(predictions, output)
     print(predictions["prediction"].value_counts().to_string())
     return predictions
@@ -137,17 +149,29 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
                   map_points: int,
                   assignments_output: str | PathLike, clusters_output: str | PathLike,
                   spurious_output: str | PathLike, map_output: str | PathLike,
-                  contrast: Sequence[Group] = ()) -> None:
+                  contrast: Sequence[Group] = (), regressor: str | None = None) -> None:
     """One concept group's analysis from the `embeddings` of every group's sets: cluster its sets (pooled and one
     by one) and name the clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision
     depends on them, against the reference and the classifier's calls on it (or, with `contrast`, the groups it is
-    compared with instead: a regression counterfactual's other direction); lay out its 2-D embedding map (with the
-    `real` images' embeddings when given). `cluster_settings` and `spurious_settings` are the config's
-    concepts.clusters and concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
+    compared with instead: a regression counterfactual's other direction, whose flags are then confirmed on the
+    output of the model named `regressor` on the reference); lay out its 2-D embedding map (with the `real` images'
+    embeddings when given). `cluster_settings` and `spurious_settings` are the config's concepts.clusters and
+    concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
     from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
-    from preimage.analysis.concepts.embeddings import EmbeddedVocabulary, sets_rows
+    from preimage.analysis.concepts.embeddings import (
+        EmbeddedVocabulary,
+        embedding_matrix,
+        generated_members,
+        sets_rows,
+    )
+    from preimage.analysis.concepts.groups import MOVED_UP
     from preimage.analysis.concepts.maps import group_map
-    from preimage.analysis.concepts.spurious import SpuriousSettings, score_group
+    from preimage.analysis.concepts.spurious import (
+        SpuriousSettings,
+        confirm_on_reference,
+        output_calls,
+        score_group,
+    )
 
     embedded = EmbeddedVocabulary.from_table(pd.read_parquet(vocabulary))
     every_group, reference_table = pd.read_parquet(embeddings), pd.read_parquet(reference)
@@ -159,6 +183,10 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
     predictions = pd.read_parquet(reference_predictions)
     compared = sets_rows(every_group, [s for other in contrast for s in other.set_ids]) if contrast else reference_table
     scores = score_group(pool, compared, embedded, group, synonyms, scoring, predictions)
+    if regressor is not None:
+        reference_members = generated_members(reference_table)
+        calls = output_calls(reference_members, predictions, regressor, upward=group.kind == MOVED_UP)
+        scores = confirm_on_reference(scores, embedding_matrix(reference_members), calls, embedded, scoring)
     embedding_map = group_map(pool, assignments, reference_table, map_points, clustering.seed, real_table, group.core)
     write_parquet(assignments, assignments_output)
     write_parquet(named, clusters_output)
@@ -322,7 +350,6 @@ def model_readouts(config: dict, device: torch.device) -> dict:
     """What interventions read from the explained models: each class's probability under the classifier, and the
     output of each model the regression objectives name."""
     from preimage.pipeline.config import models_named, regression_objectives
-    from preimage.pipeline.models import resolve_named_models
 
     classifier = resolve_classifier(config, device)
     readouts = {name: _class_probability(classifier, k) for k, name in enumerate(classifier.label_names)}
