@@ -303,3 +303,42 @@ def test_the_reference_predictions_hold_each_regressors_output(config, tmp_path,
     classifier_only = predict_reference(tmp_path / "members.parquet", tmp_path / "classes.parquet",
                                         model_config(config, "classifier"), "cpu", 4, 1)
     assert list(classifier_only.columns) == ["image", "prediction"]
+
+
+TINY_MOVED_RUN = """
+sets:
+  members: 4
+  sources: {per_class: 1}
+  rejection_pool: {members: 64}
+  objectives: {neuron: null, lowpass: null, counterfactual: null, size: null}
+  sampler_overrides: {counterfactual: null}
+reference: {members: 64}
+"""
+
+
+@pytest.mark.slow
+def test_the_workflow_confirms_the_moved_groups_on_the_regressors_outputs(tmp_path):
+    """The concept step of a small default-world run (label, size_up and size_down; the committed models): the
+    reference predictions carry the regressor's outputs, and each moved group is confirmed on them."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from preimage.analysis.concepts.spurious import output_column
+
+    (tmp_path / "models").symlink_to(REPO / "models")
+    (tmp_path / "overlay.yaml").write_text(TINY_MOVED_RUN)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(REPO / "config.yaml"), "overlay.yaml", "--cores", "2",
+                          "results/concepts/spurious.parquet"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    predictions = pd.read_parquet(tmp_path / "results/concepts/reference_predictions.parquet")
+    outputs = predictions[output_column("regressor")]
+    assert len(predictions) == 64 and outputs.notna().all() and outputs.std() > 0
+    scores = pd.read_parquet(tmp_path / "results/concepts/spurious.parquet")
+    moved = scores[scores["kind"].isin([MOVED_UP, MOVED_DOWN])]
+    assert set(moved["group"]) == {"size_up", "size_down"}
+    assert (moved["called_reference"] == 32).all()  # the half of the reference beyond the median
+    assert moved.groupby("group")["call_rate"].apply(lambda rates: rates.notna().any()).all()
+    assert not (moved["flagged"] & ~moved["confirmed"]).any()
