@@ -170,7 +170,7 @@ def score_concepts(
     if stratified:
         rate, half_width = call_rate(similarity[len(members):], stratum[len(members):], calls, settings.min_absent,
                                      settings.confidence)
-        confirmed = (observed[2] >= settings.min_effect) & (rate >= settings.min_call_rate)
+        confirmed = confirms(observed[2], rate, settings)
     else:
         rate = half_width = np.full(len(candidates), np.nan)
         confirmed = np.ones(len(candidates), dtype=bool)
@@ -182,10 +182,7 @@ def score_concepts(
         "enrichment": observed[RECOGNISED],
         "reliance": observed[ABSENT],
         "decision": observed[2],
-        "call_rate": rate,
-        "call_rate_low": rate - half_width,
-        "call_rate_high": rate + half_width,
-        "call_rate_confidence": settings.confidence,
+        **call_rate_columns(rate, half_width, settings),
         "score": np.where(candidates, score, np.nan),
         "rank": rank_candidates(score, candidates),
         "null_threshold": threshold,
@@ -202,6 +199,18 @@ def score_concepts(
         "called_reference": int(calls.sum()),
         "set_consistency": _set_consistency(similarity, stratum, np.asarray(member_sets)),
     })
+
+
+def confirms(decision: np.ndarray, rate: np.ndarray, settings: SpuriousSettings) -> np.ndarray:
+    """(T,) whether the model's calls on the reference confirm each concept: its decision effect at least
+    `min_effect` and its call rate at least `min_call_rate` (NaN confirms nothing)."""
+    return (decision >= settings.min_effect) & (rate >= settings.min_call_rate)
+
+
+def call_rate_columns(rate: np.ndarray, half_width: np.ndarray, settings: SpuriousSettings) -> dict[str, object]:
+    """The score table's call-rate columns: the rate, its `confidence` interval and that level."""
+    return {"call_rate": rate, "call_rate_low": rate - half_width, "call_rate_high": rate + half_width,
+            "call_rate_confidence": settings.confidence}
 
 
 def combined_score(effects: np.ndarray) -> np.ndarray:
@@ -328,11 +337,9 @@ def confirm_on_reference(scores: pd.DataFrame, reference: np.ndarray, calls: np.
     one_stratum = np.full(len(reference), RECOGNISED)
     decision = _StratumEffects(similarity, one_stratum, calls, {RECOGNISED: settings.min_absent}).mean(calls[None])[0]
     rate, half_width = call_rate(similarity, one_stratum, calls, settings.min_absent, settings.confidence)
-    confirmed = (decision >= settings.min_effect) & (rate >= settings.min_call_rate)
-    return scores.assign(decision=decision, call_rate=rate, call_rate_low=rate - half_width,
-                         call_rate_high=rate + half_width, call_rate_confidence=settings.confidence,
-                         confirmed=confirmed, flagged=scores["flagged"].to_numpy() & confirmed,
-                         called_reference=int(calls.sum()))
+    confirmed = confirms(decision, rate, settings)
+    return scores.assign(decision=decision, **call_rate_columns(rate, half_width, settings), confirmed=confirmed,
+                         flagged=scores["flagged"].to_numpy() & confirmed, called_reference=int(calls.sum()))
 
 
 def output_column(model: str) -> str:
@@ -347,12 +354,7 @@ def output_calls(reference: pd.DataFrame, predictions: pd.DataFrame, model: str,
     if column not in predictions:
         raise ValueError(f"reference predictions have no column {column!r} (the output of regressor {model!r}); "
                          f"rerun the rule that predicts the reference")
-    outputs = reference["image"].map(predictions.set_index("image")[column])
-    if outputs.isna().any():
-        raise ValueError(f"reference predictions lack the output of {int(outputs.isna().sum())} reference image(s), "
-                         f"e.g. {reference['image'][outputs.isna()].iloc[0]!r}; rerun the rule that predicts the "
-                         f"reference")
-    outputs = outputs.to_numpy(dtype=float)
+    outputs = _by_reference_image(reference, predictions, column, "the output of ").to_numpy(dtype=float)
     median = np.median(outputs)
     return outputs > median if upward else outputs < median
 
@@ -361,9 +363,15 @@ def called(reference: pd.DataFrame, predictions: pd.DataFrame | None, core: str)
     """(m,) whether the model predicts `core` for each reference image, matched on the image column."""
     if predictions is None:
         raise ValueError(f"class {core!r}: the model's predictions on the reference are needed to score it")
-    by_image = predictions.set_index("image")["prediction"]
+    return (_by_reference_image(reference, predictions, "prediction") == core).to_numpy()
+
+
+def _by_reference_image(reference: pd.DataFrame, predictions: pd.DataFrame, column: str, what: str = "") -> pd.Series:
+    """`column` of the reference predictions for each reference image, matched on the image column; a reference image
+    without a row is an error naming it (`what` names the column's content in that message)."""
+    by_image = predictions.set_index("image")[column]
     missing = sorted(set(reference["image"]) - set(by_image.index))
     if missing:
-        raise ValueError(f"reference predictions lack {len(missing)} reference image(s), e.g. {missing[0]!r}; "
-                         f"rerun the rule that classifies the reference")
-    return (reference["image"].map(by_image) == core).to_numpy()
+        raise ValueError(f"reference predictions lack {what}{len(missing)} reference image(s), e.g. {missing[0]!r}; "
+                         f"rerun the rule that predicts the reference")
+    return reference["image"].map(by_image)
