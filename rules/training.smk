@@ -5,12 +5,13 @@
 TRAIN_GPUS = gpus(config)
 CLASSIFIER_DIR = model_dir(config, "classifier")
 PRIOR_DIR = model_dir(config, "prior")  # the prior every later rule samples from
-PRIOR_BASE_DIR = base_prior_dir(config)  # its first stage; the same directory unless training.prior has `refine`
+PRIOR_BASE_DIR = base_model_dir(config, "prior")  # its first stage; the same directory unless training.prior has `refine`
 PRIOR_UNET = f"{PRIOR_DIR}/unet/diffusion_pytorch_model.safetensors"
 CLIP_DIR = model_dir(config, "clip")
 ORACLE_DIR = model_dir(config, "oracle")
 ROBUST_DIR = model_dir(config, "robust")
 LATENT_DIR = model_dir(config, "latent") if "latent" in config["training"] else None  # presets/world_latent.yaml
+LATENT_BASE_DIR = base_model_dir(config, "latent") if LATENT_DIR else None  # its first stage, as PRIOR_BASE_DIR
 REGRESSOR_DIR = (model_dir(config, "regressor") if "regression" in config["world"] and "regressor" in config["training"]
                  else None)  # the optional regression task's regressor
 
@@ -23,7 +24,7 @@ rule train_prior:
         metrics=f"{PRIOR_BASE_DIR}/metrics.json",
     params:
         world=canonical(shared_world(config)),
-        training=canonical(prior_first_stage(config["training"]["prior"])),
+        training=canonical(first_stage(config["training"]["prior"])),
         device=config["device"],
     threads: workflow.cores
     resources:
@@ -147,15 +148,16 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
 if LATENT_DIR:
 
     rule train_latent:
-        """The latent world model: a StableDiffusionPipeline folder (VAE, UNet2DConditionModel, CLIP text encoder and
-        tokenizer, DDIM scheduler) trained on the unbiased split and its captions. Not part of `all` or `train_world`."""
+        """The latent world model's first stage: a StableDiffusionPipeline folder (VAE, UNet2DConditionModel, CLIP
+        text encoder and tokenizer, DDIM scheduler) trained on the unbiased split and its captions. Not part of `all`
+        or `train_world`."""
         output:
-            unet=f"{LATENT_DIR}/unet/diffusion_pytorch_model.safetensors",
-            index=f"{LATENT_DIR}/model_index.json",
-            metrics=f"{LATENT_DIR}/metrics.json",
+            unet=f"{LATENT_BASE_DIR}/unet/diffusion_pytorch_model.safetensors",
+            index=f"{LATENT_BASE_DIR}/model_index.json",
+            metrics=f"{LATENT_BASE_DIR}/metrics.json",
         params:
             world=canonical(shared_world(config)),
-            training=canonical(config["training"]["latent"]),
+            training=canonical(first_stage(config["training"]["latent"])),
             device=config["device"],
         threads: 1  # one thread: the budget it was sized for (docs/world.md)
         resources:
@@ -168,15 +170,42 @@ if LATENT_DIR:
             "../scripts/train_latent.py"
 
 
+    if LATENT_DIR != LATENT_BASE_DIR:
+
+        rule refine_latent:
+            """Second stage of the latent model: its UNet and text encoder trained further (training.latent.refine)."""
+            input:
+                rules.train_latent.output.unet,
+            output:
+                unet=f"{LATENT_DIR}/unet/diffusion_pytorch_model.safetensors",
+                index=f"{LATENT_DIR}/model_index.json",
+                metrics=f"{LATENT_DIR}/metrics.json",
+            params:
+                world=canonical(shared_world(config)),
+                training=canonical(config["training"]["latent"]),
+                device=config["device"],
+            threads: 1
+            resources:
+                gpu=TRAIN_GPUS,
+            log:
+                "logs/refine_latent.log",
+            benchmark:
+                "results/benchmarks/refine_latent.tsv",
+            script:
+                "../scripts/refine_latent.py"
+
+
     rule evaluate_latent:
-        """Oracle check of the latent world model: unconditional validity and attribute frequencies, prompt
-        adherence with and without classifier-free guidance."""
+        """Oracle check of the latent world model (either stage): unconditional validity and attribute frequencies,
+        prompt adherence with and without classifier-free guidance."""
         input:
-            latent=rules.train_latent.output.unet,
+            latent="{latent}/unet/diffusion_pytorch_model.safetensors",
             oracle=rules.train_oracle.output.weights,
         output:
-            metrics=f"{LATENT_DIR}/evaluation.json",
-            samples=f"{LATENT_DIR}/samples.png",
+            metrics="{latent}/evaluation.json",
+            samples="{latent}/samples.png",
+        wildcard_constraints:
+            latent=r"models/[^/]+/latent-[0-9a-f]+",
         params:
             world=canonical(shared_world(config)),
             evaluation=canonical(config["evaluation"]),
@@ -185,17 +214,17 @@ if LATENT_DIR:
         resources:
             gpu=TRAIN_GPUS,
         log:
-            "logs/evaluate_latent.log",
+            "logs/evaluate_latent/{latent}.log",
         benchmark:
-            "results/benchmarks/evaluate_latent.tsv",
+            "results/benchmarks/evaluate_latent/{latent}.tsv",
         script:
             "../scripts/evaluate_latent.py"
 
     rule latent_world:
         """The latent world model with its evaluation: `snakemake --cores 2 latent_world`."""
         input:
-            rules.train_latent.output,
-            rules.evaluate_latent.output,
+            f"{LATENT_DIR}/metrics.json",
+            expand("{latent}/{file}", latent={LATENT_BASE_DIR, LATENT_DIR}, file=["evaluation.json", "samples.png"]),
 
 
 rule evaluate_prior:

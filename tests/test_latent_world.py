@@ -160,3 +160,19 @@ def test_the_preset_validates_and_samples_from_the_folder_the_rule_trains(config
     assert merged["models"]["prior"]["source"] == str(model_dir(config, "latent"))
     assert merged["world"]["shortcuts"] == config["world"]["shortcuts"]  # the same world, another prior
     assert (REPO / merged["models"]["prior"]["source"] / "model_index.json").is_file()
+
+
+def test_a_refine_stage_trains_the_unet_further_and_keeps_the_autoencoder(latent_dir, spec, tmp_path):
+    from preimage.world.training.latent import refine_latent_model
+
+    table, images = make_split(spec, "prior_train")
+    refine = {**TINY_LATENT, "refine": {"steps": 2, "learning_rate": 0.0003, "seed": 1}}
+    metrics = refine_latent_model(table, images, latent_dir, refine, "cpu", tmp_path)
+    assert metrics["base"] == latent_dir.name and metrics["unet"]["steps"] == 2
+    for part, changed in (("vae", False), ("unet", True), ("text_encoder", True)):
+        name = "model.safetensors" if part == "text_encoder" else "diffusion_pytorch_model.safetensors"
+        with safe_open(latent_dir / part / name, "pt") as before, safe_open(tmp_path / part / name, "pt") as after:
+            differs = any(not torch.equal(before.get_tensor(key), after.get_tensor(key)) for key in before.keys())
+        assert differs == changed, part
+    prior = LatentDiffusionPrior.from_pretrained(tmp_path)
+    assert prior.vae.config.scaling_factor == pytest.approx(json.loads((latent_dir / "vae" / "config.json").read_text())["scaling_factor"])

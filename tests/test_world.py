@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 
 from preimage.pipeline.config import ConfigError, validate_config
-from preimage.pipeline.models import base_prior_dir, model_dir
+from preimage.pipeline.models import base_model_dir, model_dir
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import (
     WorldSpec,
@@ -98,8 +98,8 @@ def test_a_refine_stage_moves_the_prior_but_reuses_its_first_stage(config):
     plain = {**config, "training": {**config["training"], "prior": {**config["training"]["prior"]}}}
     plain["training"]["prior"].pop("refine", None)
     refined = {**plain, "training": {**plain["training"], "prior": {**plain["training"]["prior"], "refine": refine}}}
-    assert base_prior_dir(plain) == model_dir(plain, "prior")
-    assert base_prior_dir(refined) == model_dir(plain, "prior") != model_dir(refined, "prior")
+    assert base_model_dir(plain, "prior") == model_dir(plain, "prior")
+    assert base_model_dir(refined, "prior") == model_dir(plain, "prior") != model_dir(refined, "prior")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from preimage.pipeline.config import MODEL_KINDS, schema_defaults
 from preimage.utils.hashing import stable_hash
 from preimage.world.generator import WorldSpec
-from preimage.world.training import prior_first_stage
+from preimage.world.training import first_stage
 
 if TYPE_CHECKING:
     import torch
@@ -82,11 +82,11 @@ def model_dir(config: dict, model: str) -> str:
     return f"models/{spec.name}/{model}-{stable_hash([data, config['training'][model]])}"
 
 
-def base_prior_dir(config: dict) -> str:
-    """Where the first stage of a prior with a `refine` stage lives: the directory the same settings without
-    `refine` train into, so adding a refine stage reuses an already trained prior."""
-    stage_one = prior_first_stage(config["training"]["prior"])
-    return model_dir({**config, "training": {**config["training"], "prior": stage_one}}, "prior")
+def base_model_dir(config: dict, model: str) -> str:
+    """Where the first stage of a model with a `refine` stage (the pixel prior, the latent model) lives: the
+    directory the same settings without `refine` train into, so adding a refine stage reuses a trained model."""
+    stage_one = first_stage(config["training"][model])
+    return model_dir({**config, "training": {**config["training"], model: stage_one}}, model)
 
 
 def _load_model(config: dict, kind: str, loader: Callable[..., Any], device: str | torch.device) -> Any:

@@ -90,6 +90,20 @@ def refine_world_prior(base_unet: str | PathLike, world: dict, training: dict, d
     return result
 
 
+def refine_world_latent(base_unet: str | PathLike, world: dict, training: dict, device: str,
+                        metrics: str | PathLike, threads: int) -> dict:
+    """Train the UNet and text encoder of the latent model's first stage (the pipeline folder holding
+    `base_unet`, its UNet weights) further, its second stage; the folder goes to the folder of `metrics`, with
+    its metrics as JSON."""
+    from preimage.world.training.latent import refine_latent_model
+
+    torch.set_num_threads(threads)
+    table, images = make_split(WorldSpec.from_config(world), PRIOR_DATA)
+    result = refine_latent_model(table, images, Path(base_unet).parents[1], training, device, Path(metrics).parent)
+    write_json(result, metrics)
+    return result
+
+
 def evaluate_world_prior(prior_unet: str | PathLike, oracle_weights: str | PathLike, world: dict, samples: int,
                          sampling_steps: int, device: str, metrics: str | PathLike, grid: str | PathLike,
                          threads: int) -> dict:

@@ -183,12 +183,20 @@ def random_captions(table: pd.DataFrame, index: torch.Tensor, cfg: dict, rng: np
 
 def train_unet(latents: tuple[torch.Tensor, torch.Tensor], table: pd.DataFrame, tokenizer: CLIPTokenizer,
                cfg: dict, device: torch.device, generator: torch.Generator) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]:
-    """Fit UNet and text encoder together on the v-prediction loss (Min-SNR weighted) of scaled latent samples."""
-    means, stds = latents
+    """Build UNet and text encoder and fit them together on the scaled latents (`fit_unet`)."""
     text_encoder = build_text_encoder(cfg["text_encoder"], tokenizer)
-    unet = build_unet(means.shape[-1], means.shape[1], cfg, cfg["text_encoder"]["width"])
-    unet.to(device).train()
-    text_encoder.to(device).train()
+    unet = build_unet(latents[0].shape[-1], latents[0].shape[1], cfg, cfg["text_encoder"]["width"])
+    return fit_unet(unet, text_encoder, latents, table, tokenizer, cfg, device, generator, "train unet")
+
+
+def fit_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, latents: tuple[torch.Tensor, torch.Tensor],
+             table: pd.DataFrame, tokenizer: CLIPTokenizer, cfg: dict, device: torch.device, generator: torch.Generator,
+             desc: str) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]:
+    """One training stage of UNet and text encoder together on the v-prediction loss (Min-SNR weighted) of scaled
+    latent samples, `cfg["steps"]` steps up to `cfg["learning_rate"]`; the EMA weights are what is returned."""
+    means, stds = latents
+    unet.to(device).train().requires_grad_(True)
+    text_encoder.to(device).train().requires_grad_(True)
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     ema = EMAModel(parameters, decay=cfg["ema_decay"], use_ema_warmup=True)
     optimizer = torch.optim.AdamW(parameters, lr=cfg["learning_rate"], weight_decay=0.0)
@@ -196,7 +204,7 @@ def train_unet(latents: tuple[torch.Tensor, torch.Tensor], table: pd.DataFrame, 
     dtype = resolve_dtype("training.latent.unet.dtype", cfg.get("dtype", "float32"), device)
     rng = np.random.default_rng(cfg["seed"])
     losses = []
-    progress = tqdm(range(cfg["steps"]), desc="train unet", mininterval=10)
+    progress = tqdm(range(cfg["steps"]), desc=desc, mininterval=10)
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine(step, cfg["steps"], cfg["learning_rate"])
@@ -241,12 +249,7 @@ def train_latent_model(table: pd.DataFrame, images: np.ndarray, shapes: tuple[st
     vae.register_to_config(scaling_factor=scaling)
     unet, text_encoder, unet_metrics = train_unet(latents, table, tokenizer, {**cfg["unet"], "seed": cfg["seed"],
                                                   "scaling_factor": scaling}, device, generator)
-    pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler.from_config(build_scheduler().config, clip_sample=False),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    save_half_precision(pipeline, out)
+    save_pipeline(vae, text_encoder, tokenizer, unet, DDIMScheduler.from_config(build_scheduler().config, clip_sample=False), out)
     return {
         "vae": {**vae_metrics, "seconds": vae_seconds, "scaling_factor": scaling,
                 "parameters": sum(p.numel() for p in vae.parameters())},
@@ -257,6 +260,39 @@ def train_latent_model(table: pd.DataFrame, images: np.ndarray, shapes: tuple[st
         "device": str(device),
         "dtype": cfg["unet"].get("dtype", "float32"),
     }
+
+
+def refine_latent_model(table: pd.DataFrame, images: np.ndarray, base_dir: str | Path, cfg: dict, device_name: str,
+                        out_dir: str | Path) -> dict:
+    """Second stage: UNet and text encoder of the trained pipeline in `base_dir` trained further with
+    `cfg["refine"]`'s steps, peak learning rate and seed (batch size, captions, loss weighting, EMA and dtype from
+    `cfg["unet"]`); VAE, tokenizer and scheduler are kept. Saves the pipeline folder; returns its metrics."""
+    clock = Stopwatch()
+    stage = {**cfg["unet"], **cfg["refine"]}
+    generator = seed_everything(stage["seed"])
+    device = resolve_device(device_name)
+    base = Path(base_dir)
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32).to(device)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet", torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", torch_dtype=torch.float32)
+    tokenizer = CLIPTokenizer.from_pretrained(base / "tokenizer")
+    latents = encode_latents(vae, images, device)
+    unet, text_encoder, metrics = fit_unet(unet, text_encoder, latents, table, tokenizer,
+                                           {**stage, "scaling_factor": vae.config.scaling_factor}, device, generator,
+                                           "refine unet")
+    save_pipeline(vae, text_encoder, tokenizer, unet, DDIMScheduler.from_pretrained(base / "scheduler"), Path(out_dir))
+    return {"base": base.name, "unet": {**metrics, "seconds": clock.seconds()}, "seconds": clock.seconds(),
+            "device": str(device), "dtype": stage.get("dtype", "float32")}
+
+
+def save_pipeline(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+                  unet: UNet2DConditionModel, scheduler: DDIMScheduler, out: Path) -> None:
+    """Save the parts as the folder `StableDiffusionPipeline.save_pretrained` writes, weights in float16."""
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    save_half_precision(pipeline, out)
 
 
 def save_half_precision(pipeline: StableDiffusionPipeline, out: Path) -> None:

@@ -25,7 +25,7 @@ from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.attributes import CATEGORICAL
 from preimage.world.generator import WorldSpec, value_probabilities
 from preimage.world.oracle import attribute_distance, load_oracle, read_attributes
-from preimage.world.training import prior_first_stage
+from preimage.world.training import first_stage
 from preimage.world.training.common import Stopwatch, warmup_cosine
 
 
@@ -72,7 +72,7 @@ def train_prior(images: np.ndarray, cfg: dict, device_name: str, out_dir: str | 
     generator = seed_everything(cfg["seed"])
     device = resolve_device(device_name)
     unet = build_unet(images.shape[1], cfg).to(device)
-    return fit_prior(unet, images, prior_first_stage(cfg), device, generator, out_dir, "train prior")
+    return fit_prior(unet, images, first_stage(cfg), device, generator, out_dir, "train prior")
 
 
 def refine_prior(images: np.ndarray, base_dir: str | Path, cfg: dict, device_name: str, out_dir: str | Path) -> dict:
@@ -82,7 +82,7 @@ def refine_prior(images: np.ndarray, base_dir: str | Path, cfg: dict, device_nam
     already draws them, it only has to learn where the mean colour comes from (offset noise itself was
     introduced as a fine-tune of Stable Diffusion). Batch size, EMA, loss weighting and dtype are stage 1's.
     """
-    stage = {**prior_first_stage(cfg), **cfg["refine"]}
+    stage = {**first_stage(cfg), **cfg["refine"]}
     generator = seed_everything(stage["seed"])
     device = resolve_device(device_name)
     unet = UNet2DModel.from_pretrained(Path(base_dir) / "unet", low_cpu_mem_usage=False).to(device)
