@@ -125,7 +125,8 @@ if PRIOR_DIR != PRIOR_BASE_DIR:
     rule refine_prior:
         """Second stage of the prior: the first stage fine-tuned on offset noise (training.prior.refine)."""
         input:
-            rules.train_prior.output.unet,
+            # ancient: a clone checks the committed stages out in path order, which says nothing of which came first
+            ancient(rules.train_prior.output.unet),
         output:
             unet=PRIOR_UNET,
             scheduler=f"{PRIOR_DIR}/scheduler/scheduler_config.json",
@@ -175,7 +176,7 @@ if LATENT_DIR:
         rule refine_latent:
             """Second stage of the latent model: its UNet and text encoder trained further (training.latent.refine)."""
             input:
-                rules.train_latent.output.unet,
+                ancient(rules.train_latent.output.unet),  # as refine_prior's
             output:
                 unet=f"{LATENT_DIR}/unet/diffusion_pytorch_model.safetensors",
                 index=f"{LATENT_DIR}/model_index.json",
