@@ -166,7 +166,7 @@ def test_a_refine_stage_trains_the_unet_further_and_keeps_the_autoencoder(latent
     from preimage.world.training.latent import refine_latent_model
 
     table, images = make_split(spec, "prior_train")
-    refine = {**TINY_LATENT, "refine": {"steps": 2, "learning_rate": 0.0003, "seed": 1}}
+    refine = {**TINY_LATENT, "refine": {"steps": 2, "learning_rate": 0.0003, "seed": 1, "empty_prompt": 0.5}}
     metrics = refine_latent_model(table, images, latent_dir, refine, "cpu", tmp_path)
     assert metrics["base"] == latent_dir.name and metrics["unet"]["steps"] == 2
     for part, changed in (("vae", False), ("unet", True), ("text_encoder", True)):
