@@ -4,7 +4,7 @@
 from snakemake.utils import min_version
 
 from preimage.pipeline.config import check_yaml, validate_config, world_models, world_uses
-from preimage.pipeline.models import base_model_dir, model_dir, first_stage
+from preimage.pipeline.models import base_model_dir, first_stage, model_dir
 from preimage.pipeline.workflow import config_source
 
 min_version("8.0")

@@ -200,8 +200,7 @@ def test_a_pool_too_small_for_a_class_prompted_priors_classes_is_refused_when_pl
     check_pool_size(config, classes[:32])
 
 
-@pytest.mark.parametrize("model", ["prior"])
-def test_a_clone_that_checks_a_first_stage_out_after_its_refinement_retrains_neither(model, tmp_path):
+def test_a_clone_that_checks_the_priors_first_stage_out_after_its_refinement_retrains_neither(tmp_path):
     """Git writes a clone's files in path order, so a committed first stage can be newer than the second stage
     trained from it; the refine rules ignore that (ancient) and train only what is missing."""
     import os
@@ -210,7 +209,7 @@ def test_a_clone_that_checks_a_first_stage_out_after_its_refinement_retrains_nei
     from preimage.pipeline.models import base_model_dir, model_dir
 
     config = load_config(REPO / "config.yaml")
-    refined, base = model_dir(config, model), base_model_dir(config, model)
+    refined, base = model_dir(config, "prior"), base_model_dir(config, "prior")
     assert refined != base
     for folder in (refined, base):  # the first stage copied last, as a clone may write it
         shutil.copytree(REPO / folder, tmp_path / folder)

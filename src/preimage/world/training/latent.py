@@ -281,7 +281,8 @@ def refine_latent_model(table: pd.DataFrame, images: np.ndarray, base_dir: str |
                                            {**stage, "scaling_factor": vae.config.scaling_factor}, device, generator,
                                            "refine unet")
     save_pipeline(vae, text_encoder, tokenizer, unet, DDIMScheduler.from_pretrained(base / "scheduler"), Path(out_dir))
-    return {"base": base.name, "unet": {**metrics, "seconds": clock.seconds()}, "seconds": clock.seconds(),
+    seconds = clock.seconds()
+    return {"base": base.name, "unet": {**metrics, "seconds": seconds}, "seconds": seconds,
             "device": str(device), "dtype": stage.get("dtype", "float32")}
 
 
