@@ -5,9 +5,13 @@ from snakemake.utils import min_version
 
 from preimage.pipeline.config import check_yaml, validate_config, world_models, world_uses
 from preimage.pipeline.models import base_model_dir, first_stage, model_dir
-from preimage.pipeline.workflow import config_source
+from preimage.pipeline.workflow import config_source, set_allocator_environment
 
 min_version("8.0")
+
+# Every job inherits this process's environment: the allocator settings that spare a CPU sampler the page faults
+# of memory freed and mapped again at every step (unless the user set them).
+set_allocator_environment()
 
 # Snakemake's own message for a YAML syntax error names neither file nor line (it reads --configfile files before
 # this Snakefile, so for those it stays Snakemake's); config.yaml's is reported here, with both.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,15 +12,19 @@ import pandas as pd
 import pytest
 
 from preimage.analysis.report.build import misclassified_sources
+from preimage.pipeline import workflow
 from preimage.pipeline.config import ConfigError, load_config
 from preimage.pipeline.workflow import (
+    ALLOCATOR_ENVIRONMENT,
     call_keeping_set_ids,
     check_pool_size,
     groups_settings,
     groups_table,
     read_groups,
+    resolved_device,
     run_groups,
     select_sources,
+    set_allocator_environment,
     set_class,
     set_ids,
     source_calls,
@@ -220,3 +225,49 @@ def test_a_clone_that_checks_the_priors_first_stage_out_after_its_refinement_ret
     run = dry_run("--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
                   f"{refined}/unet/diffusion_pytorch_model.safetensors", cwd=tmp_path)
     assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+# --- the jobs' environment ------------------------------------------------------------------------------------------
+
+
+def test_the_allocator_settings_are_set_together_and_never_over_a_users_own():
+    environ = {"PATH": "/bin"}
+    assert set_allocator_environment(environ) == ALLOCATOR_ENVIRONMENT
+    assert environ == {"PATH": "/bin", **ALLOCATOR_ENVIRONMENT}
+    own = {"MALLOC_TRIM_THRESHOLD_": "0"}
+    assert set_allocator_environment(own) == {}
+    assert own == {"MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+@pytest.mark.parametrize("own", [{}, {"MALLOC_TRIM_THRESHOLD_": "4096"}])
+def test_the_process_that_starts_the_jobs_holds_the_allocator_settings_once_the_workflow_is_read(own):
+    """Snakemake's jobs inherit the environment of the process that plans them: a dry run in-process shows it."""
+    names = list(ALLOCATOR_ENVIRONMENT)
+    code = ("import os\nfrom snakemake.cli import main\ntry:\n    main(['-n', '--nolock', '--cores', '1', "
+            "'results/sources.parquet'])\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+            f"print([os.environ.get(name) for name in {names!r}])")
+    environ = {name: value for name, value in os.environ.items() if name not in names} | own
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environ, capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    expected = [own.get(name) for name in names] if own else [ALLOCATOR_ENVIRONMENT[name] for name in names]
+    assert run.stdout.strip().splitlines()[-1] == repr(expected)
+
+
+def test_auto_is_the_cpu_without_asking_torch_where_no_gpu_driver_is_installed(monkeypatch):
+    monkeypatch.setattr(workflow, "gpu_driver_present", lambda: False)
+    assert resolved_device("auto") == "cpu"
+    assert resolved_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(workflow, "gpu_driver_present", lambda: True)
+    import torch
+
+    assert resolved_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize(("platform", "paths", "expected"), [
+    ("linux", [], False), ("linux", ["/dev/nvidiactl"], True), ("linux", ["/dev/kfd"], True),
+    ("darwin", ["/dev/nvidiactl"], False), ("win32", [], True)])
+def test_a_gpu_driver_is_read_from_the_drivers_files_on_linux(monkeypatch, platform, paths, expected):
+    monkeypatch.setattr(workflow.sys, "platform", platform)
+    monkeypatch.setattr(workflow.Path, "exists", lambda path: str(path) in paths)
+    assert workflow.gpu_driver_present() is expected

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import os
+import sys
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,49 @@ from preimage.pipeline.models import classifier_label_names, model_files, prompt
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
 
+# glibc malloc settings for the jobs: freed blocks up to 32 MiB stay on the heap, and the heap's top is handed back
+# to the system only above 1 GiB free. With glibc's defaults a CPU sampler's activations (megabytes each, freed
+# every step) are unmapped and mapped again as fresh zeroed pages at every denoiser pass: the world's UNet then
+# spends a tenth of its time in the kernel's page faults (docs/benchmarks.md). Both are set or neither: either
+# alone turns off glibc's adaptive threshold and makes it worse.
+ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+
+def set_allocator_environment(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Put ALLOCATOR_ENVIRONMENT into `environ`, which the jobs Snakemake starts inherit, unless the user has
+    set either variable (their settings are kept as they are); return what was set."""
+    if any(name in environ for name in ALLOCATOR_ENVIRONMENT):
+        return {}
+    environ.update(ALLOCATOR_ENVIRONMENT)
+    return dict(ALLOCATOR_ENVIRONMENT)
+
+
 def resolved_device(name: str) -> str:
     """`device` as the rules see it when the workflow is planned: 'auto' is 'cuda' where this machine sees a
-    GPU (torch is imported only then), so a local run on a GPU machine asks for GPUs (`--resources gpu=N`)."""
+    GPU, so a local run on a GPU machine asks for GPUs (`--resources gpu=N`). Torch is imported to tell only
+    where a GPU driver is installed: planning a run, which every job on a cluster does again, then costs no
+    torch import on a machine without one."""
     if name != "auto":
         return name
+    if not gpu_driver_present():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# What a GPU that torch can use as "cuda" leaves on Linux: NVIDIA's driver, ROCm's kernel driver, WSL's GPU device.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_driver_present() -> bool:
+    """Whether this machine may have a CUDA (or ROCm) device: a driver's file on Linux; macOS has none; on other
+    systems only torch can tell, so True."""
+    if sys.platform == "darwin":
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(Path(path).exists() for path in GPU_DRIVER_PATHS)
 
 
 def config_source(overlays) -> str:
