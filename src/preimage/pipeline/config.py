@@ -6,6 +6,8 @@ has a `default` there, so config.yaml, the presets and a notebook's partial dict
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Collection, Iterator
 from importlib import resources
 from pathlib import Path
@@ -31,7 +33,15 @@ class ConfigError(ValueError):
 
 
 def _schema() -> dict:
-    return yaml.safe_load(resources.files(__package__).joinpath("config.schema.yaml").read_text())
+    """The config schema, a fresh copy for each caller (callers may complete or change what they get)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+@functools.cache
+def _parsed_schema() -> dict:
+    # parsed once per process: planning and every job ask for it many times; libyaml's loader where PyYAML has it
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(resources.files(__package__).joinpath("config.schema.yaml").read_text(), Loader=loader)
 
 
 def _with_defaults(validator_class: type) -> type:
