@@ -28,6 +28,7 @@ from preimage.analysis.report.build import (
     write_group_figures,
     write_run_figures,
 )
+from preimage.analysis.report.figures import GRID_PADDING, set_grid_image
 from preimage.analysis.report.layout import (
     GROUP_FIGURES,
     RUN_FIGURES,
@@ -174,6 +175,26 @@ def test_figures_are_written_as_png_and_pdf_and_set_grids_as_png(run):
     assert not any(Path(f"{stem}.pdf").exists() for stem in grids)
     markdown, latex = (root / "figures" / "samplers.md").read_text(), (root / "figures" / "samplers.tex").read_text()
     assert "rejection" in markdown and "\\toprule" in latex
+
+
+def test_a_set_grid_shows_the_source_and_every_member_pixel_for_pixel_enlarged():
+    rng = np.random.default_rng(1)
+    source, members = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)
+    grid = set_grid_image(source, members, "set: 5 of 5 accepted members", columns=4, scale=3)
+    top = grid.shape[0] - GRID_PADDING - 2 * 8 * 3  # the panels' row: two rows of four members, three times enlarged
+
+    def enlarged(image: np.ndarray) -> np.ndarray:
+        return image.repeat(3, axis=0).repeat(3, axis=1)
+
+    np.testing.assert_array_equal(grid[top : top + 24, GRID_PADDING : GRID_PADDING + 24], enlarged(source))
+    left = GRID_PADDING + 24 + 2 * GRID_PADDING
+    for index, member in enumerate(members):
+        row, column = divmod(index, 4)
+        y, x = top + 24 * row, left + 24 * column
+        np.testing.assert_array_equal(grid[y : y + 24, x : x + 24], enlarged(member))
+    assert (grid[:top] < 128).any()  # the title and the panels' names
+    with pytest.raises(ValueError, match="no source and no members"):
+        set_grid_image(None, members[:0], "empty set")
 
 
 def _report_figures(root, group: Group) -> ReportFigures:

@@ -23,26 +23,28 @@ from preimage.analysis.report.figures import (
     read_png,
     read_pngs,
     sampler_figure,
-    set_grid_figure,
+    set_grid_image,
 )
 from preimage.analysis.report.layout import ReportFigures
 from preimage.analysis.report.style import save_figure
 from preimage.analysis.report.tables import sampler_table, to_latex, to_markdown, winner
 from preimage.engine.set_files import MEMBERS_FILE, SOURCE_FILE
-from preimage.utils.io import atomic_path
+from preimage.utils.io import atomic_path, write_png
 
 
-def write_set_figure(set_dir: str | Path, stem: str | Path, shown: int, columns: int) -> None:
-    """Grid of a set's first `shown` accepted members beside its source, as PNG only: the grid is a raster
-    montage, which a PDF would only wrap, at the cost of embedding its title font for every set."""
+def write_set_figure(set_dir: str | Path, stem: str | Path, shown: int, columns: int) -> Path:
+    """Grid of a set's first `shown` accepted members beside its source, as `stem`.png only: the grid is a raster
+    montage, which a PDF would only wrap."""
     set_dir = Path(set_dir)
     members = pd.read_parquet(set_dir / MEMBERS_FILE)
     accepted = members[members["accepted"]].head(shown)
     source = read_png(set_dir / SOURCE_FILE) if (set_dir / SOURCE_FILE).is_file() else None
     title = f"{members['set_id'].iloc[0]}: {len(accepted)} of {int(members['accepted'].sum())} accepted members"
     images = read_pngs([set_dir / p for p in accepted["image"]])[: len(accepted)]
-    save_figure(set_grid_figure(source, images, title, columns), stem, formats=("png",))
-
+    stem = Path(stem)
+    path = stem if stem.suffix == ".png" else stem.with_name(f"{stem.name}.png")  # a set id may hold dots
+    write_png(set_grid_image(source, images, title, columns), path)
+    return path
 
 
 @dataclass(frozen=True)

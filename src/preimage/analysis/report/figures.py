@@ -1,4 +1,5 @@
-"""Figures of a run, each a function from cached tables/images to a matplotlib Figure.
+"""Figures of a run, each a function from cached tables/images to a matplotlib Figure (the set grids, only pixels
+and text, to a PIL image).
 
 Save them with `preimage.analysis.report.style.save_figure` (PNG + PDF). Embedding maps draw the 2-D layout the
 concept step cached (`preimage.analysis.concepts.maps`), so no figure runs t-SNE.
@@ -13,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from preimage.analysis.report.style import (
     FLAGGED,
@@ -25,6 +26,9 @@ from preimage.analysis.report.style import (
 )
 from preimage.analysis.report.tables import SAMPLER_METRICS
 from preimage.utils.io import image_grid
+
+GRID_FONT_SIZE = 15  # pixels, the set grids' text
+GRID_PADDING = 8  # pixels between and around the set grids' panels
 
 
 def read_png(path: str | Path) -> np.ndarray:
@@ -47,23 +51,33 @@ def _show(axis: plt.Axes, image: np.ndarray, title: str = "") -> None:
     axis.grid(False)
 
 
-def set_grid_figure(source: np.ndarray | None, members: np.ndarray, title: str, columns: int = 8) -> plt.Figure:
-    """The source image beside a grid of accepted members of its invariant set (either may be missing)."""
-    apply_style()
+def set_grid_image(source: np.ndarray | None, members: np.ndarray, title: str, columns: int = 8,
+                   scale: int = 4) -> np.ndarray:
+    """The source image beside a grid of accepted members of its invariant set (either may be missing), each
+    panel named above it and the title on top: a raster montage with its pixels enlarged `scale` times
+    (nearest neighbour, so no pixel is blurred), drawn without matplotlib since it is only pixels and text;
+    (H, W, 3) uint8."""
     panels = [("source", source)] if source is not None else []
     if len(members):
         panels.append((f"{len(members)} members", image_grid(members, min(columns, len(members)))))
     if not panels:
         raise ValueError(f"{title}: no source and no members to show")
-    tile = (source if source is not None else members[0]).shape[0]
-    widths = [image.shape[1] / tile for _, image in panels]
-    height = max(image.shape[0] for _, image in panels) / tile
-    figure, axes = plt.subplots(1, len(panels), figsize=(sum(widths) + 0.5, height + 0.9), squeeze=False,
-                                gridspec_kw={"width_ratios": widths})
-    for axis, (name, image) in zip(axes[0], panels):
-        _show(axis, image, name)
-    figure.suptitle(title, fontsize=9)
-    return figure
+    font = ImageFont.load_default(size=GRID_FONT_SIZE)
+    line = GRID_FONT_SIZE + GRID_PADDING
+    enlarged = [(name, Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale),
+                                                     Image.Resampling.NEAREST)) for name, image in panels]
+    width = sum(image.width for _, image in enlarged) + 2 * GRID_PADDING * len(enlarged)
+    width = max(width, int(font.getlength(title)) + 2 * GRID_PADDING)
+    height = 2 * line + max(image.height for _, image in enlarged) + GRID_PADDING
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((width // 2, GRID_PADDING), title, fill="black", font=font, anchor="mt")
+    left = GRID_PADDING
+    for name, image in enlarged:  # each panel with a padding on either side
+        draw.text((left + image.width // 2, line + GRID_PADDING // 2), name, fill="black", font=font, anchor="mt")
+        canvas.paste(image, (left, 2 * line))
+        left += image.width + 2 * GRID_PADDING
+    return np.asarray(canvas)
 
 
 def cluster_montage_figure(clusters: pd.DataFrame, title: str, per_row: int = 8) -> plt.Figure:
