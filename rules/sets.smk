@@ -63,7 +63,10 @@ rule invariant_sets:
         source="[^/]+",
     params:
         config=job_settings,
+    # before the short jobs only the concept step needs: those then fill the core that the last set job leaves
+    # free, instead of the last set job running alone
     threads: 1
+    priority: 1
     resources:
         gpu=GEN_GPUS,
     log:
@@ -111,9 +114,9 @@ rule rejection_pool:
         config=canonical(model_config(config, "classifier", "prior")
                          | {"reference": {key: config["reference"][key] for key in ("num_steps", "solver")},
                             "sets": {"rejection_pool": SETS["rejection_pool"]}}),
-    # one thread and first, as the reference: every set job waits for the pool
+    # one thread and first of all: every set job waits for the pool
     threads: 1
-    priority: 1
+    priority: 2
     resources:
         gpu=GEN_GPUS,
     log:
