@@ -338,11 +338,10 @@ def classifier_label_names(config: dict) -> list[str] | None:
     The same names `load_classifier` attaches as `label_names`: the config's, else ImageNet synsets when the
     class count matches an ImageNet subset.
     """
-    from timm.data import ImageNetInfo, infer_imagenet_subset
-
     settings = model_settings(config, "classifier")
     if settings["source"] == WORLD:
         return list(WorldSpec.from_config(config["world"]).shapes)
+    from timm.data import ImageNetInfo, infer_imagenet_subset  # a second of imports the world's names do not need
     metadata = _timm_metadata(settings["source"])
     inner = metadata.get("pretrained_cfg") or {}
     names = metadata.get("label_names") or inner.get("label_names")
