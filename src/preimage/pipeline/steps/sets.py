@@ -1,7 +1,7 @@
-"""Steps that choose the source images and draw the invariant sets and the prior's reference sample.
+"""Steps that draw the invariant sets, the prior's reference sample and the shared pool, and check the objectives.
 
-The engine's samplers and sets (which import diffusers) are imported inside the steps that draw, so
-recording the sources stays cheap: every Snakemake job is a new process.
+The engine's samplers and sets (which import diffusers) are imported inside the steps that draw: every Snakemake
+job is a new process. Choosing the source images is `preimage.pipeline.steps.sources`, which imports no torch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -28,39 +27,13 @@ from preimage.pipeline.models import (
     resolve_prior,
     resolve_robust,
 )
-from preimage.pipeline.sources import (
-    REAL_IMAGE_SIZE,
-    load_source_images,
-    select_real_images,
-)
-from preimage.pipeline.workflow import select_sources
+from preimage.pipeline.sources import load_source_images
 from preimage.utils.devices import resolve_device
-from preimage.utils.images import to_uint8
-from preimage.utils.io import write_npy, write_parquet
 
 if TYPE_CHECKING:
     from preimage.engine.samplers.rejection import DrawPool
 
 CHECK_IMAGE_SEED = 0  # the noise image `check_objectives` binds each objective to
-
-
-def write_sources(config: dict, output: str | PathLike) -> pd.DataFrame:
-    """Record the source images `sets.sources` selects (`preimage.pipeline.workflow.select_sources`) as Parquet,
-    so every later job reads the same table."""
-    selection = select_sources(config)
-    write_parquet(selection, output)
-    return selection
-
-
-def write_real_sources(config: dict, table: str | PathLike, images: str | PathLike) -> tuple[pd.DataFrame, np.ndarray]:
-    """The run's own labelled real images (`select_real_images`: sets.sources' folder or manifest) for the
-    concept step: their uint8 pixels at REAL_IMAGE_SIZE as .npy and their table as Parquet."""
-    selection = select_real_images(config)
-    pixels = to_uint8(load_source_images(config, selection, REAL_IMAGE_SIZE))
-    write_npy(pixels, images)
-    write_parquet(selection, table)
-    print(f"{len(selection)} images of {selection['class_name'].nunique()} classes")
-    return selection, pixels
 
 
 def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
