@@ -20,6 +20,8 @@ rule select_sources:
     params:
         config=canonical(({"world": shared_world(config)} if "world" in config else {})
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]}}),
+    # first of all, as the pool that waits for it
+    priority: 2
     log:
         "logs/select_sources.log",
     benchmark:
