@@ -52,5 +52,6 @@ rule all:
         expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
         rules.concepts_embed_reference.output,
         rules.concepts_predict_reference.output,
+        [f"results/concepts/embeddings/real/{REAL_SPLIT}.parquet"] if REAL_SPLIT else [],  # for the groups' maps
         rules.concepts.input,  # the data-only baseline too, where no evaluation asks for it
         rules.directions.input,

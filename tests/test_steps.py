@@ -21,7 +21,7 @@ from preimage.world.generator import WorldSpec, ground_truth, make_split
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
-STEP_MODULES = ("concepts", "report", "sets", "training", "world")
+STEP_MODULES = ("concepts", "report", "sets", "sources", "training", "world")
 
 
 def _preimage_imports(path: Path) -> list[tuple[str, list[str]]]:

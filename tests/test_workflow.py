@@ -271,3 +271,22 @@ def test_a_gpu_driver_is_read_from_the_drivers_files_on_linux(monkeypatch, platf
     monkeypatch.setattr(workflow.sys, "platform", platform)
     monkeypatch.setattr(workflow.Path, "exists", lambda path: str(path) in paths)
     assert workflow.gpu_driver_present() is expected
+
+
+def test_the_pool_and_what_it_needs_come_first_then_the_long_jobs_then_the_short_ones_the_concept_step_needs():
+    """Two cores stay busy only if the long jobs start before the short ones, which then fill the core the last
+    set job leaves free (docs/benchmarks.md): the priorities the plan gives each rule."""
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--forceall", "--cores", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    priorities: dict[str, set[int]] = {}
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", run.stdout):
+        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
+        if rule:
+            found = re.search(r"^\s+priority: (\d+)$", block, re.MULTILINE)
+            priorities.setdefault(rule.group(1), set()).add(int(found.group(1)) if found else 0)
+    assert priorities["select_sources"] == priorities["rejection_pool"] == {2}
+    for rule in ("invariant_sets", "reference_samples", "global_direction"):
+        assert priorities[rule] == {1}, rule
+    for rule in ("concepts_embed_real", "concepts_predict_real", "concepts_predict_reference", "figures_direction"):
+        assert priorities[rule] == {0}, rule
