@@ -51,6 +51,16 @@ def draw_pool(wildcards):
     return {"pool": POOL_MEMBERS[kind]} if rejection_specs(SETS) and kind != "none" else {}
 
 
+# Job priorities. Snakemake starts the highest ready job first and does not hand a job's priority to the jobs it
+# needs, so those get at least as much. With two cores the run ends soonest when the long jobs start early and the
+# short ones that only the concept step needs (priority 0) fill the core the last set job leaves free
+# (docs/benchmarks.md, "Allocator, planning and set grids").
+PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check
+PRIORITY_POOL = 3  # every set job waits for the pool
+PRIORITY_LONG = 2  # long jobs no set waits for: the reference sample, the global directions
+PRIORITY_SETS = 1
+
+
 def gpus(config):
     """GPUs a generation or embedding job asks for: one when the run's device resolves to CUDA."""
     return 1 if resolved_device(config["device"]) == "cuda" else 0

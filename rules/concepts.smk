@@ -59,6 +59,7 @@ rule concepts_vocabulary:
         shapes=config["world"]["shapes"] if CONCEPTS["vocabulary"] == "world" else None,
         config=model_config(config, "clip", "classifier"),
         device=config["device"],
+    priority: PRIORITY_INPUTS
     resources:
         gpu=CONCEPT_GPUS,
     log:

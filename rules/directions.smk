@@ -22,9 +22,8 @@ rule global_direction:
                          | {"directions": direction_settings(), "perceptual": config["perceptual"]}),
     wildcard_constraints:
         target="[^/]+",
-    # early, beside the pool and the sets: a long job that no set waits for is best started before the short ones
     threads: 1
-    priority: 1
+    priority: PRIORITY_LONG
     resources:
         gpu=DIRECTION_GPUS,
     log:

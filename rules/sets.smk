@@ -20,8 +20,7 @@ rule select_sources:
     params:
         config=canonical(({"world": shared_world(config)} if "world" in config else {})
                          | {"sets": {"sources": SETS["sources"]}, "models": {"classifier": config["models"]["classifier"]}}),
-    # first of all, as the pool that waits for it
-    priority: 2
+    priority: PRIORITY_INPUTS
     log:
         "logs/select_sources.log",
     benchmark:
@@ -41,6 +40,7 @@ rule check_objectives:
     params:
         config=objective_check_settings(),
     threads: 1
+    priority: PRIORITY_INPUTS
     log:
         "logs/check_objectives.log",
     benchmark:
@@ -65,10 +65,8 @@ rule invariant_sets:
         source="[^/]+",
     params:
         config=job_settings,
-    # before the short jobs only the concept step needs: those then fill the core that the last set job leaves
-    # free, instead of the last set job running alone
     threads: 1
-    priority: 1
+    priority: PRIORITY_SETS
     resources:
         gpu=GEN_GPUS,
     log:
@@ -89,10 +87,10 @@ rule reference_samples:
         summary="results/reference/summary.parquet",
     params:
         config=canonical(model_config(config, "classifier", "prior") | {"reference": config["reference"]}),
-    # one thread and first: every concept group waits for the reference, and a job of all cores would only
-    # start once both were free at once, which a stream of one-thread set jobs never leaves them
+    # one thread: a job of all cores would only start once both were free at once, which a stream of one-thread
+    # set jobs never leaves them
     threads: 1
-    priority: 1
+    priority: PRIORITY_LONG
     resources:
         gpu=GEN_GPUS,
     log:
@@ -116,9 +114,8 @@ rule rejection_pool:
         config=canonical(model_config(config, "classifier", "prior")
                          | {"reference": {key: config["reference"][key] for key in ("num_steps", "solver")},
                             "sets": {"rejection_pool": SETS["rejection_pool"]}}),
-    # one thread and first of all: every set job waits for the pool
     threads: 1
-    priority: 2
+    priority: PRIORITY_POOL
     resources:
         gpu=GEN_GPUS,
     log:

@@ -13,6 +13,7 @@ rule world_data:
         split="|".join(SPLIT_KINDS),
     params:
         world=canonical(shared_world(config)),
+    priority: PRIORITY_INPUTS
     log:
         "logs/world_data/{split}.log",
     benchmark:

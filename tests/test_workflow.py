@@ -273,7 +273,7 @@ def test_a_gpu_driver_is_read_from_the_drivers_files_on_linux(monkeypatch, platf
     assert workflow.gpu_driver_present() is expected
 
 
-def test_the_pool_and_what_it_needs_come_first_then_the_long_jobs_then_the_short_ones_the_concept_step_needs():
+def test_what_the_long_jobs_need_comes_first_then_the_pool_the_long_jobs_the_sets_and_the_short_ones_last():
     """Two cores stay busy only if the long jobs start before the short ones, which then fill the core the last
     set job leaves free (docs/benchmarks.md): the priorities the plan gives each rule."""
     run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--forceall", "--cores", "2"],
@@ -285,8 +285,10 @@ def test_the_pool_and_what_it_needs_come_first_then_the_long_jobs_then_the_short
         if rule:
             found = re.search(r"^\s+priority: (\d+)$", block, re.MULTILINE)
             priorities.setdefault(rule.group(1), set()).add(int(found.group(1)) if found else 0)
-    assert priorities["select_sources"] == priorities["rejection_pool"] == {2}
-    for rule in ("invariant_sets", "reference_samples", "global_direction"):
-        assert priorities[rule] == {1}, rule
+    for rule in ("select_sources", "world_data", "concepts_vocabulary", "check_objectives"):
+        assert priorities[rule] == {4}, rule
+    assert priorities["rejection_pool"] == {3}
+    assert priorities["reference_samples"] == priorities["global_direction"] == {2}
+    assert priorities["invariant_sets"] == {1}
     for rule in ("concepts_embed_real", "concepts_predict_real", "concepts_predict_reference", "figures_direction"):
         assert priorities[rule] == {0}, rule
