@@ -54,8 +54,9 @@ class DirectionSettings:
     """Size of a perturbation, relative to the unit-RMS direction."""
     learning_rate: float = 0.15
     """Size of an update, relative to the unit-RMS direction."""
-    batch_size: int = 256
-    """Images per denoiser batch."""
+    batch_size: int = 64
+    """Images per denoiser batch. On a CPU, small enough that a batch's activations stay under glibc's largest mmap
+    threshold (32 MiB) for the world's UNet: larger ones are mapped and page-faulted afresh at every pass."""
     seed: int = 0
 
     def __post_init__(self) -> None:
