@@ -33,12 +33,17 @@ from preimage.pipeline.workflow import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def planned_jobs(*targets: str) -> dict[str, int]:
-    """Rule name -> number of jobs a dry run of `targets` plans with nothing cached."""
+def planned_output(*targets: str) -> str:
+    """What a dry run of `targets` (the default target without) prints with nothing cached."""
     run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--forceall", "--cores", "2", *targets],
                          cwd=REPO, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
-    stats = run.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return run.stdout
+
+
+def planned_jobs(*targets: str) -> dict[str, int]:
+    """Rule name -> number of jobs a dry run of `targets` plans with nothing cached."""
+    stats = planned_output(*targets).split("Job stats:", 1)[1].split("\n\n", 1)[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if rule != "total"}
 
 
@@ -276,11 +281,8 @@ def test_a_gpu_driver_is_read_from_the_drivers_files_on_linux(monkeypatch, platf
 def test_what_the_long_jobs_need_comes_first_then_the_pool_the_long_jobs_the_sets_and_the_short_ones_last():
     """Two cores stay busy only if the long jobs start before the short ones, which then fill the core the last
     set job leaves free (docs/benchmarks.md): the priorities the plan gives each rule."""
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--forceall", "--cores", "2"],
-                         cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stdout + run.stderr
     priorities: dict[str, set[int]] = {}
-    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", run.stdout):
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", planned_output()):
         rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
         if rule:
             found = re.search(r"^\s+priority: (\d+)$", block, re.MULTILINE)
