@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from preimage.world.training.latent import (
     evaluate_latent,
     train_latent_model,
 )
+from preimage.world.oracle import load_oracle
 from preimage.world.training.oracle import train_oracle
 
 TINY_LATENT = {
@@ -127,9 +129,15 @@ def test_gradients_reach_the_latent_through_the_decoder(latent_dir):
     assert z.grad is not None and z.grad.abs().sum() > 0
 
 
-def test_the_evaluation_reads_validity_frequencies_and_prompt_adherence(latent_dir, spec, tmp_path):
-    train_oracle(spec, TINY_TIMM, "cpu", tmp_path / "oracle")
-    metrics, samples = evaluate_latent(latent_dir, tmp_path / "oracle", spec, n=4, per_prompt=1, num_steps=2,
+@pytest.fixture(scope="module")
+def oracle_dir(spec, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("oracle")
+    train_oracle(spec, TINY_TIMM, "cpu", out)
+    return out
+
+
+def test_the_evaluation_reads_validity_frequencies_and_prompt_adherence(latent_dir, oracle_dir, spec):
+    metrics, samples = evaluate_latent(latent_dir, oracle_dir, spec, n=4, per_prompt=1, num_steps=2,
                                        cfg_scale=3.0, device_name="cpu")
     assert samples.shape == (4, 32, 32, 3) and samples.dtype == np.uint8
     assert 0.0 <= metrics["valid_fraction"] <= 1.0
@@ -138,6 +146,20 @@ def test_the_evaluation_reads_validity_frequencies_and_prompt_adherence(latent_d
     for adherence in metrics["prompt_adherence"].values():
         assert set(adherence) == set(attribute_prompts(spec.shapes))
         assert set(adherence["tag"]["per_value"]) == {"absent", "present"}
+
+
+def test_the_shape_benchmark_counts_the_valid_shapes_its_total_variation_reads(latent_dir, oracle_dir, spec):
+    module_spec = importlib.util.spec_from_file_location("benchmark_latent_shapes", REPO / "benchmarks" / "latent_shapes.py")
+    benchmark = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(benchmark)
+    prior = LatentDiffusionPrior.from_pretrained(latent_dir)
+    scores, shapes = benchmark.draw_scores(prior, load_oracle(oracle_dir), spec, samples=8, steps=2, seed=3)
+    assert scores["seed"] == 3 and list(shapes.index) == list(spec.shapes)
+    assert shapes.sum() == round(8 * scores["valid"]) > 0  # the seeded tiny models' samples are all valid
+    shares = shapes.to_numpy() / shapes.sum()
+    assert scores["shape"] == pytest.approx(0.5 * np.abs(shares - 1 / len(spec.shapes)).sum())
+    again, _ = benchmark.draw_scores(prior, load_oracle(oracle_dir), spec, samples=8, steps=2, seed=3)
+    assert again == scores  # a draw is seeded
 
 
 def test_attribute_prompts_name_one_value_each():
