@@ -20,6 +20,7 @@ from preimage.engine.directions import DirectionSettings, invert, regenerate
 from preimage.pipeline.models import model_files, resolve_prior, unconditional
 from preimage.world.attributes import caption
 from preimage.world.generator import WorldSpec, make_split
+from preimage.world.oracle import load_oracle
 from preimage.world.training.latent import (
     attribute_prompts,
     build_tokenizer,
@@ -27,7 +28,6 @@ from preimage.world.training.latent import (
     evaluate_latent,
     train_latent_model,
 )
-from preimage.world.oracle import load_oracle
 from preimage.world.training.oracle import train_oracle
 
 TINY_LATENT = {
@@ -149,7 +149,8 @@ def test_the_evaluation_reads_validity_frequencies_and_prompt_adherence(latent_d
 
 
 def test_the_shape_benchmark_counts_the_valid_shapes_its_total_variation_reads(latent_dir, oracle_dir, spec):
-    module_spec = importlib.util.spec_from_file_location("benchmark_latent_shapes", REPO / "benchmarks" / "latent_shapes.py")
+    path = REPO / "benchmarks" / "latent_shapes.py"
+    module_spec = importlib.util.spec_from_file_location("benchmark_latent_shapes", path)
     benchmark = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(benchmark)
     prior = LatentDiffusionPrior.from_pretrained(latent_dir)
