@@ -177,6 +177,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     problems += _cone_problems(config) if not problems else []
     problems += _pool_problems(config) if not problems else []
     problems += _world_problems(config) if not problems else []
+    problems += _latent_problems(config) if not problems else []
     problems += _direction_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
@@ -328,6 +329,15 @@ def _world_problems(config: dict) -> list[str]:
     except ValueError as error:
         return [str(error)]
     return []
+
+
+def _latent_problems(config: dict) -> list[str]:
+    """The latent UNet's `attention` flags must name each of its levels."""
+    unet = config.get("training", {}).get("latent", {}).get("unet", {})
+    if "attention" not in unet or len(unet["attention"]) == len(unet["block_out_channels"]):
+        return []
+    return [f"training.latent.unet.attention: {unet['attention']} has {len(unet['attention'])} entries; expected one "
+            f"per level of training.latent.unet.block_out_channels {unet['block_out_channels']}"]
 
 
 def _direction_problems(config: dict) -> list[str]:

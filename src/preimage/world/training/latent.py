@@ -107,8 +107,9 @@ def build_text_encoder(cfg: dict, tokenizer: CLIPTokenizer) -> CLIPTextModel:
 
 
 def build_unet(latent_side: int, latent_channels: int, cfg: dict, cross_attention_dim: int) -> UNet2DConditionModel:
-    """A small UNet with cross-attention to the prompt at every level."""
-    levels = len(cfg["block_out_channels"])
+    """A small UNet with self- and cross-attention (to the prompt) at the levels `cfg["attention"]` marks, highest
+    resolution first; absent: at every level."""
+    attention = cfg.get("attention", [True] * len(cfg["block_out_channels"]))
     return UNet2DConditionModel(
         sample_size=latent_side,
         in_channels=latent_channels,
@@ -118,8 +119,8 @@ def build_unet(latent_side: int, latent_channels: int, cfg: dict, cross_attentio
         norm_num_groups=8,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=cfg["attention_heads"],
-        down_block_types=("CrossAttnDownBlock2D",) * levels,
-        up_block_types=("CrossAttnUpBlock2D",) * levels,
+        down_block_types=tuple("CrossAttnDownBlock2D" if on else "DownBlock2D" for on in attention),
+        up_block_types=tuple("CrossAttnUpBlock2D" if on else "UpBlock2D" for on in reversed(attention)),
     )
 
 
