@@ -80,6 +80,17 @@ def test_world_models_also_need_their_training_settings(config) -> None:
         validate_config(config)
 
 
+def test_the_latent_unets_attention_flags_name_each_of_its_levels(config) -> None:
+    unet = config["training"]["latent"]["unet"]
+    levels = len(unet["block_out_channels"])
+    unet["attention"] = [False] + [True] * (levels - 1)
+    validate_config(copy.deepcopy(config))
+    unet["attention"] = [False] * (levels + 1)
+    with pytest.raises(ConfigError, match=rf"training.latent.unet.attention: .* {levels + 1} entries; expected one "
+                                          r"per level of training.latent.unet.block_out_channels"):
+        validate_config(config)
+
+
 def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config) -> None:
     """The guided sampler's defaults are the world's tuned settings; rejection keeps DDIM's 25 steps as its library
     default (it takes eta, and suits any prior), and the world's run states its 12 DPM-Solver++ steps, which the

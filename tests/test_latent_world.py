@@ -199,3 +199,17 @@ def test_a_refine_stage_trains_the_unet_further_and_keeps_the_autoencoder(latent
         assert differs == changed, part
     prior = LatentDiffusionPrior.from_pretrained(tmp_path)
     assert prior.vae.config.scaling_factor == pytest.approx(json.loads((latent_dir / "vae" / "config.json").read_text())["scaling_factor"])
+
+
+def test_a_16x16_latent_with_attention_only_below_the_top_level_samples_32x32_images(spec, tmp_path):
+    table, images = make_split(spec, "prior_train")
+    cfg = copy.deepcopy(TINY_LATENT)
+    cfg["vae"]["block_out_channels"] = [8, 8]  # one downsampling: 32x32 images, 16x16 latents
+    cfg["unet"].update(block_out_channels=[8, 16], attention=[False, True])
+    train_latent_model(table, images, spec.shapes, cfg, "cpu", tmp_path)
+    prior = LatentDiffusionPrior.from_pretrained(tmp_path, prompt="a square", cfg_scale=2.0)
+    assert list(prior.unet.config.down_block_types) == ["DownBlock2D", "CrossAttnDownBlock2D"]
+    assert list(prior.unet.config.up_block_types) == ["CrossAttnUpBlock2D", "UpBlock2D"]
+    assert prior.latent_shape == (4, 16, 16) and prior.image_size == 32
+    drawn = reference_set(prior, 2, seed=0, num_steps=2).images
+    assert drawn.shape == (2, 3, 32, 32) and torch.isfinite(drawn).all()
