@@ -37,6 +37,7 @@ from preimage.analysis.concepts.statistics import (
     call_rate_variance,
     permuted_masks,
     presence_threshold,
+    rank_candidates,
 )
 from preimage.analysis.concepts.vocabulary import (
     extrinsic_mask,
@@ -304,6 +305,15 @@ def test_a_concept_the_model_ignores_on_the_reference_is_not_confirmed():
     # A model that never departs from CLIP on the reference gives no decision to measure, hence no flag.
     agreeing = _score(members, reference, "square", reference_calls=shapes == "square").loc["a tag"]
     assert np.isnan(agreeing["decision"]) and not agreeing["confirmed"] and not agreeing["flagged"]
+
+
+def test_confirmed_candidates_rank_ahead_of_higher_scores_the_calls_do_not_bear_out():
+    scores = np.array([0.5, 0.3, np.nan, 0.4, 0.9])
+    candidates = np.array([True, True, True, True, False])
+    np.testing.assert_array_equal(rank_candidates(scores, candidates), [1, 3, 0, 2, 0])
+    confirmed = np.array([False, True, True, True, True])
+    np.testing.assert_array_equal(rank_candidates(scores, candidates, confirmed), [3, 2, 0, 1, 0])
+    np.testing.assert_array_equal(rank_candidates(scores, ~candidates, confirmed), [0, 0, 0, 0, 1])
 
 
 def test_call_rate_difference_on_hand_made_numbers():

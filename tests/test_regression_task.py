@@ -233,6 +233,25 @@ def test_a_moved_groups_flag_stands_only_where_the_regressor_moves_with_the_conc
         confirm_on_reference(scores, reference, calls[:3], vocabulary, settings)
 
 
+def test_a_concept_the_regressor_ignores_ranks_below_one_it_moves_with_however_enriched():
+    from preimage.analysis.concepts.spurious import SpuriousSettings, confirm_on_reference, score_concepts
+
+    rng = np.random.default_rng(1)
+    vocabulary, settings = _moved_vocabulary(), SpuriousSettings(permutations=200)
+    # The guidance piles purple into the upward edits far more than the dots the regressor relies on.
+    up, _ = _moved_images(rng, 200, dots=0.6, purple=0.95)
+    down, _ = _moved_images(rng, 200, dots=0.2, purple=0.05)
+    scores = score_concepts(up, down, vocabulary, None, [True] * 4, (np.arange(200) % 4).astype(str), settings)
+    by_score = scores.set_index("concept")
+    assert by_score.loc["a purple background", "rank"] == 1 and by_score.loc["a dotted background", "rank"] == 2
+    reference, shows_dots = _moved_images(rng, 500, dots=0.5, purple=0.5)
+    calls = rng.normal(0.5, 0.15, 500) + 0.2 * shows_dots > 0.6
+    confirmed = confirm_on_reference(scores, reference, calls, vocabulary, settings).set_index("concept")
+    assert confirmed.loc["a dotted background", "rank"] == 1 and confirmed.loc["a dotted background", "flagged"]
+    assert confirmed.loc["a purple background", "rank"] == 2 and not confirmed.loc["a purple background", "confirmed"]
+    assert confirmed["score"].equals(by_score["score"])
+
+
 def test_a_moved_groups_calls_are_the_reference_outputs_beyond_their_median():
     from preimage.analysis.concepts.spurious import output_calls, output_column
 

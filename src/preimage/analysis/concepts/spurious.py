@@ -45,7 +45,9 @@ green flips half of them; a shortcut changes how often the model calls the class
 When the model calls too few reference images differently from CLIP, there is no decision to measure and so no
 flag: raise `reference.members` when classes are many. Without a core class (neuron objectives), or with fewer
 than `min_reference` recognised reference images, all members are compared with the whole reference (comparison
-"all"), reliance, decision and call rate are not measured, and flags rest on enrichment alone.
+"all"), reliance, decision and call rate are not measured, and flags rest on enrichment alone. Candidates are
+ranked by score, the confirmed ones first: a concept the model's calls on the reference do not bear out ranks below
+every one they do, so the top of a group's table (and its hit@1) is what the model relies on.
 
 A regression counterfactual's group ("moved up" or "moved down") is scored against the other direction's members
 by enrichment, and its flags are confirmed on the reference as a class group's are (`confirm_on_reference`), the
@@ -184,7 +186,7 @@ def score_concepts(
         "decision": observed[2],
         **call_rate_columns(rate, half_width, settings),
         "score": np.where(candidates, score, np.nan),
-        "rank": rank_candidates(score, candidates),
+        "rank": rank_candidates(score, candidates, confirmed),
         "null_threshold": threshold,
         "threshold": max(threshold, settings.min_effect),
         "confirmed": confirmed,
@@ -328,8 +330,8 @@ def confirm_on_reference(scores: pd.DataFrame, reference: np.ndarray, calls: np.
                          vocabulary: EmbeddedVocabulary, settings: SpuriousSettings = SpuriousSettings()) -> pd.DataFrame:
     """`scores` (a group's table from `score_group`, scored without the model's calls) with each concept's decision
     effect and call rate measured on the whole `reference` (m, D unit-norm CLIP embeddings) and the model's `calls`
-    (m,) on it, and its flag kept only where both clear their minimum (`min_effect`, `min_call_rate`); the score,
-    rank and threshold stay as they were."""
+    (m,) on it, and its flag kept only where both clear their minimum (`min_effect`, `min_call_rate`); the score and
+    threshold stay as they were, and the ranks put the confirmed concepts first."""
     calls = np.asarray(calls, dtype=bool)
     if len(calls) != len(reference):
         raise ValueError(f"calls: expected one call per reference image ({len(reference)}), got {len(calls)}")
@@ -338,8 +340,9 @@ def confirm_on_reference(scores: pd.DataFrame, reference: np.ndarray, calls: np.
     decision = _StratumEffects(similarity, one_stratum, calls, {RECOGNISED: settings.min_absent}).mean(calls[None])[0]
     rate, half_width = call_rate(similarity, one_stratum, calls, settings.min_absent, settings.confidence)
     confirmed = confirms(decision, rate, settings)
+    rank = rank_candidates(scores["score"].to_numpy(dtype=float), scores["extrinsic"].to_numpy(dtype=bool), confirmed)
     return scores.assign(decision=decision, **call_rate_columns(rate, half_width, settings), confirmed=confirmed,
-                         flagged=scores["flagged"].to_numpy() & confirmed, called_reference=int(calls.sum()))
+                         flagged=scores["flagged"].to_numpy() & confirmed, rank=rank, called_reference=int(calls.sum()))
 
 
 def output_column(model: str) -> str:

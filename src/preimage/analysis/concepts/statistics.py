@@ -68,12 +68,15 @@ def flag(scores: np.ndarray, candidates: np.ndarray, threshold: float, min_effec
     return candidates & ~np.isnan(scores) & (scores > threshold) & (scores >= min_effect)
 
 
-def rank_candidates(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """1-based rank of each candidate by descending score; 0 for non-candidates and missing scores."""
-    order = np.where(candidates & ~np.isnan(scores), scores, -np.inf)
+def rank_candidates(scores: np.ndarray, candidates: np.ndarray, confirmed: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of each candidate by descending score, the `confirmed` ones (the model's calls on the reference
+    agree with them) ahead of the others when given; 0 for non-candidates and missing scores."""
+    valid = candidates & ~np.isnan(scores)
+    order = scores[valid]
+    if confirmed is not None and valid.any():
+        order = order + np.where(np.asarray(confirmed, dtype=bool)[valid], np.ptp(order) + 1.0, 0.0)
     ranks = np.zeros(len(scores), dtype=int)
-    valid = np.isfinite(order)
-    ranks[valid] = rankdata(-order[valid], method="min").astype(int)
+    ranks[valid] = rankdata(-order, method="min").astype(int)
     return ranks
 
 
