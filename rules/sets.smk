@@ -4,11 +4,14 @@
 # reruns no set.
 
 from preimage.pipeline.config import set_kinds
+from preimage.pipeline.models import counterfactual_targets, prompts_by_class
 from preimage.pipeline.workflow import check_pool_size, select_sources, set_ids
 
 GEN_GPUS = gpus(config)
 SET_KINDS = set_kinds(config["sets"])
 check_pool_size(config, select_sources(config)["class_name"])
+# a class-prompted prior's unconstrained draws are made under the counterfactuals' target prompts too
+PROMPT_TARGETS = {"prompt_targets": counterfactual_targets(SETS["objectives"])} if prompts_by_class(config) else {}
 
 
 rule select_sources:
@@ -86,7 +89,7 @@ rule reference_samples:
         members="results/reference/members.parquet",
         summary="results/reference/summary.parquet",
     params:
-        config=canonical(model_config(config, "classifier", "prior") | {"reference": config["reference"]}),
+        config=canonical(model_config(config, "classifier", "prior") | {"reference": config["reference"]} | PROMPT_TARGETS),
     # one thread: a job of all cores would only start once both were free at once, which a stream of one-thread
     # set jobs never leaves them
     threads: 1
@@ -113,7 +116,7 @@ rule rejection_pool:
     params:
         config=canonical(model_config(config, "classifier", "prior")
                          | {"reference": {key: config["reference"][key] for key in ("num_steps", "solver")},
-                            "sets": {"rejection_pool": SETS["rejection_pool"]}}),
+                            "sets": {"rejection_pool": SETS["rejection_pool"]}} | PROMPT_TARGETS),
     threads: 1
     priority: PRIORITY_POOL
     resources:

@@ -461,16 +461,20 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
         edit = set_id.endswith("__counterfactual__guided")  # sets.sampler_overrides
         assert strength == (0.7 if edit else 1.0) or (strength is None and "__rejection" in set_id), set_id
         assert 0 <= summary["acceptance_rate"].iloc[0] <= 1 and summary["members"].iloc[0] == len(members)
+        # the class prompt names the counterfactual's target (what its members should look like), else the source's
+        prompted = COUNTERFACTUAL if "__counterfactual__" in set_id else members["source_class"].iloc[0]
+        assert (members["prompt"] == f"a photo of a {prompted}").all(), set_id
 
     # the reference sample, drawn with each source class's prompt
     reference = pd.read_parquet(results / "reference" / "members.parquet")
     assert len(reference) == config["reference"]["members"] and set(reference["source_class"]) <= set(SOURCE_CLASSES)
     assert all((results / "reference" / image).is_file() for image in reference["image"])
     assert len(pd.read_parquet(results / "reference" / "summary.parquet")) == 1
-    # rejection sets test the reference's draws made under their source class's prompt instead of drawing
+    # rejection sets test the reference's draws made under their own class prompt instead of drawing
     for set_id in [set_id for set_id in ids if set_id.endswith("__rejection")]:
         members = pd.read_parquet(results / "sets" / set_id / "members.parquet")
-        drawn_for_class = reference.loc[reference["source_class"] == members["source_class"].iloc[0], "seed"]
+        prompted = COUNTERFACTUAL if "__counterfactual__" in set_id else members["source_class"].iloc[0]
+        drawn_for_class = reference.loc[reference["source_class"] == prompted, "seed"]
         assert set(members["seed"]) <= set(drawn_for_class) and members["seed"].is_unique, set_id
         assert json.loads(members["sampler_params"].iloc[0])["pool"] == len(drawn_for_class), set_id
 
@@ -588,7 +592,9 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 1, "rejection_pool": 1,
                                                   "invariant_sets": 1}
     pool = pd.read_parquet(workdir / "results" / "pool" / "members.parquet")
-    assert len(pool) == 4 and set(pool["source_class"]) == {"cat"} and (pool["set_id"] == "rejection_pool").all()
+    # drawn under the source's class prompt and the counterfactual target's, two each
+    assert pool["source_class"].value_counts().to_dict() == {"cat": 2, COUNTERFACTUAL: 2}
+    assert (pool["set_id"] == "rejection_pool").all()
     assert not (workdir / "results" / "reference").exists()
 
     sources = pd.read_parquet(workdir / "results" / "sources.parquet")
@@ -600,7 +606,8 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
         assert json.loads(members["sampler_params"].iloc[0])["num_steps"] <= 2
         assert len(pd.read_parquet(folder / "summary.parquet")) == 1
         if sampler == "rejection":  # the pool's draws, tested instead of drawn
-            assert set(members["seed"]) <= set(pool["seed"]) and json.loads(members["sampler_params"].iloc[0])["pool"] == 4
+            drawn_for_cat = pool.loc[pool["source_class"] == "cat", "seed"]  # the label set: the source's prompt
+            assert set(members["seed"]) <= set(drawn_for_cat) and json.loads(members["sampler_params"].iloc[0])["pool"] == 2
     assert not (workdir / "results" / "world").exists() and not (workdir / "models").exists()
     assert opened_world_paths(workdir) == []
 

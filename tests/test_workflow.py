@@ -14,6 +14,7 @@ import pytest
 from preimage.analysis.report.build import misclassified_sources
 from preimage.pipeline import workflow
 from preimage.pipeline.config import ConfigError, load_config
+from preimage.pipeline.models import counterfactual_targets, objective_prompt_class, prompt_classes
 from preimage.pipeline.workflow import (
     ALLOCATOR_ENVIRONMENT,
     call_keeping_set_ids,
@@ -204,10 +205,23 @@ def test_a_pool_too_small_for_a_class_prompted_priors_classes_is_refused_when_pl
     classes = [f"c{k}" for k in range(100)]
     check_pool_size(config, classes)  # the world's pixel prior draws every class alike: one pool for all
     config["models"]["prior"] = {"source": "some/latent-prior", "prompt": "a photo of a {class_name}"}
-    with pytest.raises(ConfigError, match=r"sets.rejection_pool.members: 1024 draws split over the prior's 100 class "
-                                          r"prompts give 11 per class, fewer than sets.members \(32\).*at least 3200"):
+    # the 100 sources' classes and the counterfactual's target, square: 101 prompts
+    with pytest.raises(ConfigError, match=r"sets.rejection_pool.members: 1024 draws split over the prior's 101 class "
+                                          r"prompts give 11 per class, fewer than sets.members \(32\).*at least 3232"):
         check_pool_size(config, classes)
-    check_pool_size(config, classes[:32])
+    check_pool_size(config, classes[:31])
+
+
+def test_a_counterfactual_is_prompted_with_its_target_and_every_other_objective_with_the_sources_class(config):
+    objectives = config["sets"]["objectives"]
+    assert objectives["counterfactual"] == {"kind": "label", "target": "square"}
+    assert objective_prompt_class(objectives["counterfactual"], "circle") == "square"
+    for name in ("label", "neuron", "lowpass", "size_up"):
+        assert objective_prompt_class(objectives[name], "circle") == "circle", name
+    assert objective_prompt_class({"kind": "label", "target": "source"}, "cross") == "cross"  # the source's own call
+    targets = counterfactual_targets(objectives)
+    assert targets == ["square"] and counterfactual_targets({"label": {"kind": "label"}}) == []
+    assert prompt_classes(["circle", "cross", "circle"], targets) == ["circle", "cross", "square"]
 
 
 def test_a_clone_that_checks_the_priors_first_stage_out_after_its_refinement_retrains_neither(tmp_path):

@@ -116,6 +116,7 @@ def sample(
             "seed": result.seeds.numpy(),
             "sampler": sampler.describe()["sampler"],
             "sampler_params": json.dumps(sampler.describe(), sort_keys=True),
+            "prompt": prior.describe().get("prompt", ""),  # what a text-conditioned prior was prompted with
             "steps": result.steps.numpy(),
             "seconds": result.seconds.numpy(),
             "image": [f"members/{i:03d}.png" for i in range(len(images))],

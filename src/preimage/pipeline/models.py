@@ -266,6 +266,25 @@ def prompts_by_class(config: dict) -> bool:
     return CLASS_NAME in settings["prompt"] + settings["negative_prompt"]
 
 
+def objective_prompt_class(spec: dict, source_class: str) -> str:
+    """The class a class-prompted prior is prompted with for an objective's sets: a label counterfactual's target
+    class, named (its members are meant to look like the target, and a prompt naming the source's class would hold
+    the source's shape against the guidance), else the source's class."""
+    target = spec.get("target", "source") if spec.get("kind") == "label" else "source"
+    return target if isinstance(target, str) and target != "source" else source_class
+
+
+def counterfactual_targets(objectives: dict[str, dict]) -> list[str]:
+    """The classes the label counterfactuals among `objectives` (`sets.objectives`) name as their targets."""
+    return sorted({objective_prompt_class(spec, "") for spec in objectives.values()} - {""})
+
+
+def prompt_classes(source_classes: Collection[str], targets: Collection[str]) -> list[str]:
+    """Every class a class-prompted prior is prompted with: the sources' classes and the counterfactuals' `targets`
+    (the unconstrained draws, reference and pool, are drawn for each)."""
+    return sorted(set(source_classes) | set(targets))
+
+
 def fill_prompt(template: str, class_name: str | None) -> str:
     """The prompt with `{class_name}` replaced (plain replacement: other braces stay as written)."""
     if CLASS_NAME not in template:

@@ -30,7 +30,13 @@ from preimage.pipeline.config import (
     world_models,
     world_section,
 )
-from preimage.pipeline.models import classifier_label_names, model_files, prompts_by_class
+from preimage.pipeline.models import (
+    classifier_label_names,
+    counterfactual_targets,
+    model_files,
+    prompt_classes,
+    prompts_by_class,
+)
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
 
 
@@ -149,11 +155,12 @@ def source_files(config: dict) -> dict[str, str]:
 
 
 def check_pool_size(config: dict, classes: Sequence[str]) -> None:
-    """A class-prompted prior's shared pool is split over the sources' `classes`: refuse, before anything is drawn,
-    a pool whose share of a class is smaller than a set, since every set would then draw its own and the pool be
-    drawn for nothing."""
+    """A class-prompted prior's shared pool is split over the classes it is prompted with (the sources' `classes` and
+    the counterfactuals' targets): refuse, before anything is drawn, a pool whose share of a class is smaller than a
+    set, since every set would then draw its own and the pool be drawn for nothing."""
     pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
-    prompts = len(set(classes)) if prompts_by_class(config) else 1
+    targets = counterfactual_targets(config["sets"]["objectives"])
+    prompts = len(prompt_classes(classes, targets)) if prompts_by_class(config) else 1
     per_class = -(-pool["members"] // prompts)
     if pool["kind"] == "shared" and per_class < members:
         raise ConfigError(f"sets.rejection_pool.members: {pool['members']} draws split over the prior's {prompts} "

@@ -18,8 +18,11 @@ import torch
 from preimage.pipeline.config import cone_samplers, models_named, objective_samplers
 from preimage.pipeline.models import (
     class_text,
+    counterfactual_targets,
     fill_prompt,
     model_settings,
+    objective_prompt_class,
+    prompt_classes,
     prompts_by_class,
     resolve_classifier,
     resolve_named_models,
@@ -58,14 +61,23 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
         raise ValueError(f"source {source_id!r} is not in {str(sources)!r}")
     classifier = resolve_classifier(config, device)
     named = resolve_named_models(config, device, models_named(sets["objectives"]))
-    prior = resolve_prior(config, device, class_name=class_text(classifier, row.iloc[0]["class_name"]))
+    source_class = row.iloc[0]["class_name"]
+    prior = resolve_prior(config, device, class_name=class_text(classifier, source_class))
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
     robust = resolve_robust(config, device) if cone_samplers(sets) else None  # only for a sampler with a cone
-    draws = None if pool is None else _read_pool(pool, _prompt_class(config, row.iloc[0]["class_name"]))
+    targets = counterfactual_targets(sets["objectives"])
+    prompts = class_prompts(config, device, prompt_classes([source_class], targets), classifier)
+    pools: dict[str, DrawPool] = {}
     out_root = Path(summaries[0]).parent.parent
     written = []
     for objective_name, spec in sets["objectives"].items():
+        prompt_class = objective_prompt_class(spec, source_class) if prompts else ""
+        if prompts:
+            prior.set_prompt(*prompts[prompt_class][:2])
+        if pool is not None and prompt_class not in pools:
+            pools[prompt_class] = _read_pool(pool, prompt_class)
+        draws = pools.get(prompt_class)
         where = f"sets.objectives.{objective_name}"
         objective = objective_from_config(spec, classifier, named, where=where)
         _bind_checked(objective, source, where)  # an error of the objective on this source names it
@@ -90,22 +102,18 @@ def _set_line(folder: Path) -> str:
             f"{summary['seconds']:.1f} s of sampling")
 
 
-def class_prompts(config: dict, device: torch.device, classes: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+def class_prompts(config: dict, device: torch.device, classes: Sequence[str],
+                  classifier: torch.nn.Module | None = None) -> dict[str, tuple[str, str, str]]:
     """{class: (prompt, negative prompt, class text)} of a prior whose prompt names {class_name}; {} for a prior
-    without a class prompt, which draws every class alike."""
+    without a class prompt, which draws every class alike. The classifier names the classes: `classifier` if
+    loaded, else loaded on `device`."""
     if not prompts_by_class(config):
         return {}
     settings = model_settings(config, "prior")
-    classifier = resolve_classifier(config, device)
+    classifier = resolve_classifier(config, device) if classifier is None else classifier
     texts = {name: class_text(classifier, name) for name in classes}
     return {name: (fill_prompt(settings["prompt"], text), fill_prompt(settings["negative_prompt"], text), text)
             for name, text in texts.items()}
-
-
-def _prompt_class(config: dict, class_name: str) -> str:
-    """The class a set's prior prompt names ("" when the prompt names none): the pool's draws of that class
-    are the ones drawn under the same prompt."""
-    return class_name if prompts_by_class(config) else ""
 
 
 def _read_pool(pool: str | PathLike, prompt_class: str) -> DrawPool:
@@ -181,7 +189,8 @@ def draw_reference_samples(sources: str | PathLike, members: str | PathLike, con
     """Draw the prior's unconstrained reference sample (`config["reference"]`) into the folder of `members`.
 
     With a class-templated prompt (latent priors), the one prior is re-prompted for each class of the
-    `sources` table, so the reference shares each set's prompt (see `preimage.engine.sets.reference_set`).
+    `sources` table and each of `config["prompt_targets"]` (the counterfactuals' targets), so the reference shares
+    each set's prompt (see `preimage.engine.sets.reference_set`).
     """
     reference = config["reference"]
     _draw_prior_sample(sources, members, config, threads, reference["members"], reference["seed"])
@@ -201,12 +210,13 @@ def draw_rejection_pool(sources: str | PathLike, members: str | PathLike, config
 def _draw_prior_sample(sources: str | PathLike, members: str | PathLike, config: dict, threads: int, n: int,
                        seed: int, set_id: str = "reference") -> None:
     """n unconstrained prior draws (`reference_set`, the reference's `num_steps` and `solver`) into the folder of
-    `members`."""
+    `members`; `prompt_targets` is absent for a prior without class prompts."""
     from preimage.engine.sets import reference_set, write_set
 
     torch.set_num_threads(threads)
     device = resolve_device(config["device"])
-    prompts = class_prompts(config, device, sorted(pd.read_parquet(sources)["class_name"].unique()))
+    classes = prompt_classes(pd.read_parquet(sources)["class_name"].unique(), config.get("prompt_targets", ()))
+    prompts = class_prompts(config, device, classes)
     prior = resolve_prior(config, device, class_name=next(iter(prompts.values()))[2] if prompts else None)
     prompts = {name: (prompt, negative) for name, (prompt, negative, _) in prompts.items()} if prompts else None
     reference = config["reference"]
