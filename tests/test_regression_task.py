@@ -209,20 +209,34 @@ def _moved_images(rng: np.random.Generator, n: int, dots: float, purple: float) 
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), shows_dots
 
 
-def test_a_moved_groups_flag_stands_only_where_the_regressor_moves_with_the_concept_on_the_reference():
-    from preimage.analysis.concepts.spurious import SpuriousSettings, confirm_on_reference, score_concepts
+def _moved_up_scores(rng: np.random.Generator, up: tuple[float, float], down: tuple[float, float]):
+    """A moved-up group scored against moved-down members, each direction's 200 images showing dots and purple
+    backgrounds at the given (dots, purple) shares; with its vocabulary and settings."""
+    from preimage.analysis.concepts.spurious import SpuriousSettings, score_concepts
 
-    rng = np.random.default_rng(0)
     vocabulary, settings = _moved_vocabulary(), SpuriousSettings(permutations=200)
-    # Moving the output up adds dots (the regressor's shortcut) and, by the guidance's habit, purple backgrounds.
-    up, _ = _moved_images(rng, 200, dots=0.8, purple=0.7)
-    down, _ = _moved_images(rng, 200, dots=0.1, purple=0.2)
-    scores = score_concepts(up, down, vocabulary, None, [True] * 4, (np.arange(200) % 4).astype(str), settings)
-    assert scores.set_index("concept").loc[["a dotted background", "a purple background"], "flagged"].all()
-    # On plain prior samples the regressor's output rises with dots and ignores purple.
+    up_images, _ = _moved_images(rng, 200, *up)
+    down_images, _ = _moved_images(rng, 200, *down)
+    sets = (np.arange(200) % 4).astype(str)
+    return score_concepts(up_images, down_images, vocabulary, None, [True] * 4, sets, settings), vocabulary, settings
+
+
+def _reference_calls(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """500 plain prior samples, half with dots and half purple, and the regressor's calls on them: its output, which
+    rises with dots and ignores purple, above the median."""
     reference, shows_dots = _moved_images(rng, 500, dots=0.5, purple=0.5)
     outputs = rng.normal(0.5, 0.15, 500) + 0.2 * shows_dots
-    calls = outputs > np.median(outputs)
+    return reference, outputs > np.median(outputs)
+
+
+def test_a_moved_groups_flag_stands_only_where_the_regressor_moves_with_the_concept_on_the_reference():
+    from preimage.analysis.concepts.spurious import confirm_on_reference
+
+    rng = np.random.default_rng(0)
+    # Moving the output up adds dots (the regressor's shortcut) and, by the guidance's habit, purple backgrounds.
+    scores, vocabulary, settings = _moved_up_scores(rng, up=(0.8, 0.7), down=(0.1, 0.2))
+    assert scores.set_index("concept").loc[["a dotted background", "a purple background"], "flagged"].all()
+    reference, calls = _reference_calls(rng)
     confirmed = confirm_on_reference(scores, reference, calls, vocabulary, settings).set_index("concept")
     dots, purple = confirmed.loc["a dotted background"], confirmed.loc["a purple background"]
     assert dots["flagged"] and dots["decision"] >= 0.2 and dots["call_rate_low"] > 0.2
@@ -234,18 +248,14 @@ def test_a_moved_groups_flag_stands_only_where_the_regressor_moves_with_the_conc
 
 
 def test_a_concept_the_regressor_ignores_ranks_below_one_it_moves_with_however_enriched():
-    from preimage.analysis.concepts.spurious import SpuriousSettings, confirm_on_reference, score_concepts
+    from preimage.analysis.concepts.spurious import confirm_on_reference
 
     rng = np.random.default_rng(1)
-    vocabulary, settings = _moved_vocabulary(), SpuriousSettings(permutations=200)
     # The guidance piles purple into the upward edits far more than the dots the regressor relies on.
-    up, _ = _moved_images(rng, 200, dots=0.6, purple=0.95)
-    down, _ = _moved_images(rng, 200, dots=0.2, purple=0.05)
-    scores = score_concepts(up, down, vocabulary, None, [True] * 4, (np.arange(200) % 4).astype(str), settings)
+    scores, vocabulary, settings = _moved_up_scores(rng, up=(0.6, 0.95), down=(0.2, 0.05))
     by_score = scores.set_index("concept")
     assert by_score.loc["a purple background", "rank"] == 1 and by_score.loc["a dotted background", "rank"] == 2
-    reference, shows_dots = _moved_images(rng, 500, dots=0.5, purple=0.5)
-    calls = rng.normal(0.5, 0.15, 500) + 0.2 * shows_dots > 0.6
+    reference, calls = _reference_calls(rng)
     confirmed = confirm_on_reference(scores, reference, calls, vocabulary, settings).set_index("concept")
     assert confirmed.loc["a dotted background", "rank"] == 1 and confirmed.loc["a dotted background", "flagged"]
     assert confirmed.loc["a purple background", "rank"] == 2 and not confirmed.loc["a purple background", "confirmed"]
