@@ -73,8 +73,8 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     written = []
     for objective_name, spec in sets["objectives"].items():
         prompt_class = objective_prompt_class(spec, source_class) if prompts else ""
-        if prompts:
-            prior.set_prompt(*prompts[prompt_class][:2])
+        if prompts and (prior.prompt, prior.negative_prompt) != prompts[prompt_class][:2]:
+            prior.set_prompt(*prompts[prompt_class][:2])  # encoded only when the objective's class differs
         if pool is not None and prompt_class not in pools:
             pools[prompt_class] = _read_pool(pool, prompt_class)
         draws = pools.get(prompt_class)
