@@ -140,6 +140,7 @@ def test_pixel_prior_loads_offline_and_round_trips(pixel_dir: Path) -> None:
     torch.testing.assert_close(prior.decode(z), images)
     assert prior.predict(z, 500).shape == z.shape
     assert prior.to("cpu") is prior and prior.device.type == "cpu"
+    assert (prior.device, prior.dtype) == (prior.unet.device, prior.unet.dtype)  # read without diffusers' module walk
     assert prior.describe()["timestep_spacing"] == "trailing"
 
 
@@ -307,6 +308,7 @@ def test_latent_prior_loads_offline_and_conditions_on_the_prompt(latent_dir: Pat
     assert prior.image_size == 16 and prior.latent_shape == (4, 8, 8)
     assert prior.condition.shape == (1, PROMPT_LENGTH, 16)
     assert prior.describe()["prompt"] == "a red square"
+    assert (prior.device, prior.dtype) == (prior.unet.device, prior.unet.dtype)
     images = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         z = prior.encode(images)

@@ -55,6 +55,17 @@ def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of `module`'s first parameter. Samplers ask a prior for its device at every step; diffusers'
+    `ModelMixin.device` walks every submodule for offloading hooks first (about 0.5 ms a call on a CPU)."""
+    return next(module.parameters()).device
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype of `module`'s first parameter (see `module_device`)."""
+    return next(module.parameters()).dtype
+
+
 def device_name(device: str | torch.device) -> str:
     """The GPU's or CPU's model name, for benchmark headers: figures depend on it (bf16 arithmetic, caches)."""
     device = torch.device(device)

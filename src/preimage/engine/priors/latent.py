@@ -19,6 +19,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from preimage.engine.models.errors import reading_weights, weight_files
 from preimage.engine.priors.base import DiffusionPrior, ddim_from_config
 from preimage.engine.priors.pixel import square_side
+from preimage.utils.devices import module_device, module_dtype
 
 Model = TypeVar("Model")
 
@@ -142,11 +143,11 @@ class LatentDiffusionPrior(DiffusionPrior):
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        return module_device(self.unet)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        return module_dtype(self.unet)
 
     @property
     def _shift(self) -> float:

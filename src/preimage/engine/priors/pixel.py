@@ -15,7 +15,7 @@ from preimage.engine.priors.base import (
     ddim_from_config,
     noise_offset_from_config,
 )
-from preimage.utils.devices import autocast
+from preimage.utils.devices import autocast, module_device, module_dtype
 
 
 def square_side(sample_size: int | tuple[int, int] | list[int], where: str) -> int:
@@ -76,11 +76,11 @@ class PixelDiffusionPrior(DiffusionPrior):
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        return module_device(self.unet)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        return module_dtype(self.unet)
 
     def encode(self, images: Tensor) -> Tensor:
         return (images.to(self.device, self.dtype) * 2 - 1).contiguous()
