@@ -1,7 +1,7 @@
 """Snakemake script: a global direction's figures (before/after grid, flip rate per source class)."""
 
 from preimage.pipeline.logs import redirect_output
-from preimage.pipeline.steps.directions import draw_direction_figures
+from preimage.pipeline.steps.report import draw_direction_figures
 
 with redirect_output(snakemake.log[0]):
     inputs = snakemake.input

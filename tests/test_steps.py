@@ -57,6 +57,14 @@ def test_step_modules_leave_the_heavy_libraries_to_the_steps_that_need_them():
     assert run.stdout.strip() == "[]"
 
 
+def test_the_figure_and_report_steps_import_no_torch():
+    """The figure jobs (groups, run, directions, interventions) and the report start in about a second: their step
+    module needs neither torch nor a model."""
+    code = "import sys\nimport preimage.pipeline.steps.report\nprint('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stdout + run.stderr
+
+
 def test_world_steps_write_what_the_generator_makes(tiny_world, tmp_path):
     table, images, preview = tmp_path / "t.parquet", tmp_path / "i.npy", tmp_path / "p.png"
     write_world_split(tiny_world, "classifier_test", table, images, preview)

@@ -1,7 +1,7 @@
 """Steps of the global counterfactual directions (`directions`): for each target class, one direction in the prior's
 latent found with the classifier's outputs alone, its flip rate and distance on held-out images of every other class
 and what it changes according to CLIP (explanation); what it changes according to the world's oracle (evaluation
-only); and their figures.
+only). Their figures are drawn by `preimage.pipeline.steps.report`, which imports no torch.
 
 The engine, CLIP and the figures are imported inside the steps that use them: every Snakemake job is a new process.
 """
@@ -202,16 +202,3 @@ def evaluate_direction(reconstructed: str | PathLike, edited: str | PathLike, co
     write_parquet(changes, output)
     print(changes.to_string(index=False))
     return changes
-
-
-def draw_direction_figures(target: str, heldout: str | PathLike, summary: str | PathLike, originals: str | PathLike,
-                           edited: str | PathLike, stems: Mapping[str, str | PathLike]) -> None:
-    """The direction's figures at `stems`: "grid" (held-out images before and after the edit, by source class)
-    and "flips" (flip rate per source class, beside the reconstruction's)."""
-    from preimage.analysis.report.directions import direction_grid_figure, flip_rate_figure
-    from preimage.analysis.report.style import save_figure
-
-    held = pd.read_parquet(heldout)
-    save_figure(direction_grid_figure(np.load(originals), np.load(edited), held["class_name"].to_numpy(), target),
-                stems["grid"])
-    save_figure(flip_rate_figure(pd.read_parquet(summary)), stems["flips"])

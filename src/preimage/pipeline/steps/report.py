@@ -13,6 +13,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from preimage.analysis.report.layout import GROUP_FIGURES
@@ -71,8 +72,6 @@ def draw_intervention_figures(effects: str | PathLike, edits: str | PathLike, im
                               stems: Mapping[str, str | PathLike], min_effect: float) -> None:
     """The concept interventions' figures: every effect with its interval (`stems["effects"]`) and edited pairs of
     each finding (`stems["pairs"]`), from the effects and intervention tables and the edited images."""
-    import numpy as np
-
     from preimage.analysis.report.figures import effects_figure, intervention_pairs_figure
     from preimage.analysis.report.style import save_figure
 
@@ -80,6 +79,19 @@ def draw_intervention_figures(effects: str | PathLike, edits: str | PathLike, im
     save_figure(effects_figure(findings, min_effect), stems["effects"])
     concepts = list(dict.fromkeys(table["concept"]))
     save_figure(intervention_pairs_figure(findings, table, np.load(images), concepts), stems["pairs"])
+
+
+def draw_direction_figures(target: str, heldout: str | PathLike, summary: str | PathLike, originals: str | PathLike,
+                           edited: str | PathLike, stems: Mapping[str, str | PathLike]) -> None:
+    """The direction's figures at `stems`: "grid" (held-out images before and after the edit, by source class)
+    and "flips" (flip rate per source class, beside the reconstruction's)."""
+    from preimage.analysis.report.directions import direction_grid_figure, flip_rate_figure
+    from preimage.analysis.report.style import save_figure
+
+    held = pd.read_parquet(heldout)
+    save_figure(direction_grid_figure(np.load(originals), np.load(edited), held["class_name"].to_numpy(), target),
+                stems["grid"])
+    save_figure(flip_rate_figure(pd.read_parquet(summary)), stems["flips"])
 
 
 def draw_run_figures(summaries: Sequence[str | PathLike], stems: Mapping[str, str | PathLike], latex: str | PathLike,
