@@ -3,7 +3,7 @@
 
 from snakemake.utils import min_version
 
-from preimage.pipeline.config import check_yaml, validate_config, world_models, world_uses
+from preimage.pipeline.config import check_yaml, typed_overrides, validate_config, world_models, world_uses
 from preimage.pipeline.models import base_model_dir, first_stage, model_dir
 from preimage.pipeline.workflow import config_source, set_allocator_environment
 
@@ -21,7 +21,9 @@ check_yaml("config.yaml")
 configfile: "config.yaml"
 
 
-validate_config(config, source=config_source(workflow.overwrite_configfiles))
+# Snakemake reads a nested --config value's scalars as strings ("8", "true", "null"): give them their YAML types.
+typed_overrides(config, dict(workflow.config_settings.config))
+validate_config(config, source=config_source(workflow.overwrite_configfiles, workflow.config_settings.config))
 
 
 include: "rules/common.smk"

@@ -17,7 +17,7 @@ SCRIPT = REPO / "benchmarks" / "bad_inputs.py"
 # one of each kind of check made while the workflow is planned: the schema, the objective and sampler specs, the
 # source selection (a folder's file, a manifest's row), the model sources and config.yaml's YAML
 FAST = ["unknown-top-level-key", "sampler-field-typo", "tiny-image", "manifest-row-outside", "classifier-folder-missing",
-        "yaml-error-in-config"]
+        "yaml-error-in-config", "config-override-wrong-type"]
 
 
 def load_script():
@@ -33,7 +33,7 @@ bad_inputs = load_script()
 
 def test_the_table_has_enough_distinct_cases_each_naming_what_it_expects():
     names = [case.name for case in bad_inputs.CASES]
-    assert len(names) == len(set(names)) and len(names) >= 28
+    assert len(names) == len(set(names)) and len(names) >= 30
     for case in bad_inputs.CASES:
         assert case.expect in (bad_inputs.PARSE, bad_inputs.JOB, bad_inputs.OK), case.name
         assert bool(case.names) == (case.expect != bad_inputs.OK), case.name

@@ -30,6 +30,7 @@ from preimage.pipeline.config import (
     objective_samplers,
     schema_defaults,
     set_kinds,
+    typed_overrides,
     validate_config,
     world_uses,
 )
@@ -365,3 +366,70 @@ def test_the_minimum_call_rate_is_a_share(config) -> None:
     assert "concepts.spurious.min_call_rate" in invalid(config)
     del config["concepts"]["spurious"]["min_call_rate"]
     assert validate_config(config)["concepts"]["spurious"]["min_call_rate"] == 0.1
+
+
+def test_a_world_classifiers_label_targets_are_checked_when_the_config_is_read(config) -> None:
+    """The world classifier's classes are world.shapes: a counterfactual to another class (or past the last index,
+    in a sum's part too) is refused while the workflow is planned, not by the objectives' check job."""
+    objectives = config["sets"]["objectives"]
+    objectives["to_hexagon"] = {"kind": "label", "target": "hexagon"}
+    objectives["pair"] = {"kind": "sum", "parts": [{"kind": "label", "target": [1, 4]}, {"kind": "lowpass", "factor": 8}]}
+    problems = invalid(config)
+    assert "sets.objectives.to_hexagon.target: 'hexagon' is not a class of the world's classifier; give one of " \
+           "world.shapes ['circle', 'square', 'triangle', 'cross'] or its index 0-3" in problems
+    assert "sets.objectives.pair.parts[0].target: 4 is not a class" in problems and "target: 1 " not in problems
+    objectives["to_hexagon"]["target"], objectives["pair"]["parts"][0]["target"] = "cross", [1, 3]
+    validate_config(config)
+
+
+def test_a_vocabulary_must_be_built_in_or_a_file(config, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a vocabulary path is relative to the working directory
+    config["concepts"]["vocabulary"] = "my_words.txt"
+    assert "concepts.vocabulary: 'my_words.txt' is neither 'world', a built-in vocabulary ('common') nor a file" \
+           in invalid(config)
+    (tmp_path / "my_words.txt").write_text("a tag\n")
+    for vocabulary in ("my_words.txt", "common", "world"):
+        config["concepts"]["vocabulary"] = vocabulary
+        validate_config(copy.deepcopy(config))
+
+
+def test_config_overrides_read_as_strings_take_their_yaml_types(config) -> None:
+    """Snakemake reads `--config sets='{members: 8, objectives: {lowpass: null}}'` with YAML's base loader, every
+    scalar a string; numbers, booleans and null get their types back, other strings stay as written."""
+    overrides = {"sets": {"members": "8", "objectives": {"lowpass": "null", "counterfactual": {"target": "cross"}}},
+                 "concepts": {"interventions": {"enabled": "true", "strengths": ["0.5", "0.9"]},
+                              "prompt_template": "a photo of {}."},
+                 "directions": {"targets": ["square"], "magnitude": "0.5"}, "device": "cpu"}
+    for section in ("sets", "concepts", "directions"):  # what Snakemake's merge of the overrides leaves
+        merge(config[section], overrides[section])
+    config["device"] = "cpu"
+    typed_overrides(config, overrides)
+    validated = validate_config(config)
+    assert validated["sets"]["members"] == 8 and "lowpass" not in validated["sets"]["objectives"]
+    assert validated["sets"]["objectives"]["counterfactual"]["target"] == "cross"
+    assert validated["concepts"]["interventions"]["enabled"] is True
+    assert validated["concepts"]["interventions"]["strengths"] == [0.5, 0.9]
+    assert validated["concepts"]["prompt_template"] == "a photo of {}." and validated["device"] == "cpu"
+    assert validated["directions"]["magnitude"] == 0.5 and validated["directions"]["targets"] == ["square"]
+
+
+def merge(section: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            merge(section[key], value)
+        else:
+            section[key] = value
+
+
+def test_an_override_keeps_a_string_where_the_schema_wants_one(config) -> None:
+    """A title or a class name that reads as a number stays a string; null still removes what it may remove."""
+    overrides = {"report": {"title": "2024"}, "directions": {"targets": ["square"], "split": "unbiased_test"},
+                 "models": {"regressor": "null"}, "sets": {"objectives": {"size": "null", "size_up": "null",
+                                                                         "size_down": "null"},
+                                                          "sampler_overrides": {"size_up": "null", "size_down": "null"}}}
+    for section in overrides:
+        merge(config[section], overrides[section])
+    typed_overrides(config, overrides)
+    validated = validate_config(config)
+    assert validated["report"]["title"] == "2024" and validated["directions"]["split"] == "unbiased_test"
+    assert "regressor" not in validated["models"] and "size" not in validated["sets"]["objectives"]

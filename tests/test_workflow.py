@@ -137,10 +137,19 @@ def test_bad_objective_and_sampler_specs_stop_the_workflow_when_it_is_planned(tm
                        "  objectives:\n    neuron: {kind: neuron, layer: layer4.0.bn2, unit: -1}\n")
     run = dry_run("--configfile", str(overlay))
     output = run.stdout + run.stderr
-    assert run.returncode != 0 and f"config.yaml + {overlay} (with --config overrides) is invalid:" in output, output
+    assert run.returncode != 0 and f"config.yaml + {overlay} is invalid:" in output, output  # no --config given
     assert "sets.samplers.guided: field 'guidance_scal' is not allowed for kind 'guided'" in output
     assert "sets.objectives.neuron: unit must be an integer >= 0, got -1" in output
     assert "Job stats" not in output  # refused while parsing, before any job is planned
+
+
+def test_config_overrides_on_the_command_line_keep_their_types():
+    """`--config` values reach the schema typed (Snakemake reads nested scalars as strings): a number is a number,
+    null drops an objective, and a numeric title stays a string."""
+    run = dry_run("--config", "sets={members: 4, objectives: {lowpass: null}}", "report={title: 2024}")
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "__label__guided" in output and "__lowpass__" not in output
 
 
 def test_a_yaml_syntax_error_in_config_yaml_names_file_and_line(tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from preimage.analysis.concepts.vocabulary import BUILTIN_VOCABULARIES
 from preimage.engine.objectives import spec as objective_spec
 from preimage.engine.samplers import spec as sampler_spec
 from preimage.world.generator import SPLIT_KINDS, WorldSpec
@@ -179,6 +180,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
     problems += _world_problems(config) if not problems else []
     problems += _latent_problems(config) if not problems else []
     problems += _direction_problems(config) if not problems else []
+    problems += _label_target_problems(config) if not problems else []
+    problems += _vocabulary_problems(config) if not problems else []
     if problems:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems))
     return config
@@ -356,6 +359,104 @@ def _direction_problems(config: dict) -> list[str]:
                      f"world.shapes {shapes} (regression targets are not supported)"
                      for i, target in enumerate(directions["targets"]) if target not in shapes]
     return problems
+
+
+def _label_target_problems(config: dict) -> list[str]:
+    """A world classifier's label targets must be world shapes or their indices (a real classifier's class names
+    are checked by the `check_objectives` job, which loads it)."""
+    if "classifier" not in world_models(config):
+        return []
+    shapes = config["world"]["shapes"]
+    problems = []
+    for name, spec in config["sets"]["objectives"].items():
+        for where, leaf in objective_spec.leaves(spec, f"sets.objectives.{name}"):
+            target = leaf.get("target", "source") if leaf["kind"] == "label" else "source"
+            for value in target if isinstance(target, list) else [target]:
+                if value != "source" and value not in shapes and value not in range(len(shapes)):
+                    problems.append(f"{where}.target: {value!r} is not a class of the world's classifier; give one of "
+                                    f"world.shapes {shapes} or its index 0-{len(shapes) - 1}")
+    return problems
+
+
+def _vocabulary_problems(config: dict) -> list[str]:
+    """`concepts.vocabulary` must be `world`, a built-in vocabulary or a file that exists."""
+    vocabulary = config["concepts"]["vocabulary"]
+    if vocabulary in (WORLD, *BUILTIN_VOCABULARIES) or Path(vocabulary).is_file():
+        return []
+    return [f"concepts.vocabulary: {vocabulary!r} is neither {WORLD!r}, a built-in vocabulary "
+            f"({', '.join(map(repr, BUILTIN_VOCABULARIES))}) nor a file (a text file with `name` or `name | prompt` "
+            "per line, its path relative to the working directory)"]
+
+
+def typed_overrides(config: dict, overrides: dict) -> None:
+    """Give the values of `--config` overrides their types in `config` (in place). Snakemake reads a nested
+    `--config` value with YAML's base loader, which keeps every scalar a string, so `--config sets='{members: 8}'`
+    would set members to '8'. Here a string takes the type YAML reads it as (a number, a boolean, null: null removes
+    an objective, sampler or optional model, as in a config file) unless the schema wants a string there (a title, a
+    class name, a path), and every other string stays as written."""
+    _type_overrides(config, overrides, _parsed_schema())
+
+
+def _type_overrides(config: dict, overrides: dict, node: dict | None) -> None:
+    for key, value in overrides.items():
+        if key not in config:
+            continue
+        child = _schema_child(node, key)
+        if isinstance(value, dict) and isinstance(config[key], dict):
+            _type_overrides(config[key], value, child)
+        else:
+            config[key] = _typed(value, child)
+
+
+def _typed(value: Any, node: dict | None) -> Any:
+    """A base-loader value with its strings read as YAML reads them where the schema `node` allows it."""
+    if isinstance(value, dict):
+        return {key: _typed(item, _schema_child(node, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item, _schema_child(node, index)) for index, item in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    try:
+        typed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if typed is not None and not isinstance(typed, bool | int | float):
+        return value
+    types = _schema_types(node)
+    wants_string = types is not None and "string" in types and not types & {"integer", "number", "boolean"}
+    return value if wants_string and not (typed is None and "null" in types) else typed
+
+
+def _schema_child(node: dict | None, key: str | int) -> dict | None:
+    """The schema of item `key` (a property name or a list index) of a value whose schema is `node`; None where the
+    schema does not say (an objective's fields, which the engine checks)."""
+    node = _resolved(node)
+    if node is None:
+        return None
+    if isinstance(key, int):
+        return _resolved(node.get("items")) if isinstance(node.get("items"), dict) else None
+    if key in node.get("properties", {}):
+        return _resolved(node["properties"][key])
+    extra = node.get("additionalProperties")
+    return _resolved(extra) if isinstance(extra, dict) else None
+
+
+def _resolved(node: dict | None) -> dict | None:
+    while node is not None and "$ref" in node:
+        node = _parsed_schema()["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _schema_types(node: dict | None) -> set[str] | None:
+    """The JSON types the schema `node` allows (an enum's by its values), None where it does not say."""
+    if node is None:
+        return None
+    if "type" in node:
+        return {node["type"]} if isinstance(node["type"], str) else set(node["type"])
+    if "enum" in node:
+        return {"null" if v is None else "boolean" if isinstance(v, bool) else "number" if isinstance(v, int | float)
+                else "string" for v in node["enum"]}
+    return None
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -85,10 +85,11 @@ def gpu_driver_present() -> bool:
     return any(Path(path).exists() for path in GPU_DRIVER_PATHS)
 
 
-def config_source(overlays) -> str:
-    """How config errors name the configuration: config.yaml and the --configfile overlays merged onto it."""
+def config_source(overlays, overrides: dict | None = None) -> str:
+    """How config errors name the configuration: config.yaml, the --configfile overlays merged onto it and, where
+    given, the --config overrides."""
     files = ["config.yaml", *(str(path) for path in overlays or ())]
-    return " + ".join(files) + " (with --config overrides)"
+    return " + ".join(files) + (" (with --config overrides)" if overrides else "")
 
 
 def canonical(value: Any) -> Any:
