@@ -140,8 +140,19 @@ def test_rule_params_ignore_the_order_of_config_keys(config) -> None:
 def test_names_that_would_break_set_ids_and_templates_with_other_placeholders_are_refused(config, section, key,
                                                                                            value, named) -> None:
     config[section][key] = value
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError, match=named) as error:
         validate_config(config)
+    assert "is not allowed; expected" in str(error.value) and "does not match" not in str(error.value)  # no regex
+
+
+def test_a_refused_pattern_is_explained_by_the_schemas_words(config) -> None:
+    config["concepts"]["prompt_template"] = "a photo of {word}"
+    config["sets"]["objectives"]["keep__label"] = {"kind": "label"}
+    problems = invalid(config)
+    assert "concepts.prompt_template: value 'a photo of {word}' is not allowed; expected a concept's CLIP prompt" \
+           in problems and "one `{}` for the concept's name, no other braces" in problems
+    assert "sets.objectives: name 'keep__label' is not allowed; expected letters, digits, `_` and `-`, no `__`" \
+           in problems
 
 
 # --- objective and sampler specs, checked when the config is read ------------------------------------------------

@@ -88,6 +88,9 @@ def _explain(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         return f"{where}: unknown key(s) {unknown}; allowed keys are {allowed}"
+    if error.validator == "pattern" and "description" in error.schema:  # the description says it better than a regex
+        what = "name" if "propertyNames" in error.schema_path else "value"
+        return f"{where}: {what} {error.instance!r} is not allowed; expected {error.schema['description']}"
     return f"{where}: {error.message}"
 
 
