@@ -380,3 +380,22 @@ def test_a_sound_weights_file_passes_the_layout_check(tmp_path):
     assert safetensors_problem(path) is None
     path.write_bytes(path.read_bytes() + b"\0")
     assert "describes" in safetensors_problem(path)
+
+
+def test_a_model_folder_without_its_config_file_is_refused_while_planning_and_by_the_loader(tmp_path):
+    """The pipeline lists a real model's files while it plans a run: a folder its loader could not build from fails
+    there, naming the config key, with the loader's own words."""
+    from preimage.pipeline.models import model_files
+
+    for kind, loader, layout in (("classifier", load_classifier, "config.json"),
+                                 ("clip", load_clip, "open_clip_config.json")):
+        folder = tmp_path / kind
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        with pytest.raises(ValueError, match=f"models.{kind}.source '{folder}': {folder} has no {layout}; expected"):
+            model_files({"models": {kind: {"source": str(folder)}}}, kind)
+        with pytest.raises(ValueError, match=f"source '{folder}': {folder} has no {layout}; expected"):
+            loader(str(folder))
+    (tmp_path / "prior").mkdir()
+    with pytest.raises(ValueError, match="models.prior.source folder .*prior': no model_index.json"):
+        model_files({"models": {"prior": {"source": str(tmp_path / "prior")}}}, "prior")

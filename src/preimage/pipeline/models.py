@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from preimage.engine.models.errors import OPEN_CLIP_FOLDER, TIMM_FOLDER, FolderLayout
 from preimage.pipeline.config import MODEL_KINDS, schema_defaults
 from preimage.utils.hashing import stable_hash
 from preimage.world.generator import WorldSpec
@@ -113,9 +114,12 @@ def model_files(config: dict, kind: str) -> list[str]:
         raise FileNotFoundError(f"models.{kind}.pretrained_file {weight_file!r}: no such file")
     files = [weight_file] if weight_file else []
     if kind == "prior":
-        return files + [str(path) for path in pipeline_files(diffusers_folder(source))]
+        folder = diffusers_folder(source)
+        pipeline_prior_class(folder)  # a folder no prior loads is refused here, while the run is planned
+        return files + [str(path) for path in pipeline_files(folder)]
     folder = _weights_folder(source, kind)
     if folder is not None:
+        _folder_layout(kind).check(folder, f"models.{kind}.source {source!r}")
         files += sorted(str(path) for path in folder.rglob("*") if path.is_file())
     return files
 
@@ -140,8 +144,13 @@ def _weights_folder(source: str, kind: str) -> Path | None:
         raise FileNotFoundError(f"models.{kind}.source {source!r}: no such folder")
     if not source.startswith(HUB_PREFIX):
         return None  # a timm or open_clip architecture name
-    found = cached_file(source.removeprefix(HUB_PREFIX), "open_clip_config.json" if kind == "clip" else "config.json")
+    found = cached_file(source.removeprefix(HUB_PREFIX), _folder_layout(kind).config_file)
     return None if found is None else found.parent
+
+
+def _folder_layout(kind: str) -> FolderLayout:
+    """What a folder of a `models.<kind>` must hold: an open_clip folder for CLIP, a timm folder for the others."""
+    return OPEN_CLIP_FOLDER if kind == "clip" else TIMM_FOLDER
 
 
 # --- models ------------------------------------------------------------------------------------------------------
@@ -342,11 +351,13 @@ def pipeline_prior_class(folder: Path) -> str:
     if not index.is_file():
         if (folder / "unet").is_dir() and (folder / "scheduler").is_dir():
             return PIXEL_PRIOR
-        raise ValueError(f"prior folder {str(folder)!r}: no {PIPELINE_INDEX} and no unet/ + scheduler/ folders")
+        raise ValueError(f"models.prior.source folder {str(folder)!r}: no {PIPELINE_INDEX} and no unet/ + scheduler/ "
+                         "folders")
     pipeline = json.loads(index.read_text()).get("_class_name")
     if pipeline not in PIPELINES:
         raise ValueError(
-            f"prior folder {str(folder)!r}: pipeline {pipeline!r} is not supported; expected one of {list(PIPELINES)}"
+            f"models.prior.source folder {str(folder)!r}: pipeline {pipeline!r} is not supported; expected one of "
+            f"{list(PIPELINES)}"
         )
     return PIPELINES[pipeline]
 

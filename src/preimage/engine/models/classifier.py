@@ -25,6 +25,7 @@ from timm.models import (
 )
 
 from preimage.engine.models.errors import (
+    TIMM_FOLDER,
     MissingWeightsError,
     reading_weights,
     weight_files,
@@ -245,11 +246,7 @@ def _refuse_file(source: str, pretrained_file: str | Path | None) -> None:
 def _from_directory(folder: Path, source: str, num_classes: int | None) -> torch.nn.Module:
     if not folder.is_dir():
         raise FileNotFoundError(f"classifier source {source!r}: folder {folder} does not exist")
-    if not (folder / "config.json").is_file():
-        raise ValueError(
-            f"classifier source {source!r}: {folder} has no config.json; expected a folder written by "
-            "timm.models.save_for_hf(model, folder, safe_serialization=True)"
-        )
+    TIMM_FOLDER.check(folder, f"classifier source {source!r}")
     if not any(p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()):
         raise MissingWeightsError(
             source,

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from preimage.engine.models.errors import (
+    OPEN_CLIP_FOLDER,
     MissingWeightsError,
     reading_weights,
     weight_files,
@@ -26,7 +27,7 @@ from preimage.engine.models.hub import (
 )
 from preimage.engine.models.preprocess import check_images, fit_to_size, normalise
 
-CONFIG_FILE = "open_clip_config.json"
+CONFIG_FILE = OPEN_CLIP_FOLDER.config_file
 # Weight files open_clip's local-dir loader picks up, in its order of preference.
 OPEN_CLIP_WEIGHT_FILES = (
     "open_clip_model.safetensors",
@@ -114,8 +115,7 @@ def _refuse_file(source: str, pretrained_file: str | Path | None) -> None:
 def _from_directory(folder: Path, source: str, device: str | torch.device) -> tuple[torch.nn.Module, object]:
     if not folder.is_dir():
         raise FileNotFoundError(f"CLIP source {source!r}: folder {folder} does not exist")
-    if not (folder / CONFIG_FILE).is_file():
-        raise ValueError(f"CLIP source {source!r}: {folder} has no {CONFIG_FILE}; expected an open_clip folder")
+    OPEN_CLIP_FOLDER.check(folder, f"CLIP source {source!r}")
     if not any(p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()):
         raise MissingWeightsError(
             source,

@@ -8,6 +8,7 @@ import struct
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -26,6 +27,26 @@ class MissingWeightsError(FileNotFoundError):
         places = "\n".join(f"  - {place}" for place in self.looked_in) or "  (nowhere)"
         message = f"no weights for {model!r}. Looked in:\n{places}\nGet them (on a machine with internet for downloads) with:\n  {fetch}"
         super().__init__(message + (f"\n{hint}" if hint else ""))
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """The file that says how to build a saved model, which a model folder must hold: checked by the loader, and by
+    the pipeline while it plans a run, before any job starts (the check imports nothing heavy)."""
+
+    config_file: str
+    expected: str
+    """What a good folder is, for the message."""
+
+    def check(self, folder: Path, what: str) -> None:
+        """Raise ValueError naming `what` (e.g. "classifier source 'x'") when `folder` lacks the config file."""
+        if not (Path(folder) / self.config_file).is_file():
+            raise ValueError(f"{what}: {folder} has no {self.config_file}; expected {self.expected}")
+
+
+TIMM_FOLDER = FolderLayout("config.json", "a folder written by timm.models.save_for_hf(model, folder, "
+                                          "safe_serialization=True)")
+OPEN_CLIP_FOLDER = FolderLayout("open_clip_config.json", "an open_clip folder")
 
 
 class CorruptWeightsError(ValueError):
