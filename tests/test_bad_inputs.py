@@ -1,7 +1,7 @@
 """benchmarks/bad_inputs.py: bad inputs a new user could give fail with a message naming the config key or the file.
 
 A fast subset of its parse-time cases runs here through `snakemake -n` (about 8 s of CPU each, two at once). The
-full table (40-odd cases, 8 of them running jobs: several minutes on two cores) is left to the script itself,
+full table (49 cases, 3 of them running a job: about 2.7 minutes on two cores) is left to the script itself,
 `python benchmarks/bad_inputs.py`, and is not part of the test suite.
 """
 
