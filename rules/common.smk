@@ -59,6 +59,8 @@ PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's s
 PRIORITY_POOL = 3  # every set job waits for the pool
 PRIORITY_LONG = 2  # long jobs no set waits for: the reference sample, the global directions
 PRIORITY_SETS = 1
+PRIORITY_REPORT_CHAIN = 1  # after the sets: the evaluation and the run's figures, which the report waits for, start
+# before the nine group figure jobs, so the report does not wait for a 7-s job started last
 
 
 def gpus(config):

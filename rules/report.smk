@@ -24,6 +24,7 @@ rule report_evaluation:
         pairs="results/report/evaluation_pairs.parquet",
     params:
         min_drop=REPORT["learned_drop_points"],
+    priority: PRIORITY_REPORT_CHAIN
     log:
         "logs/report/evaluation.log",
     benchmark:
@@ -71,6 +72,7 @@ rule figures_run:
         markdown=f"{FIGURES}/samplers.md",
     params:
         stems=RUN_FIGURES,
+    priority: PRIORITY_REPORT_CHAIN
     log:
         "logs/figures/run.log",
     benchmark:

@@ -314,6 +314,9 @@ def test_what_the_long_jobs_need_comes_first_then_the_pool_the_long_jobs_the_set
         assert priorities[rule] == {4}, rule
     assert priorities["rejection_pool"] == {3}
     assert priorities["reference_samples"] == priorities["global_direction"] == {2}
-    assert priorities["invariant_sets"] == {1}
+    assert priorities["invariant_sets"] == priorities["report_evaluation"] == {1}
+    # the run's figures (planned here through their own target: the group figures come after the checkpoint) start
+    # before the group figures, which keep priority 0
+    assert re.search(r"rule figures_run:\n(?:\s+.*\n)*?\s+priority: 1\n", planned_output("results/figures/samplers.png"))
     for rule in ("concepts_embed_real", "concepts_predict_real", "concepts_predict_reference", "figures_direction"):
         assert priorities[rule] == {0}, rule
