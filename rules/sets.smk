@@ -4,14 +4,14 @@
 # reruns no set.
 
 from preimage.pipeline.config import set_kinds
-from preimage.pipeline.models import counterfactual_targets, prompts_by_class
+from preimage.pipeline.models import prompt_targets, prompts_by_class
 from preimage.pipeline.workflow import check_pool_size, select_sources, set_ids
 
 GEN_GPUS = gpus(config)
 SET_KINDS = set_kinds(config["sets"])
 check_pool_size(config, select_sources(config)["class_name"])
 # a class-prompted prior's unconstrained draws are made under the counterfactuals' target prompts too
-PROMPT_TARGETS = {"prompt_targets": counterfactual_targets(SETS["objectives"])} if prompts_by_class(config) else {}
+PROMPT_TARGETS = {"prompt_targets": prompt_targets(config)} if prompts_by_class(config) else {}
 
 
 rule select_sources:

@@ -290,7 +290,8 @@ def turbo_overlay(models: dict[str, Path], manifest: Path) -> dict:
                 "label": {"kind": "label"},
                 "neuron": {"kind": "neuron", "layer": NEURON_LAYER, "unit": 5, "rel_tolerance": 0.5},
                 "lowpass": {"kind": "lowpass", "factor": 8, "tolerance": 0.6},  # a random prior draws greys
-                "counterfactual": {"kind": "label", "target": "vehicle"},
+                # by index: the prompts name the class the classifier's label_names give it
+                "counterfactual": {"kind": "label", "target": LABEL_NAMES.index(COUNTERFACTUAL)},
                 "size": None, "size_up": None, "size_down": None,  # config.yaml's objectives on the regressor
             },
             "sampler_overrides": {"size_up": None, "size_down": None},
@@ -608,6 +609,9 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
         if sampler == "rejection":  # the pool's draws, tested instead of drawn
             drawn_for_cat = pool.loc[pool["source_class"] == "cat", "seed"]  # the label set: the source's prompt
             assert set(members["seed"]) <= set(drawn_for_cat) and json.loads(members["sampler_params"].iloc[0])["pool"] == 2
+    counterfactual = pd.read_parquet(workdir / "results" / "sets" / f"{job.rsplit('__', 1)[0]}__counterfactual__guided"
+                                     / "members.parquet")
+    assert (counterfactual["prompt"] == f"a photo of a {COUNTERFACTUAL}").all()  # its target, given by index
     assert not (workdir / "results" / "world").exists() and not (workdir / "models").exists()
     assert opened_world_paths(workdir) == []
 

@@ -14,7 +14,7 @@ import pytest
 from preimage.analysis.report.build import misclassified_sources
 from preimage.pipeline import workflow
 from preimage.pipeline.config import ConfigError, load_config
-from preimage.pipeline.models import counterfactual_targets, objective_prompt_class, prompt_classes
+from preimage.pipeline.models import counterfactual_targets, objective_prompt_class, prompt_classes, prompt_targets
 from preimage.pipeline.workflow import (
     ALLOCATOR_ENVIRONMENT,
     call_keeping_set_ids,
@@ -231,6 +231,20 @@ def test_a_counterfactual_is_prompted_with_its_target_and_every_other_objective_
     targets = counterfactual_targets(objectives)
     assert targets == ["square"] and counterfactual_targets({"label": {"kind": "label"}}) == []
     assert prompt_classes(["circle", "cross", "circle"], targets) == ["circle", "cross", "square"]
+
+
+def test_a_counterfactual_to_a_class_index_is_prompted_with_that_class_and_one_to_several_with_the_sources(config):
+    shapes = config["world"]["shapes"]  # the world classifier's class names, in output order
+    to_triangle, to_any = {"kind": "label", "target": 2}, {"kind": "label", "target": [1, 3]}
+    assert objective_prompt_class(to_triangle, "circle", shapes) == "triangle"
+    assert objective_prompt_class(to_any, "circle", shapes) == "circle"
+    assert objective_prompt_class(to_triangle, "circle") == "circle"  # a classifier without class names
+    objectives = config["sets"]["objectives"]
+    objectives.update(to_triangle=to_triangle, to_any=to_any)
+    assert counterfactual_targets(objectives, shapes) == ["square", "triangle"]
+    assert prompt_targets(config) == ["square", "triangle"]  # while planning: the names from the world's shapes
+    del objectives["to_triangle"]
+    assert prompt_targets(config) == ["square"]
 
 
 def test_a_clone_that_checks_the_priors_first_stage_out_after_its_refinement_retrains_neither(tmp_path):

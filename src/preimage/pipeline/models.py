@@ -13,7 +13,7 @@ the workflow (as Snakemake does when it builds the job graph) imports none of th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -275,17 +275,35 @@ def prompts_by_class(config: dict) -> bool:
     return CLASS_NAME in settings["prompt"] + settings["negative_prompt"]
 
 
-def objective_prompt_class(spec: dict, source_class: str) -> str:
+def objective_prompt_class(spec: dict, source_class: str, class_names: Sequence[str] = ()) -> str:
     """The class a class-prompted prior is prompted with for an objective's sets: a label counterfactual's target
-    class, named (its members are meant to look like the target, and a prompt naming the source's class would hold
-    the source's shape against the guidance), else the source's class."""
-    target = spec.get("target", "source") if spec.get("kind") == "label" else "source"
+    class, by name or by its index in `class_names` (the classifier's; its members are meant to look like the target,
+    and a prompt naming the source's class would hold the source's shape against the guidance), else the source's
+    class (also for a list of targets, any of which the members may be)."""
+    target = _label_target(spec)
+    if isinstance(target, int) and 0 <= target < len(class_names):
+        return class_names[target]
     return target if isinstance(target, str) and target != "source" else source_class
 
 
-def counterfactual_targets(objectives: dict[str, dict]) -> list[str]:
-    """The classes the label counterfactuals among `objectives` (`sets.objectives`) name as their targets."""
-    return sorted({objective_prompt_class(spec, "") for spec in objectives.values()} - {""})
+def counterfactual_targets(objectives: dict[str, dict], class_names: Sequence[str] = ()) -> list[str]:
+    """The classes the label counterfactuals among `objectives` (`sets.objectives`) name as their targets, an index
+    named through `class_names`."""
+    return sorted({objective_prompt_class(spec, "", class_names) for spec in objectives.values()} - {""})
+
+
+def prompt_targets(config: dict) -> list[str]:
+    """`counterfactual_targets` while the run is planned: a target given by index is named through the classifier's
+    metadata, read only when some target is an index."""
+    objectives = config["sets"]["objectives"]
+    by_index = any(isinstance(_label_target(spec), int) for spec in objectives.values())
+    return counterfactual_targets(objectives, (classifier_label_names(config) or ()) if by_index else ())
+
+
+def _label_target(spec: dict) -> object:
+    """A label objective's `target` ("source" when left out, and for every other kind)."""
+    target = spec.get("target", "source") if spec.get("kind") == "label" else "source"
+    return "source" if isinstance(target, bool) else target
 
 
 def prompt_classes(source_classes: Collection[str], targets: Collection[str]) -> list[str]:

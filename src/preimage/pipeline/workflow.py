@@ -32,9 +32,9 @@ from preimage.pipeline.config import (
 )
 from preimage.pipeline.models import (
     classifier_label_names,
-    counterfactual_targets,
     model_files,
     prompt_classes,
+    prompt_targets,
     prompts_by_class,
 )
 from preimage.pipeline.sources import WORLD_PREFIX, select_sources_from_config
@@ -160,8 +160,7 @@ def check_pool_size(config: dict, classes: Sequence[str]) -> None:
     the counterfactuals' targets): refuse, before anything is drawn, a pool whose share of a class is smaller than a
     set, since every set would then draw its own and the pool be drawn for nothing."""
     pool, members = config["sets"]["rejection_pool"], config["sets"]["members"]
-    targets = counterfactual_targets(config["sets"]["objectives"])
-    prompts = len(prompt_classes(classes, targets)) if prompts_by_class(config) else 1
+    prompts = len(prompt_classes(classes, prompt_targets(config))) if prompts_by_class(config) else 1
     per_class = -(-pool["members"] // prompts)
     if pool["kind"] == "shared" and per_class < members:
         raise ConfigError(f"sets.rejection_pool.members: {pool['members']} draws split over the prior's {prompts} "

@@ -66,13 +66,14 @@ def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: 
     source = load_source_images(config, row, prior.image_size).to(device)
     perceptual = resolve_perceptual(config, device)
     robust = resolve_robust(config, device) if cone_samplers(sets) else None  # only for a sampler with a cone
-    targets = counterfactual_targets(sets["objectives"])
+    class_names = classifier.label_names or ()
+    targets = counterfactual_targets(sets["objectives"], class_names)
     prompts = class_prompts(config, device, prompt_classes([source_class], targets), classifier)
     pools: dict[str, DrawPool] = {}
     out_root = Path(summaries[0]).parent.parent
     written = []
     for objective_name, spec in sets["objectives"].items():
-        prompt_class = objective_prompt_class(spec, source_class) if prompts else ""
+        prompt_class = objective_prompt_class(spec, source_class, class_names) if prompts else ""
         if prompts and (prior.prompt, prior.negative_prompt) != prompts[prompt_class][:2]:
             prior.set_prompt(*prompts[prompt_class][:2])  # encoded only when the objective's class differs
         if pool is not None and prompt_class not in pools:
