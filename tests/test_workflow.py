@@ -334,3 +334,14 @@ def test_what_the_long_jobs_need_comes_first_then_the_pool_the_long_jobs_the_set
     assert re.search(r"rule figures_run:\n(?:\s+.*\n)*?\s+priority: 1\n", planned_output("results/figures/samplers.png"))
     for rule in ("concepts_embed_real", "concepts_predict_real", "concepts_predict_reference", "figures_direction"):
         assert priorities[rule] == {0}, rule
+
+
+def test_cuda_on_a_machine_without_one_is_refused_naming_the_device_key(monkeypatch):
+    import torch
+
+    from preimage.utils.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device: 'cuda' was asked for, but this machine has no visible CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")

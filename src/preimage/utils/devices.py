@@ -84,7 +84,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise ValueError("device: 'cuda' was asked for, but this machine has no visible CUDA device; use 'auto' (CUDA "
+                         "where there is one) or 'cpu'")
     return torch.device(name)
 
 
