@@ -66,13 +66,10 @@ DefaultingValidator = _with_defaults(jsonschema.Draft7Validator)
 def schema_defaults(*path: str) -> dict[str, Any]:
     """{key: default} of the schema section at `path` (e.g. "models", "prior"), for code that completes a
     partial section itself."""
-    schema = _schema()
-    node = schema
+    node = _parsed_schema()
     for key in path:
-        node = node["properties"][key]
-        if "$ref" in node:
-            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
-    return {key: sub["default"] for key, sub in node.get("properties", {}).items() if "default" in sub}
+        node = _schema_child(node, key)
+    return {key: copy.deepcopy(sub["default"]) for key, sub in node.get("properties", {}).items() if "default" in sub}
 
 
 def _key_path(path) -> str:
@@ -373,7 +370,7 @@ def _label_target_problems(config: dict) -> list[str]:
     problems = []
     for name, spec in config["sets"]["objectives"].items():
         for where, leaf in objective_spec.leaves(spec, f"sets.objectives.{name}"):
-            target = leaf.get("target", "source") if leaf["kind"] == "label" else "source"
+            target = objective_spec.label_target(leaf)
             for value in target if isinstance(target, list) else [target]:
                 if value != "source" and value not in shapes and value not in range(len(shapes)):
                     problems.append(f"{where}.target: {value!r} is not a class of the world's classifier; give one of "

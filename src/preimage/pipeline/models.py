@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from preimage.engine.models.errors import OPEN_CLIP_FOLDER, TIMM_FOLDER, FolderLayout
+from preimage.engine.objectives.spec import label_target
 from preimage.pipeline.config import MODEL_KINDS, schema_defaults
 from preimage.utils.hashing import stable_hash
 from preimage.world.generator import WorldSpec
@@ -280,8 +281,8 @@ def objective_prompt_class(spec: dict, source_class: str, class_names: Sequence[
     class, by name or by its index in `class_names` (the classifier's; its members are meant to look like the target,
     and a prompt naming the source's class would hold the source's shape against the guidance), else the source's
     class (also for a list of targets, any of which the members may be)."""
-    target = _label_target(spec)
-    if isinstance(target, int) and 0 <= target < len(class_names):
+    target = label_target(spec)
+    if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(class_names):
         return class_names[target]
     return target if isinstance(target, str) and target != "source" else source_class
 
@@ -296,14 +297,8 @@ def prompt_targets(config: dict) -> list[str]:
     """`counterfactual_targets` while the run is planned: a target given by index is named through the classifier's
     metadata, read only when some target is an index."""
     objectives = config["sets"]["objectives"]
-    by_index = any(isinstance(_label_target(spec), int) for spec in objectives.values())
+    by_index = any(isinstance(label_target(spec), int) for spec in objectives.values())
     return counterfactual_targets(objectives, (classifier_label_names(config) or ()) if by_index else ())
-
-
-def _label_target(spec: dict) -> object:
-    """A label objective's `target` ("source" when left out, and for every other kind)."""
-    target = spec.get("target", "source") if spec.get("kind") == "label" else "source"
-    return "source" if isinstance(target, bool) else target
 
 
 def prompt_classes(source_classes: Collection[str], targets: Collection[str]) -> list[str]:

@@ -48,7 +48,9 @@ def embed_images(clip: ClipModel, images: torch.Tensor, batch_size: int = 256) -
     """(N, D) float32 L2-normalised CLIP image embeddings, computed in batches."""
     import torch
 
-    device = next(clip.parameters()).device
+    from preimage.utils.devices import module_device
+
+    device = module_device(clip)
     with torch.no_grad():
         parts = [clip.encode_images(batch.to(device)).float().cpu() for batch in images.split(batch_size)]
     return torch.cat(parts).numpy().astype(np.float32)

@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from preimage.engine.objectives.spec import label_target
+
 SET_ID_SEPARATOR = "__"  # set ids are '<source_id>__<objective>__<sampler>'
 CLASS_KINDS = ("label", "logits", "probs")
 MOVED_UP, MOVED_DOWN = "moved up", "moved down"  # the group kinds of regression counterfactuals
@@ -82,10 +84,10 @@ def contrast_kind(kind: str) -> str | None:
 def set_group(objective: Mapping, name: str, called_class: str) -> tuple[str, str, str | None]:
     """(group name, kind, core class) of a set with objective spec `objective` called `name`, from a source
     the model calls `called_class`."""
-    target = objective.get("target", "source")
+    target = label_target(objective)
     if keeps_the_call(objective):
         return called_class, "class", called_class
-    if objective.get("kind") == "label" and isinstance(target, str) and target != "source":
+    if isinstance(target, str) and target != "source":
         return target, "class", target
     return name, regression_direction(objective) or "objective", None
 

@@ -26,6 +26,7 @@ from preimage.engine.models.hub import (
     snapshot_path,
 )
 from preimage.engine.models.preprocess import check_images, fit_to_size, normalise
+from preimage.utils.devices import module_device
 
 CONFIG_FILE = OPEN_CLIP_FOLDER.config_file
 # Weight files open_clip's local-dir loader picks up, in its order of preference.
@@ -67,8 +68,7 @@ class ClipModel(torch.nn.Module):
         """L2-normalised (T, D) embeddings of texts."""
         if isinstance(texts, str) or not texts:
             raise ValueError(f"texts: expected a non-empty list of strings, got {texts!r}")
-        device = next(self.model.parameters()).device
-        tokens = self.tokenizer(list(texts)).to(device)
+        tokens = self.tokenizer(list(texts)).to(module_device(self.model))
         return F.normalize(self.model.encode_text(tokens), dim=-1)
 
     def zero_shot(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

@@ -92,6 +92,11 @@ def check_config(spec: object, where: str = WHERE, models: Collection[str] | Non
         raise ValueError(f"{where}: field 'model': unknown model {spec['model']!r}; {hint}")
 
 
+def label_target(spec: Mapping[str, Any]) -> Any:
+    """The `target` a label spec names ("source", keep the source's call, when left out); "source" for other kinds."""
+    return spec.get("target", "source") if spec.get("kind") == "label" else "source"
+
+
 def leaves(spec: Mapping[str, Any], where: str = WHERE) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(where, spec) of every single objective in a checked spec: a sum's parts (without their weight, at
     '<where>.parts[i]'), or the spec itself."""
