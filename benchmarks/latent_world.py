@@ -1,19 +1,21 @@
 """Where the latent path spends its time per member: UNet, VAE decode, classifier (issue 23).
 
-Samples one label set and one neuron set of a source of each class with each sampler of the preset
-(guided, noise_opt, rejection) through the world's latent prior, and times the forward passes of the UNet, the VAE
+Samples one label set and one neuron set (or `--objectives`' sets) of a source of each class with each sampler
+the preset draws that objective with (guided, noise_opt, rejection; `sets.sampler_overrides` applied, then
+`--guided` on the guided sampler) through the world's latent prior, and times the forward passes of the UNet, the VAE
 decoder and the classifier with hooks; "rest" is everything else (backward passes through classifier, decoder and,
 for noise_opt, the UNet; the scheduler; bookkeeping). Prints per sampler and objective: acceptance, accepted members
 per second, diversity, and milliseconds per member in each part, with the CPU or GPU named.
 
 Usage: python benchmarks/latent_world.py [--preset presets/world_latent.yaml] [--members 32] [--per-class 1]
+       [--objectives label neuron] [--guided '{"guidance_scale": 0.32}']
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,7 @@ import torch
 import preimage
 from preimage.engine.objectives import from_config as objective_from_config
 from preimage.engine.samplers.spec import from_config as sampler_from_config
-from preimage.pipeline.config import read_yaml, validate_config
+from preimage.pipeline.config import objective_samplers, read_yaml, validate_config
 from preimage.pipeline.models import class_text, resolve_classifier, resolve_perceptual, resolve_prior
 from preimage.pipeline.worlds import merge_overlay
 from preimage.utils.devices import device_name, resolve_device
@@ -37,7 +39,8 @@ class ForwardTimer:
     waits for the queued kernels, so a module is billed for its own kernels, not for their launch."""
 
     def __init__(self, modules: dict[str, torch.nn.Module], device: torch.device) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        # every module has an entry: one that never runs (a low-pass set's classifier) is billed 0
+        self.seconds: dict[str, float] = dict.fromkeys(modules, 0.0)
         self._started: dict[str, float] = {}
         self.synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
         for name, module in modules.items():
@@ -57,7 +60,7 @@ class ForwardTimer:
         return hook
 
     def reset(self) -> None:
-        self.seconds.clear()
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
 
 
 def main() -> None:
@@ -66,6 +69,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--per-class", type=int, default=1)
     parser.add_argument("--objectives", nargs="+", default=["label", "neuron"])
+    parser.add_argument("--guided", type=json.loads, default={},
+                        help="JSON keyword arguments that override the guided sampler's, "
+                             "e.g. '{\"guidance_scale\": 0.32}'")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = validate_config(merge_overlay(read_yaml(REPO / "config.yaml"), read_yaml(args.preset)), args.preset)
@@ -80,8 +86,8 @@ def main() -> None:
     print(f"device: {device_name(device)}, torch threads {torch.get_num_threads()}, prior {config['models']['prior']}")
     rows = []
     for objective_name in args.objectives:
-        for sampler_name, spec_ in config["sets"]["samplers"].items():
-            sampler = sampler_from_config(spec_, perceptual)
+        for sampler_name, spec_ in objective_samplers(config["sets"], objective_name).items():
+            sampler = sampler_from_config({**spec_, **args.guided} if sampler_name == "guided" else spec_, perceptual)
             for index, row in sources.iterrows():
                 prior.set_prompt(config["models"]["prior"]["prompt"].replace("{class_name}", class_text(classifier, row["shape"])))
                 objective = objective_from_config(config["sets"]["objectives"][objective_name], classifier)
