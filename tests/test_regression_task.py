@@ -263,7 +263,8 @@ def test_a_concept_the_regressor_ignores_ranks_below_one_it_moves_with_however_e
 
 
 def test_a_moved_groups_calls_are_the_reference_outputs_beyond_their_median():
-    from preimage.analysis.concepts.spurious import output_calls, output_column
+    from preimage.analysis.concepts.predictions import output_column
+    from preimage.analysis.concepts.spurious import output_calls
 
     reference = pd.DataFrame({"image": ["members/000.png", "members/001.png", "members/002.png", "members/003.png"]})
     predictions = pd.DataFrame({"image": ["members/003.png", "members/000.png", "members/001.png", "members/002.png"],
@@ -305,7 +306,7 @@ def test_the_reference_predictions_hold_each_regressors_output(config, tmp_path,
     import torch
 
     from conftest import REPO
-    from preimage.analysis.concepts.spurious import output_column
+    from preimage.analysis.concepts.predictions import output_column
     from preimage.pipeline.models import resolve_regressor
     from preimage.pipeline.steps.concepts import predict_reference
     from preimage.pipeline.workflow import model_config
@@ -353,7 +354,7 @@ def test_the_workflow_confirms_the_moved_groups_on_the_regressors_outputs(tmp_pa
     import sys
 
     from conftest import REPO
-    from preimage.analysis.concepts.spurious import output_column
+    from preimage.analysis.concepts.predictions import output_column
 
     (tmp_path / "models").symlink_to(REPO / "models")
     (tmp_path / "overlay.yaml").write_text(TINY_MOVED_RUN)

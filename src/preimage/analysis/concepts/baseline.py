@@ -13,7 +13,6 @@ minimum effect. The baseline only sees what the test data happens to break; it n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,10 +28,6 @@ from preimage.analysis.concepts.statistics import (
     rank_candidates,
 )
 from preimage.analysis.concepts.vocabulary import extrinsic_mask
-from preimage.utils.images import to_tensor
-
-if TYPE_CHECKING:
-    import torch
 
 MIN_IMAGES = 2
 
@@ -96,28 +91,3 @@ def _score_class(similarity: np.ndarray, wrong: np.ndarray, image_ids: np.ndarra
         "reference": int((~wrong).sum()),
         "evidence": evidence,
     })
-
-
-def predictions_table(table: pd.DataFrame, images: np.ndarray, classifier: torch.nn.Module,
-                      device: str | torch.device = "cpu", batch_size: int = 512) -> pd.DataFrame:
-    """The classifier's predicted class name for real images: image_id, label (true name), prediction.
-
-    `table` needs image_id and class_name (`preimage.pipeline.models.real_image_table`).
-    """
-    truth = table["class_name"]
-    return pd.DataFrame({"image_id": table["image_id"].to_numpy(), "label": truth.astype(str).to_numpy(),
-                         "prediction": predicted_names(classifier, to_tensor(images), device, batch_size)})
-
-
-def predicted_names(classifier: torch.nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
-                    batch_size: int = 512) -> np.ndarray:
-    """(N,) the class name the classifier predicts for each of (N, 3, H, W) images in [0, 1]."""
-    import torch
-
-    from preimage.utils.devices import predict
-
-    names = getattr(classifier, "label_names", None)
-    if not names:
-        raise ValueError("classifier has no label_names; predictions are compared by class name")
-    logits = predict(classifier, images, torch.device(device), batch_size)
-    return np.asarray(names)[logits.argmax(1).numpy()]

@@ -74,6 +74,7 @@ from preimage.analysis.concepts.embeddings import (
     generated_members,
 )
 from preimage.analysis.concepts.groups import Group
+from preimage.analysis.concepts.predictions import output_column
 from preimage.analysis.concepts.statistics import (
     auroc,
     auroc_from_ranks,
@@ -343,11 +344,6 @@ def confirm_on_reference(scores: pd.DataFrame, reference: np.ndarray, calls: np.
     rank = rank_candidates(scores["score"].to_numpy(dtype=float), scores["extrinsic"].to_numpy(dtype=bool), confirmed)
     return scores.assign(decision=decision, **call_rate_columns(rate, half_width, settings), confirmed=confirmed,
                          flagged=scores["flagged"].to_numpy() & confirmed, rank=rank, called_reference=int(calls.sum()))
-
-
-def output_column(model: str) -> str:
-    """The column of the reference predictions that holds the output of the regressor named `model`."""
-    return f"output:{model}"
 
 
 def output_calls(reference: pd.DataFrame, predictions: pd.DataFrame, model: str, upward: bool) -> np.ndarray:

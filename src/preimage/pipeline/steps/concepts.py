@@ -106,7 +106,7 @@ def predict_real_images(table: str | PathLike, images: str | PathLike, output: s
                         device: str, threads: int) -> pd.DataFrame:
     """The explained classifier's predictions on a real-image split (its Parquet `table` and uint8
     `images`), as Parquet, for the data-only baseline."""
-    from preimage.analysis.concepts.baseline import predictions_table
+    from preimage.analysis.concepts.predictions import predictions_table
 
     torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
@@ -122,9 +122,8 @@ def predict_reference(members: str | PathLike, output: str | PathLike, config: d
     """The explained classifier's predicted class (column prediction) and each of the `regressors`' output (column
     `output_column(name)`) for every accepted image of the reference sample (its `members` table), as Parquet: the
     spurious-feature scorer's decision effect and call rate compare within the reference."""
-    from preimage.analysis.concepts.baseline import predicted_names
     from preimage.analysis.concepts.embeddings import read_png_images
-    from preimage.analysis.concepts.spurious import output_column
+    from preimage.analysis.concepts.predictions import output_column, predicted_names
     from preimage.utils.devices import predict
 
     torch_device = torch_for(device, threads)
