@@ -28,7 +28,6 @@ from preimage.pipeline.models import (
     resolve_named_models,
     resolve_prior,
 )
-from preimage.pipeline.sources import real_image_table
 from preimage.utils.images import to_uint8
 from preimage.utils.io import atomic_path, write_npy, write_parquet
 
@@ -92,6 +91,7 @@ def embed_real_images(table: str | PathLike, images: str | PathLike, output: str
     """CLIP embeddings of every real image of a split (its Parquet `table` and uint8 `images`), with its
     `class_name`, as Parquet; kept when `output` already holds them from the same model."""
     from preimage.analysis.concepts.embeddings import embed_array, load_or_embed
+    from preimage.pipeline.sources import real_image_table
 
     torch_device = torch_for(device, threads)
     model = model_identity(config, "clip")
@@ -107,6 +107,7 @@ def predict_real_images(table: str | PathLike, images: str | PathLike, output: s
     """The explained classifier's predictions on a real-image split (its Parquet `table` and uint8
     `images`), as Parquet, for the data-only baseline."""
     from preimage.analysis.concepts.predictions import predictions_table
+    from preimage.pipeline.sources import real_image_table
 
     torch_device = torch_for(device, threads)
     classifier = resolve_classifier(config, torch_device)
