@@ -94,6 +94,7 @@ def busy_cores(jobs: pd.DataFrame) -> float:
 
 
 def print_timeline(log: Path, csv: Path | None) -> None:
+    """Print the timeline of the run that `log` records, and write it to `csv` if given."""
     jobs = read_timeline(log)
     print(f"CPU: {device_name('cpu')} ({os.cpu_count()} cores visible); log: {log}")
     print(jobs.to_string(index=False))
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args()
     if args.timeline is not None:
-        print_timeline(newest_log(args.timeline) if args.timeline.is_dir() else args.timeline, args.csv)
+        print_timeline(args.timeline if args.timeline.is_file() else newest_log(args.timeline), args.csv)
         return
     table = per_rule(read_benchmarks(args.results))
     print(f"CPU: {device_name('cpu')} ({os.cpu_count()} cores visible)")
