@@ -55,6 +55,11 @@ def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values("wall_s", ascending=False).round(1)
 
 
+def machine() -> str:
+    """The CPU and its visible cores, which every figure here depends on."""
+    return f"CPU: {device_name('cpu')} ({os.cpu_count()} cores visible)"
+
+
 def newest_log(folder: Path = LOG_FOLDER) -> Path:
     """The most recent Snakemake run log in `folder`."""
     logs = sorted(folder.glob("*.snakemake.log"))
@@ -96,7 +101,7 @@ def busy_cores(jobs: pd.DataFrame) -> float:
 def print_timeline(log: Path, csv: Path | None) -> None:
     """Print the timeline of the run that `log` records, and write it to `csv` if given."""
     jobs = read_timeline(log)
-    print(f"CPU: {device_name('cpu')} ({os.cpu_count()} cores visible); log: {log}")
+    print(f"{machine()}; log: {log}")
     print(jobs.to_string(index=False))
     print(f"\n{len(jobs)} jobs in {jobs['end'].max()} s; on average {busy_cores(jobs):.2f} of them running")
     if csv:
@@ -114,7 +119,7 @@ def main() -> None:
         print_timeline(args.timeline if args.timeline.is_file() else newest_log(args.timeline), args.csv)
         return
     table = per_rule(read_benchmarks(args.results))
-    print(f"CPU: {device_name('cpu')} ({os.cpu_count()} cores visible)")
+    print(machine())
     print(table.to_string())
     print(f"\nsum of job wall seconds: {table['wall_s'].sum():.0f} (jobs run in parallel: more than the run's wall time)")
     if args.csv:
