@@ -14,7 +14,7 @@ What it does:
 2. Runs `snakemake --cores N` to the end in A.
 3. Starts the same run in B in a new process group and sends SIGKILL to the whole group (Snakemake and every
    job it started; then to any other process still working in B's folder) once --kill-after is reached: by
-   default when B has written half as many invariant sets (results/sets/*/summary.parquet) as A made. Counting
+   default when B has drawn half as many invariant sets (results/set_jobs/*/*/summary.parquet) as A made. Counting
    sets, not seconds, puts the kill inside the set stage on any machine (a fixed time is before the first set on
    a slow one and after the last on a fast one), where jobs are cut off mid-set and Snakemake's lock and
    incomplete markers are left behind; with two or more cores another job is nearly always running. Then
@@ -114,10 +114,10 @@ def result_files(results: Path) -> set[str]:
 
 
 def incomplete_sets(results: Path) -> list[str]:
-    """Set folders under results/sets without a summary."""
-    sets = results / "sets"
-    return sorted(folder.name for folder in sets.iterdir()
-                  if folder.is_dir() and not (folder / SET_SUMMARY).is_file()) if sets.is_dir() else []
+    """Set folders without a summary, under results/sets and in the set jobs' folders, relative to `results`."""
+    folders = [*results.glob("sets/*"), *results.glob("set_jobs/*/*")]
+    return sorted(folder.relative_to(results).as_posix() for folder in folders
+                  if folder.is_dir() and not (folder / SET_SUMMARY).is_file())
 
 
 def strip_table_timing(text: str) -> str:
@@ -211,7 +211,7 @@ def compare_results(a: Path, b: Path) -> tuple[list[str], int]:
             what = "atomic-write temporary" if TEMPORARY.match(path.name) else "dot file"
             problems.append(f"{path.relative_to(results)}: leftover {what} in run {name}")
         for folder in incomplete_sets(results):
-            problems.append(f"sets/{folder}: set folder without {SET_SUMMARY} in run {name}")
+            problems.append(f"{folder}: set folder without {SET_SUMMARY} in run {name}")
     files_a, files_b = result_files(a), result_files(b)
     problems += [f"{f}: only in the uninterrupted run (A)" for f in sorted(files_a - files_b)]
     problems += [f"{f}: only in the interrupted run (B)" for f in sorted(files_b - files_a)]
@@ -273,7 +273,9 @@ def tail(log: Path, lines: int = 40) -> str:
 
 
 def finished_sets(results: Path) -> int:
-    return len(list((results / "sets").glob(f"*/{SET_SUMMARY}")))
+    """Sets drawn so far: complete set folders in the set jobs' folders, where each set lands as it is drawn (a
+    job's sets are linked to results/sets/ only once the job ends)."""
+    return len(list((results / "set_jobs").glob(f"*/*/{SET_SUMMARY}")))
 
 
 def parse_kill_after(value: str) -> tuple[str, float]:

@@ -55,7 +55,8 @@ def draw_pool(wildcards):
 # needs, so those get at least as much. With two cores the run ends soonest when the long jobs start early and the
 # short ones that only the concept step needs (priority 0) fill the core the last set job leaves free
 # (docs/benchmarks.md, "Allocator, planning and set grids").
-PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check
+PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check; and the
+# links that place each source's sets, which the concept step waits for
 PRIORITY_POOL = 3  # every set job waits for the pool
 PRIORITY_LONG = 2  # long jobs no set waits for: the reference sample, the global directions
 PRIORITY_SETS = 1
@@ -153,7 +154,7 @@ def objective_check_settings():
 
 
 def job_settings(wildcards):
-    """What one source's job reads of the config: models, the objectives, the samplers, LPIPS, and whether its
+    """What a set job reads of the config: models, the objectives, the samplers, LPIPS, and whether its
     rejection sets test a pool (the pool's own settings reach the job as its input file, so drawing a new pool
     reruns the sets that test it and nothing else)."""
     sets = {key: SETS[key] for key in ("members", "seed", "samplers", "sampler_overrides", "objectives")}

@@ -1,14 +1,16 @@
-# Invariant-set generation: source selection, one job per source image (every objective's and sampler's set, so
-# a job loads the models once for them all), and the unconstrained reference sample of the prior. Each rule's
-# params are the config sections it reads (canonical: sorted keys), so editing the concept or report settings
-# reruns no set.
+# Invariant-set generation: source selection, the set jobs (each draws every objective's and sampler's set for
+# `sets.sources_per_job` sources of one class, so a job loads the models once for them all) and the links that place
+# each source's sets under results/sets/, and the unconstrained reference sample of the prior. Each rule's params
+# are the config sections it reads (canonical: sorted keys), so editing the concept or report settings reruns no set.
 
 from preimage.pipeline.config import set_kinds
 from preimage.pipeline.models import prompt_targets, prompts_by_class
-from preimage.pipeline.workflow import check_pool_size, select_sources, set_ids
+from preimage.pipeline.workflow import check_pool_size, select_sources, set_ids, set_jobs
 
 GEN_GPUS = gpus(config)
 SET_KINDS = set_kinds(config["sets"])
+SET_JOBS = set_jobs(config)  # {job id (its first source): its sources}
+JOB_OF_SOURCE = {source: job for job, sources in SET_JOBS.items() for source in sources}
 check_pool_size(config, select_sources(config)["class_name"])
 # a class-prompted prior's unconstrained draws are made under the counterfactuals' target prompts too
 PROMPT_TARGETS = {"prompt_targets": prompt_targets(config)} if prompts_by_class(config) else {}
@@ -53,31 +55,52 @@ rule check_objectives:
 
 
 rule invariant_sets:
-    """Every objective's and sampler's set for one source image (members batched, GPU when present); with
-    `sets.rejection_pool`, rejection sets test pooled prior draws instead of drawing their own."""
+    """Every objective's and sampler's set for the sources of one set job (members batched, GPU when present), into
+    the job's folder; with `sets.rejection_pool`, rejection sets test pooled prior draws instead of drawing their
+    own."""
     input:
         unpack(lambda wildcards: model_inputs(*set_job_models(config))),
         unpack(draw_pool),
         sources="results/sources.parquet",
         objectives_checked=rules.check_objectives.output,
-        image=lambda wildcards: SOURCE_FILES.get(wildcards.source, []),
+        images=lambda wildcards: [SOURCE_FILES[source] for source in SET_JOBS[wildcards.job] if source in SOURCE_FILES],
     output:
-        summaries=[f"results/sets/{{source}}__{objective}__{sampler}/summary.parquet" for objective, sampler in SET_KINDS],
-        members=[f"results/sets/{{source}}__{objective}__{sampler}/members.parquet" for objective, sampler in SET_KINDS],
+        sets=directory("results/set_jobs/{job}"),
     wildcard_constraints:
-        source="[^/]+",
+        job="[^/]+",
     params:
         config=job_settings,
+        sources=lambda wildcards: SET_JOBS[wildcards.job],
     threads: 1
     priority: PRIORITY_SETS
     resources:
         gpu=GEN_GPUS,
     log:
-        "logs/invariant_sets/{source}.log",
+        "logs/invariant_sets/{job}.log",
     benchmark:
-        "results/benchmarks/invariant_sets/{source}.tsv",
+        "results/benchmarks/invariant_sets/{job}.tsv",
     script:
         "../scripts/invariant_sets.py"
+
+
+rule link_sets:
+    """One source's sets, hard-linked from its set job's folder to results/sets/<set id>/, where the concept step
+    reads them (a fraction of a second, on the machine running Snakemake)."""
+    input:
+        sets=lambda wildcards: rules.invariant_sets.output.sets.format(job=JOB_OF_SOURCE[wildcards.source]),
+    output:
+        summaries=[f"results/sets/{{source}}__{objective}__{sampler}/summary.parquet" for objective, sampler in SET_KINDS],
+        members=[f"results/sets/{{source}}__{objective}__{sampler}/members.parquet" for objective, sampler in SET_KINDS],
+    wildcard_constraints:
+        source="[^/]+",
+    localrule: True
+    priority: PRIORITY_INPUTS
+    log:
+        "logs/link_sets/{source}.log",
+    benchmark:
+        "results/benchmarks/link_sets/{source}.tsv",
+    script:
+        "../scripts/link_sets.py"
 
 
 rule reference_samples:

@@ -591,7 +591,7 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
                         hub_cache=hub_cache)
     assert run.returncode == 0, failure(run, workdir)
     assert job_stats(run.stdout + run.stderr) == {"select_sources": 1, "check_objectives": 1, "rejection_pool": 1,
-                                                  "invariant_sets": 1}
+                                                  "invariant_sets": 1, "link_sets": 1}
     pool = pd.read_parquet(workdir / "results" / "pool" / "members.parquet")
     # drawn under the source's class prompt and the counterfactual target's, two each
     assert pool["source_class"].value_counts().to_dict() == {"cat": 2, COUNTERFACTUAL: 2}
@@ -720,7 +720,7 @@ def test_a_corrupt_source_image_fails_its_jobs_naming_the_file(bad_inputs, tmp_p
     message = f"image file '{broken}' cannot be read as an image"
     output = run.stdout + run.stderr
     assert output.count(message) >= 2 and "Error in rule real_sources:" in output, output[-6000:]
-    assert "Error in rule invariant_sets:" in output and "wildcards: source=person.broken.png" in output
+    assert "Error in rule invariant_sets:" in output and "wildcards: job=person.broken.png" in output
     for log in ("logs/invariant_sets/person.broken.png.log", "logs/real_sources.log"):  # where Snakemake points
         assert message in (workdir / log).read_text(), log
     assert (workdir / "results" / "sources.parquet").is_file()  # selection itself read no pixels
@@ -763,7 +763,7 @@ def reordered(config: dict) -> None:
 @pytest.mark.slow
 def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache) -> None:
     sources = pd.read_parquet(full_run["workdir"] / "results" / "sources.parquet")
-    set_jobs = len(sources)  # one per source
+    set_jobs = len(sources)  # one source per class, so a set job per source
     assert replanned(full_run, hub_cache, reordered) == {}
     title = replanned(full_run, hub_cache, lambda config: config["report"].update(title="another {title}"))
     assert title == {"report_html": 1, "all": 1}
@@ -780,3 +780,16 @@ def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache)
     one_source = replanned(full_run, hub_cache, rewritten=(image,))
     assert one_source.get("invariant_sets") == 1 and "reference_samples" not in one_source, \
         one_source
+
+
+@pytest.mark.slow
+def test_a_deleted_set_is_linked_again_from_its_jobs_folder_not_redrawn(full_run, hub_cache) -> None:
+    sets = full_run["workdir"] / "results" / "sets"
+    folder = sorted(sets.iterdir())[0]
+    aside = full_run["workdir"] / "set-aside"
+    folder.rename(aside)
+    try:
+        planned = replanned(full_run, hub_cache)
+    finally:
+        aside.rename(folder)
+    assert planned.get("link_sets") == 1 and "invariant_sets" not in planned, planned

@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 
 from preimage.pipeline.steps.concepts import collect_spurious
+from preimage.pipeline.steps.set_links import link_sets
 from preimage.pipeline.steps.training import train_world_model
 from preimage.pipeline.steps.world import write_ground_truth, write_world_split
 from preimage.world.generator import WorldSpec, ground_truth, make_split
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
-STEP_MODULES = ("concepts", "report", "sets", "sources", "training", "world")
+STEP_MODULES = ("concepts", "report", "set_links", "sets", "sources", "training", "world")
 
 
 def _preimage_imports(path: Path) -> list[tuple[str, list[str]]]:
@@ -63,6 +64,48 @@ def test_the_figure_and_report_steps_import_no_torch():
     code = "import sys\nimport preimage.pipeline.steps.report\nprint('torch' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "False", run.stdout + run.stderr
+
+
+def test_linking_a_sources_sets_imports_no_array_library():
+    """A link job (one per source) starts in a fraction of a second."""
+    code = ("import sys\nimport preimage.pipeline.steps.set_links\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+def write_set_files(folder: Path, members: int) -> None:
+    (folder / "members").mkdir(parents=True)
+    for i in range(members):
+        (folder / "members" / f"{i:03d}.png").write_bytes(bytes([i]))
+    (folder / "members.parquet").write_bytes(b"members")
+    (folder / "summary.parquet").write_bytes(b"summary")
+
+
+def test_a_sources_sets_are_hard_linked_from_its_jobs_folder_replacing_an_older_set(tmp_path):
+    job, out = tmp_path / "set_jobs" / "a", tmp_path / "sets"
+    for set_id in ("a__label__guided", "a__label__rejection", "b__label__guided"):
+        write_set_files(job / set_id, members=2)
+    write_set_files(out / "a__label__guided", members=5)  # an earlier run's set with more members
+    placed = link_sets(job, [out / "a__label__guided" / "summary.parquet", out / "a__label__rejection" / "summary.parquet"])
+    assert placed == [out / "a__label__guided", out / "a__label__rejection"]
+    assert not (out / "b__label__guided").exists()  # another source's set: its own link job places it
+    for folder in placed:
+        files = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+        assert files == ["members.parquet", "members/000.png", "members/001.png", "summary.parquet"]
+        for name in files:
+            linked, drawn = (folder / name).stat(), (job / folder.name / name).stat()
+            assert (linked.st_ino, linked.st_dev) == (drawn.st_ino, drawn.st_dev)  # one file on disk
+    # dated after the job's folder was marked done, so Snakemake sees the links as newer than their input
+    assert (out / "a__label__guided" / "summary.parquet").stat().st_mtime >= (job / "b__label__guided").stat().st_mtime
+
+
+def test_linking_a_set_the_job_did_not_finish_names_the_job_folder_and_set(tmp_path):
+    job = tmp_path / "set_jobs" / "a"
+    write_set_files(job / "a__label__guided", members=1)
+    (job / "a__label__guided" / "summary.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"set_jobs/a: the set job wrote no complete set 'a__label__guided'"):
+        link_sets(job, [tmp_path / "sets" / "a__label__guided" / "summary.parquet"])
 
 
 def test_world_steps_write_what_the_generator_makes(tiny_world, tmp_path):

@@ -28,6 +28,7 @@ from preimage.pipeline.workflow import (
     set_allocator_environment,
     set_class,
     set_ids,
+    set_jobs,
     source_calls,
 )
 
@@ -51,10 +52,11 @@ def planned_jobs(*targets: str) -> dict[str, int]:
 def test_groups_are_known_once_the_sets_that_keep_the_models_call_are_drawn():
     config = load_config(REPO / "config.yaml")
     jobs = planned_jobs("figures")
-    # before the checkpoint: the jobs of the sets that keep the model's call, i.e. every source's (a source's job
-    # draws every objective's and sampler's set)
+    # before the checkpoint: the jobs of the sets that keep the model's call, i.e. every source's (a set job draws
+    # every objective's and sampler's set of its sources, and each source's sets are linked into results/sets/)
     sources = {set_id.split("__")[0] for set_id in call_keeping_set_ids(config)}
-    assert jobs["invariant_sets"] == len(sources) == len(select_sources(config))
+    assert jobs["link_sets"] == len(sources) == len(select_sources(config))
+    assert jobs["invariant_sets"] == len(set_jobs(config)) < len(sources)
     assert jobs["concepts_groups"] == jobs["figures"] == 1
     assert not {"concepts_group", "figures_group", "figures_run"} & set(jobs)  # planned after the checkpoint
 
@@ -157,6 +159,17 @@ def test_a_yaml_syntax_error_in_config_yaml_names_file_and_line(tmp_path):
     run = dry_run("--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), cwd=tmp_path)
     output = run.stdout + run.stderr
     assert run.returncode != 0 and "config.yaml, line 4, column 3: invalid YAML: expected ',' or '}'" in output, output
+
+
+def test_a_set_job_draws_up_to_sources_per_job_sources_of_one_class(monkeypatch):
+    config = load_config(REPO / "config.yaml")
+    assert len(set_jobs(config)) == len(config["world"]["shapes"])  # the default run: a job per class
+    selection = pd.DataFrame({"image_id": ["c1", "c2", "c3", "s1", "c4", "t1", "t2"],
+                              "class_name": ["circle"] * 3 + ["square", "circle", "triangle", "triangle"]})
+    monkeypatch.setattr(workflow, "select_sources", lambda config: selection)
+    jobs = set_jobs({"sets": {"sources_per_job": 3}})
+    assert jobs == {"c1": ["c1", "c2", "c3"], "c4": ["c4"], "s1": ["s1"], "t1": ["t1", "t2"]}
+    assert set_jobs({"sets": {"sources_per_job": 1}}) == {source: [source] for source in selection["image_id"]}
 
 
 def test_every_set_job_waits_for_the_one_objectives_check():

@@ -180,6 +180,19 @@ def set_ids(config: dict) -> list[str]:
             for objective, sampler in kinds]
 
 
+def set_jobs(config: dict) -> dict[str, list[str]]:
+    """{job id: its source ids}: the set jobs, each drawing every set of up to `sets.sources_per_job` sources of one
+    class, in the selection's order; a job is named by its first source. Keeping a job to one class means adding
+    sources to a class redraws no other class's job, and a class-prompted prior keeps one prompt per job."""
+    per_job = config["sets"]["sources_per_job"]
+    jobs = {}
+    for _, sources in select_sources(config).groupby("class_name", sort=False):
+        ids = list(sources["image_id"])
+        for start in range(0, len(ids), per_job):
+            jobs[ids[start]] = ids[start:start + per_job]
+    return jobs
+
+
 def set_class(config: dict, set_id: str) -> str:
     """The class of a set's source image (its label in the selection: the ground truth in the world)."""
     source_id = set_id.split(SET_ID_SEPARATOR)[0]

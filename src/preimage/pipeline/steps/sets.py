@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,62 +35,89 @@ from preimage.pipeline.sources import load_source_images
 from preimage.utils.devices import resolve_device
 
 if TYPE_CHECKING:
+    from preimage.engine.priors import DiffusionPrior
     from preimage.engine.samplers.rejection import DrawPool
 
 CHECK_IMAGE_SEED = 0  # the noise image `check_objectives` binds each objective to
 
 
-def generate_invariant_sets(source_id: str, sources: str | PathLike, summaries: Sequence[str | PathLike], config: dict,
-                            threads: int, pool: str | PathLike | None = None) -> list[Path]:
-    """Every objective's and sampler's invariant set for one source image: its row of the `sources` table, the
+@dataclass(frozen=True)
+class SetJobModels:
+    """The models a set job loads once for all its sources, and their device."""
+
+    device: torch.device
+    classifier: torch.nn.Module
+    named: dict[str, torch.nn.Module]
+    prior: DiffusionPrior
+    perceptual: torch.nn.Module
+    robust: torch.nn.Module | None
+
+
+def generate_invariant_sets(source_ids: Sequence[str], sources: str | PathLike, out_root: str | PathLike,
+                            config: dict, threads: int, pool: str | PathLike | None = None) -> list[Path]:
+    """Every objective's and sampler's invariant set for each of `source_ids` (rows of the `sources` table), the
     objectives and samplers of `config["sets"]`, the models loaded once for them all. The sets are written as
-    folders beside the folder of `summaries[0]` (results/sets/<set id>/); complete ones are kept.
+    folders <set id>/ under `out_root`; complete ones are kept.
 
     With `pool` (the members table of the shared pool or the reference sample, `sets.rejection_pool`), a
     rejection sampler that would draw what the pool drew (pure noise, its steps and eta) tests the pool's draws
     instead of drawing its own (`preimage.engine.samplers.PooledRejectionSampler`)."""
+    torch.set_num_threads(threads)
+    device = resolve_device(config["device"])
+    table = pd.read_parquet(sources)
+    missing = sorted(set(source_ids) - set(table["image_id"]))
+    if missing:
+        raise ValueError(f"sources {missing} are not in {str(sources)!r}")
+    rows = [table[table["image_id"] == source_id] for source_id in source_ids]  # one-row tables
+    classifier = resolve_classifier(config, device)
+    models = SetJobModels(
+        device=device,
+        classifier=classifier,
+        named=resolve_named_models(config, device, models_named(config["sets"]["objectives"])),
+        prior=resolve_prior(config, device, class_name=class_text(classifier, rows[0].iloc[0]["class_name"])),
+        perceptual=resolve_perceptual(config, device),
+        robust=resolve_robust(config, device) if cone_samplers(config["sets"]) else None,  # for a sampler with a cone
+    )
+    draws = {}  # the pool's draws by prompt class, read once for every source of the job
+    written = []
+    for row in rows:
+        written += _source_sets(row, models, config, Path(out_root), pool, draws)
+    return written
+
+
+def _source_sets(row: pd.DataFrame, models: SetJobModels, config: dict, out_root: Path, pool: str | PathLike | None,
+                 draws: dict[str, DrawPool]) -> list[Path]:
+    """Every objective's and sampler's set for the source of `row` (a one-row table), written under `out_root`;
+    `draws` caches the pool's draws by prompt class across the job's sources."""
     from preimage.engine.objectives.spec import from_config as objective_from_config
     from preimage.engine.samplers.spec import from_config as sampler_from_config
     from preimage.engine.sets import generate_sets
 
-    torch.set_num_threads(threads)
-    device = resolve_device(config["device"])
-    sets = config["sets"]
-    table = pd.read_parquet(sources)
-    row = table[table["image_id"] == source_id]
-    if row.empty:
-        raise ValueError(f"source {source_id!r} is not in {str(sources)!r}")
-    classifier = resolve_classifier(config, device)
-    named = resolve_named_models(config, device, models_named(sets["objectives"]))
+    sets, prior = config["sets"], models.prior
     source_class = row.iloc[0]["class_name"]
-    prior = resolve_prior(config, device, class_name=class_text(classifier, source_class))
-    source = load_source_images(config, row, prior.image_size).to(device)
-    perceptual = resolve_perceptual(config, device)
-    robust = resolve_robust(config, device) if cone_samplers(sets) else None  # only for a sampler with a cone
-    class_names = classifier.label_names or ()
+    source = load_source_images(config, row, prior.image_size).to(models.device)
+    class_names = models.classifier.label_names or ()
     targets = counterfactual_targets(sets["objectives"], class_names)
-    prompts = class_prompts(config, device, prompt_classes([source_class], targets), classifier)
-    pools: dict[str, DrawPool] = {}
-    out_root = Path(summaries[0]).parent.parent
+    prompts = class_prompts(config, models.device, prompt_classes([source_class], targets), models.classifier)
     written = []
     for objective_name, spec in sets["objectives"].items():
         prompt_class = objective_prompt_class(spec, source_class, class_names) if prompts else ""
         if prompts and (prior.prompt, prior.negative_prompt) != prompts[prompt_class][:2]:
             prior.set_prompt(*prompts[prompt_class][:2])  # encoded only when the objective's class differs
-        if pool is not None and prompt_class not in pools:
-            pools[prompt_class] = _read_pool(pool, prompt_class)
-        draws = pools.get(prompt_class)
+        if pool is not None and prompt_class not in draws:
+            draws[prompt_class] = _read_pool(pool, prompt_class)
         where = f"sets.objectives.{objective_name}"
-        objective = objective_from_config(spec, classifier, named, where=where)
+        objective = objective_from_config(spec, models.classifier, models.named, where=where)
         _bind_checked(objective, source, where)  # an error of the objective on this source names it
         overridden = sets["sampler_overrides"].get(objective_name, {})
-        samplers = {name: sampler_from_config(sampler, perceptual, where=f"sets.sampler_overrides.{objective_name}.{name}"
-                                              if name in overridden else f"sets.samplers.{name}", robust=robust)
+        samplers = {name: sampler_from_config(sampler, models.perceptual, robust=models.robust,
+                                              where=f"sets.sampler_overrides.{objective_name}.{name}"
+                                              if name in overridden else f"sets.samplers.{name}")
                     for name, sampler in objective_samplers(sets, objective_name).items()}
-        if draws is not None:
-            samplers = _pooled(samplers, draws, sets["members"])
+        if prompt_class in draws:
+            samplers = _pooled(samplers, draws[prompt_class], sets["members"])
         folders = generate_sets(source, row.iloc[0].to_dict(), objective_name, objective, samplers, prior,
-                                sets["members"], sets["seed"], perceptual, out_root)
+                                sets["members"], sets["seed"], models.perceptual, out_root)
         for folder in folders:
             print(_set_line(folder))
         written += folders
