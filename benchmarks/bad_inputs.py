@@ -186,6 +186,7 @@ CASES = [
          ("world.splits", "classifer_test")),
     Case("wrong-type", "sets.members: ten", {"sets": {"members": "ten"}}, ("sets.members",)),
     Case("zero-members", "sets.members: 0", {"sets": {"members": 0}}, ("sets.members",)),
+    Case("zero-sources-per-job", "sets.sources_per_job: 0", {"sets": {"sources_per_job": 0}}, ("sets.sources_per_job",)),
     Case("negative-reference", "reference.members: -1", {"reference": {"members": -1}}, ("reference.members",)),
     Case("pool-smaller-than-a-set", "a shared rejection pool of 16 draws for sets of 32",
          {"sets": {"rejection_pool": {"kind": "shared", "members": 16}}}, ("sets.rejection_pool.members",)),
