@@ -17,7 +17,7 @@ table and exits 1 if an error case fails to name its key or file or a control ca
 marked as known limitations are listed below the table, not counted. A row whose "fails at" is in bold failed later
 than expected (or not at all).
 
-The whole table (49 cases, 3 of them running a job) takes about 2.7 minutes with `--jobs 2` on two idle cores;
+The whole table (50 cases, 3 of them running a job) takes about 3 minutes with `--jobs 2` on two idle cores;
 tests/test_bad_inputs.py runs a fast subset.
 
 Usage: python benchmarks/bad_inputs.py [--cases name,...] [--markdown out.md] [--jobs N] [--workdir DIR] [--list]
