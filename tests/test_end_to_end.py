@@ -63,10 +63,12 @@ from preimage.pipeline.sources import (
     select_real_images,
     select_sources_from_config,
 )
+from preimage.pipeline.steps.sets import generate_invariant_sets
 from preimage.pipeline.workflow import (
     read_groups,
     real_model_files,
     run_groups,
+    select_sources,
     set_ids,
 )
 
@@ -615,6 +617,47 @@ def test_sd_turbo_style_prior_on_a_manifest_through_a_config_yaml_overlay(tmp_pa
     assert not (workdir / "results" / "world").exists() and not (workdir / "models").exists()
     assert opened_world_paths(workdir) == []
 
+
+
+def set_files(root: Path) -> dict[str, object]:
+    """Every file of the set folders under `root` by relative path: tables by value without their timing columns,
+    everything else as bytes."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+            files[path.relative_to(root).as_posix()] = table.drop(columns=[c for c in table if "second" in c])
+        elif path.is_file():
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return files
+
+
+@pytest.mark.slow
+def test_a_set_job_of_two_sources_draws_what_two_jobs_of_one_source_draw(tmp_path, models, photos,
+                                                                         empty_caches) -> None:
+    """`sets.sources_per_job` changes how many processes draw the sets, not the sets: each set's seed is its id's,
+    and the models a job loads once carry no state from one source's sets to the next."""
+    overlay = turbo_overlay(models, photos["manifest"])
+    overlay["sets"]["sources"]["per_class"] = 2
+    overlay["sets"]["rejection_pool"] = {"kind": "none"}  # each rejection set draws its own members
+    config = merged_with_config_yaml(overlay)
+    sources = tmp_path / "sources.parquet"
+    selection = select_sources(config)
+    selection.to_parquet(sources)
+    ids = list(selection["image_id"])
+    assert len(ids) == 2
+    together = generate_invariant_sets(ids, sources, tmp_path / "together", config, threads=1)
+    apart = [folder for source in reversed(ids)  # the second source first, each in a call of its own
+             for folder in generate_invariant_sets([source], sources, tmp_path / "apart", config, threads=1)]
+    assert sorted(folder.name for folder in together) == sorted(folder.name for folder in apart)
+    assert {folder.name.split("__")[0] for folder in together} == set(ids)
+    drawn, alone = set_files(tmp_path / "together"), set_files(tmp_path / "apart")
+    assert drawn.keys() == alone.keys() and len(drawn) > 4 * len(together)  # PNGs, members and summary per set
+    for name, content in drawn.items():
+        if isinstance(content, pd.DataFrame):
+            pd.testing.assert_frame_equal(content, alone[name], obj=name)
+        else:
+            assert content == alone[name], name
 
 # --- bad input names the file, key or value ------------------------------------------------------------------------
 
