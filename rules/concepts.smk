@@ -199,61 +199,39 @@ rule concepts_predict_reference:
         "../scripts/concepts_predict_reference.py"
 
 
-rule concepts_group:
-    """One group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much
-    the decision depends on them, flagged against a permutation null and confirmed on the model's calls on
-    the reference (a regression counterfactual's group: against the other direction's members, confirmed on
-    the regressor's outputs on the reference), and the 2-D map of its embeddings
-    (t-SNE, laid out here so that drawing the figures stays fast)."""
+rule concepts_analysis:
+    """Every group's clusters (pooled and per set, named by the vocabulary), its concepts ranked by how much the
+    decision depends on them, flagged against a permutation null and confirmed on the model's calls on the
+    reference (a regression counterfactual's group: against the other direction's members, confirmed on the
+    regressor's outputs on the reference), and the 2-D map of its embeddings (t-SNE, laid out here so that drawing
+    the figures stays fast); then every group's scores in one table, each class group's mirror images of another
+    class's finding marked (a shortcut's absence looks enriched in the other classes) and their flags withdrawn.
+    One job on its threads as worker processes, which import scikit-learn once rather than once per group."""
     input:
-        groups=rules.concepts_groups.output.groups,
+        groups=groups_table,
         vocabulary=rules.concepts_vocabulary.output.table,
         embeddings=rules.concepts_embed_groups.output[0],
         reference=rules.concepts_embed_reference.output[0],
         reference_predictions=rules.concepts_predict_reference.output[0],
         **({"real": f"results/concepts/embeddings/real/{REAL_SPLIT}.parquet"} if REAL_SPLIT else {}),
     output:
-        assignments="results/concepts/clusters/{group}/assignments.parquet",
-        clusters="results/concepts/clusters/{group}/clusters.parquet",
-        spurious="results/concepts/spurious/{group}.parquet",
-        map="results/concepts/maps/{group}.parquet",
+        **{name: directory(folder) for name, folder in GROUP_TABLE_DIRS.items()},
+        table="results/concepts/spurious.parquet",
     params:
-        group=lambda wildcards: groups()[wildcards.group],
-        contrast=group_contrast,
-        regressor=lambda wildcards: output_model(SETS["objectives"], groups()[wildcards.group]),
+        groups=lambda wildcards: groups(),
+        contrasts=lambda wildcards: group_contrasts(),
+        regressors=lambda wildcards: {slug: output_model(SETS["objectives"], group) for slug, group in groups().items()},
         synonyms=canonical(CONCEPTS["synonyms"]),
         clusters=canonical(CONCEPTS["clusters"]),
         spurious=canonical(CONCEPTS["spurious"]),
         map_points=CONCEPTS["map_points"],
+    threads: workflow.cores
     log:
-        "logs/concepts/group/{group}.log",
+        "logs/concepts/analysis.log",
     benchmark:
-        "results/benchmarks/concepts_group/{group}.tsv",
+        "results/benchmarks/concepts_analysis.tsv",
     script:
-        "../scripts/concepts_group.py"
-
-
-rule concepts_spurious_table:
-    """Every group's concept scores in one table, each class group's mirror images of another class's finding
-    marked (a shortcut's absence looks enriched in the other classes) and their flags withdrawn."""
-    input:
-        tables=group_paths("results/concepts/spurious/{group}.parquet"),
-        embeddings=rules.concepts_embed_groups.output[0],
-        vocabulary=rules.concepts_vocabulary.output.table,
-        reference=rules.concepts_embed_reference.output[0],
-        reference_predictions=rules.concepts_predict_reference.output[0],
-    output:
-        "results/concepts/spurious.parquet",
-    params:
-        groups=lambda wildcards: list(groups().values()),
-        synonyms=canonical(CONCEPTS["synonyms"]),
-        spurious=canonical(CONCEPTS["spurious"]),
-    log:
-        "logs/concepts/spurious_table.log",
-    benchmark:
-        "results/benchmarks/concepts_spurious_table.tsv",
-    script:
-        "../scripts/concepts_spurious_table.py"
+        "../scripts/concepts_analysis.py"
 
 
 if INTERVENTIONS["enabled"]:
@@ -264,7 +242,7 @@ if INTERVENTIONS["enabled"]:
         regressor's output on every edit and on its unguided twin."""
         input:
             **model_inputs("prior", "clip", "classifier", *REGRESSORS),
-            scores=rules.concepts_spurious_table.output[0],
+            scores=rules.concepts_analysis.output.table,
             vocabulary=rules.concepts_vocabulary.output.table,
             reference="results/reference/members.parquet",
         output:
@@ -326,7 +304,6 @@ if BASELINE_SPLIT:
 rule concepts:
     """Every concept artifact: scores, clusters and (with concepts.baseline_split) the baseline."""
     input:
-        rules.concepts_spurious_table.output,
-        group_paths("results/concepts/clusters/{group}/clusters.parquet"),
+        rules.concepts_analysis.output,
         rules.concepts_baseline.output if BASELINE_SPLIT else [],
         rules.concepts_effects.output if INTERVENTIONS["enabled"] else [],

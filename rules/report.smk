@@ -1,6 +1,6 @@
 # Figures and the run report, from cached artifacts only: `snakemake figures` redraws every figure and
 # `snakemake report_html` writes results/report/index.html + summary.md without regenerating any set.
-# Needs rules/concepts.smk (groups(), SET_IDS, rule concepts_group).
+# Needs rules/concepts.smk (groups(), SET_IDS, rule concepts_analysis).
 
 from preimage.pipeline.layout import FIGURES, intervention_figure_stems, report_figures, run_figure_stems
 
@@ -38,15 +38,16 @@ rule figures_group:
     embedding map (PNG + PDF), and a PNG grid of each of its sets. One job per group, so they draw in parallel
     and as soon as the group's concepts are done."""
     input:
-        scores=rules.concepts_spurious_table.output[0],
-        clusters=rules.concepts_group.output.clusters,
-        map=rules.concepts_group.output.map,
+        scores=rules.concepts_analysis.output.table,
+        clusters=rules.concepts_analysis.output.clusters,
+        maps=rules.concepts_analysis.output.maps,
         members=group_members,
         groups=rules.concepts_groups.output.groups,
     output:
         **group_figures("{group}"),
     params:
         group=lambda wildcards: groups()[wildcards.group],
+        tables=lambda wildcards: group_tables(wildcards.group),
         set_dirs=group_set_dirs,
         settings=canonical({key: REPORT[key] for key in ("top_concepts", "grid_members", "grid_columns")}),
     wildcard_constraints:
@@ -115,7 +116,7 @@ rule report_html:
     input:
         figures=lambda wildcards: every_figure(),
         spurious="results/concepts/spurious.parquet",
-        clusters=group_paths("results/concepts/clusters/{group}/clusters.parquet"),
+        clusters=rules.concepts_analysis.output.clusters,
         calls=rules.concepts_groups.output.calls,
         groups=rules.concepts_groups.output.groups,
         summaries=expand("results/sets/{set_id}/summary.parquet", set_id=SET_IDS),
@@ -128,6 +129,7 @@ rule report_html:
     params:
         title=lambda wildcards: REPORT["title"],  # a function: Snakemake would read braces in a string as wildcards
         groups=lambda wildcards: groups(),
+        clusters=lambda wildcards: [group_tables(slug)["clusters"] for slug in groups()],
         figures=lambda wildcards: report_figures(groups(), REPORT["evaluate"], INTERVENTIONS["enabled"]),
         directions=DIRECTIONS["targets"],
     log:

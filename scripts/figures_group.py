@@ -5,5 +5,6 @@ from preimage.pipeline.steps.report import draw_group_figures
 
 with redirect_output(snakemake.log[0]):
     inputs, output, params = snakemake.input, snakemake.output, snakemake.params
-    draw_group_figures(inputs.scores, inputs.clusters, inputs.map, params.set_dirs, params.group, output,
+    tables = params.tables
+    draw_group_figures(inputs.scores, tables["clusters"], tables["map"], params.set_dirs, params.group, output,
                        output.sets, params.settings)

@@ -64,8 +64,12 @@ from preimage.pipeline.sources import (
     select_real_images,
     select_sources_from_config,
 )
+from preimage.pipeline.layout import GROUP_TABLE_DIRS, group_tables
+from preimage.pipeline.steps.concepts import analyse_groups
 from preimage.pipeline.steps.sets import generate_invariant_sets
 from preimage.pipeline.workflow import (
+    contrast_groups,
+    output_model,
     read_groups,
     real_model_files,
     run_groups,
@@ -558,6 +562,29 @@ def test_default_target_runs_every_step_on_real_models(full_run) -> None:
 
 
 @pytest.mark.slow
+def test_groups_analysed_on_two_worker_processes_equal_those_analysed_in_one(full_run, tmp_path) -> None:
+    """The run's `concepts_analysis` job had two cores, so its groups were analysed on two forked workers."""
+    workdir, config = full_run["workdir"], full_run["config"]
+    concepts, settings = workdir / "results" / "concepts", config["concepts"]
+    groups = read_groups(concepts / "groups.parquet")
+    dirs = {name: str(tmp_path / name) for name in GROUP_TABLE_DIRS}
+    analyse_groups(str(concepts / "vocabulary.parquet"), str(concepts / "embeddings" / "groups.parquet"),
+                   str(concepts / "embeddings" / "reference.parquet"), str(concepts / "reference_predictions.parquet"),
+                   str(concepts / "embeddings" / "real" / f"{settings['real_split']}.parquet"), groups,
+                   {slug: [groups[other] for other in contrast_groups(groups, slug)] for slug in groups},
+                   {slug: output_model(config["sets"]["objectives"], group) for slug, group in groups.items()},
+                   settings["synonyms"], settings["clusters"], settings["spurious"], settings["map_points"], dirs,
+                   tmp_path / "spurious.parquet", workers=1)
+    job_dirs = {name: str(workdir / folder) for name, folder in GROUP_TABLE_DIRS.items()}
+    for slug in groups:
+        for name, path in group_tables(slug, dirs).items():
+            pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(group_tables(slug, job_dirs)[name]))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "spurious.parquet"),
+                                  pd.read_parquet(concepts / "spurious.parquet"))
+    assert (workdir / "logs" / "concepts" / "analysis.log").read_text().count("== group ") == len(groups)
+
+
+@pytest.mark.slow
 def test_no_world_rule_ran_and_nothing_of_the_world_was_looked_up(full_run) -> None:
     workdir, run = full_run["workdir"], full_run["run"]
     output = run.stdout + run.stderr
@@ -565,7 +592,7 @@ def test_no_world_rule_ran_and_nothing_of_the_world_was_looked_up(full_run) -> N
     assert not set(jobs) & WORLD_RULES, jobs
     groups = pd.read_parquet(workdir / "results" / "concepts" / "groups.parquet")["slug"].nunique()
     assert jobs["invariant_sets"] == len(SOURCE_CLASSES) and jobs["concepts_groups"] == 1
-    assert jobs["concepts_group"] == jobs["figures_group"] == groups >= 3
+    assert jobs["concepts_analysis"] == 1 and jobs["figures_group"] == groups >= 3
     assert jobs["real_sources"] == jobs["concepts_embed_real"] == jobs["concepts_predict_real"] == 1
     assert jobs["concepts_baseline"] == jobs["report_html"] == 1
     assert not (workdir / "results" / "world").exists()
@@ -795,7 +822,7 @@ def test_only_what_an_edit_touches_is_planned_again(full_run, models, hub_cache)
     title = replanned(full_run, hub_cache, lambda config: config["report"].update(title="another {title}"))
     assert title == {"report_html": 1, "all": 1}
     clusters = replanned(full_run, hub_cache, lambda config: config["concepts"]["clusters"].update(k_max=2))
-    assert clusters["concepts_group"] >= 1 and not {"invariant_sets", "reference_samples"} & set(clusters)
+    assert clusters["concepts_analysis"] == 1 and not {"invariant_sets", "reference_samples"} & set(clusters)
     assert full_run["config"]["sets"]["rejection_pool"]["kind"] == "reference"  # its draws: the reference's
     unused_pool = replanned(full_run, hub_cache, lambda config: config["sets"]["rejection_pool"].update(seed=7))
     assert unused_pool == {}, unused_pool  # a shared pool's seed: no pool of that kind is drawn, nothing reruns

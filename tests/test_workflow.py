@@ -58,7 +58,7 @@ def test_groups_are_known_once_the_sets_that_keep_the_models_call_are_drawn():
     assert jobs["link_sets"] == len(sources) == len(select_sources(config))
     assert jobs["invariant_sets"] == len(set_jobs(config)) < len(sources)
     assert jobs["concepts_groups"] == jobs["figures"] == 1
-    assert not {"concepts_group", "figures_group", "figures_run"} & set(jobs)  # planned after the checkpoint
+    assert not {"concepts_analysis", "figures_group", "figures_run"} & set(jobs)  # planned after the checkpoint
 
 
 def write_members(folder: Path, set_id: str, target: int) -> Path:

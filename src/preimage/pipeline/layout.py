@@ -1,4 +1,5 @@
-"""Where a run's figures live under results/: one definition for the rules that draw them and the report."""
+"""Where a run's concept tables and figures live under results/: one definition for the rules that write them, the
+steps and the report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from preimage.analysis.concepts.groups import Group
 from preimage.analysis.report.layout import GROUP_FIGURES, INTERVENTION_FIGURES, RUN_FIGURES, ReportFigures
 
 FIGURES = "results/figures"
+# the folders of every group's concept tables (one job writes them all): clusters/<group>/, spurious/<group>.parquet,
+# maps/<group>.parquet
+GROUP_TABLE_DIRS = {"clusters": "results/concepts/clusters", "scores": "results/concepts/spurious",
+                    "maps": "results/concepts/maps"}
 EVALUATION = "evaluation"
 DIRECTIONS = "results/directions"
 DIRECTION_FIGURES = ("grid", "flips")
@@ -15,6 +20,15 @@ DIRECTION_FIGURES = ("grid", "flips")
 DIRECTION_FILES = {"direction": "direction.npy", "trace": "trace.parquet", "heldout": "heldout.parquet",
                    "summary": "summary.parquet", "concepts": "concepts.parquet", "search": "search.json",
                    "originals": "originals.npy", "reconstructed": "reconstructed.npy", "edited": "edited.npy"}
+
+
+def group_tables(group: str, dirs: Mapping[str, str] = GROUP_TABLE_DIRS) -> dict[str, str]:
+    """A group's concept tables by name (assignments, clusters, scores, map) in the folders `dirs` (by
+    GROUP_TABLE_DIRS' names); `group` is a slug."""
+    return {"assignments": f"{dirs['clusters']}/{group}/assignments.parquet",
+            "clusters": f"{dirs['clusters']}/{group}/clusters.parquet",
+            "scores": f"{dirs['scores']}/{group}.parquet",
+            "map": f"{dirs['maps']}/{group}.parquet"}
 
 
 def group_figure_stems(group: str) -> dict[str, str]:

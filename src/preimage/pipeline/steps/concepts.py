@@ -9,6 +9,7 @@ Snakemake job is a new process.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,12 +144,76 @@ def predict_reference(members: str | PathLike, output: str | PathLike, config: d
     return predictions
 
 
+# what a group's analysis imports, loaded once by the server its worker processes are forked from (`map_in_processes`)
+GROUP_ANALYSIS_MODULES = ("preimage.pipeline.steps.concepts", "preimage.analysis.concepts.clustering",
+                          "preimage.analysis.concepts.maps", "preimage.analysis.concepts.spurious")
+
+
+@dataclass(frozen=True)
+class GroupInputs:
+    """What every group's analysis reads (`analyse_group`): the tables of the concept step's earlier jobs and the
+    config's concepts sections (`clusters` and `spurious` as concepts.clusters and concepts.spurious)."""
+
+    vocabulary: str
+    embeddings: str
+    reference: str
+    reference_predictions: str
+    real: str | None
+    synonyms: Mapping[str, Sequence[str]]
+    clusters: Mapping
+    spurious: Mapping
+    map_points: int
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """One group's analysis: its group, the groups it is compared with instead of the reference, the model whose
+    output confirms its flags (both as in `analyse_group`) and where its tables go (`group_tables`)."""
+
+    inputs: GroupInputs
+    group: Group
+    contrast: tuple[Group, ...]
+    regressor: str | None
+    tables: Mapping[str, str]
+
+
+def analyse_groups(vocabulary: str, embeddings: str, reference: str, reference_predictions: str, real: str | None,
+                   groups: Mapping[str, Group], contrasts: Mapping[str, Sequence[Group]],
+                   regressors: Mapping[str, str | None], synonyms: Mapping[str, Sequence[str]],
+                   cluster_settings: Mapping, spurious_settings: Mapping, map_points: int, dirs: Mapping[str, str],
+                   table: str | PathLike, workers: int = 1) -> pd.DataFrame:
+    """Every group's analysis (`analyse_group`, whose arguments these are), its tables in the folders `dirs`
+    (`preimage.pipeline.layout.group_tables`), on up to `workers` processes that import scikit-learn once; then
+    every group's scores in one table (`collect_spurious`) at `table`. `groups` by slug, with each slug's
+    `contrasts` and `regressors` (missing: none)."""
+    from preimage.pipeline.layout import group_tables
+    from preimage.utils.parallel import map_in_processes
+
+    inputs = GroupInputs(vocabulary, embeddings, reference, reference_predictions, real, synonyms, cluster_settings,
+                         spurious_settings, map_points)
+    tasks = [GroupTask(inputs, group, tuple(contrasts.get(slug, ())), regressors.get(slug),
+                       group_tables(slug, dirs)) for slug, group in groups.items()]
+    largest_first = sorted(tasks, key=lambda task: len(task.group.set_ids), reverse=True)  # the workers end together
+    results = map_in_processes(analyse_task, largest_first, workers, GROUP_ANALYSIS_MODULES)
+    for task, (_, printed) in zip(largest_first, results):
+        print(f"== group {task.group.name}\n{printed}", end="")
+    return collect_spurious([task.tables["scores"] for task in tasks], inputs.embeddings, list(groups.values()),
+                            inputs.vocabulary, inputs.reference, inputs.reference_predictions, inputs.synonyms,
+                            inputs.spurious, table)
+
+
+def analyse_task(task: GroupTask) -> None:
+    """`analyse_group` for one task (what a worker runs)."""
+    inputs = task.inputs
+    analyse_group(inputs.vocabulary, inputs.embeddings, inputs.reference, inputs.reference_predictions, inputs.real,
+                  task.group, inputs.synonyms, inputs.clusters, inputs.spurious, inputs.map_points, task.tables,
+                  contrast=task.contrast, regressor=task.regressor)
+
+
 def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, reference: str | PathLike,
                   reference_predictions: str | PathLike, real: str | PathLike | None, group: Group,
                   synonyms: Mapping[str, Sequence[str]], cluster_settings: Mapping, spurious_settings: Mapping,
-                  map_points: int,
-                  assignments_output: str | PathLike, clusters_output: str | PathLike,
-                  spurious_output: str | PathLike, map_output: str | PathLike,
+                  map_points: int, tables: Mapping[str, str | PathLike],
                   contrast: Sequence[Group] = (), regressor: str | None = None) -> None:
     """One concept group's analysis from the `embeddings` of every group's sets: cluster its sets (pooled and one
     by one) and name the clusters by the vocabulary; rank the vocabulary's concepts by how much the group's decision
@@ -156,7 +221,8 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
     compared with instead: a regression counterfactual's other direction, whose flags are then confirmed on the
     output of the model named `regressor` on the reference); lay out its 2-D embedding map (with the `real` images'
     embeddings when given). `cluster_settings` and `spurious_settings` are the config's concepts.clusters and
-    concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet."""
+    concepts.spurious sections. Writes the assignments, clusters, scores and map as Parquet, to the paths `tables`
+    names so (`preimage.pipeline.layout.group_tables`)."""
     from preimage.analysis.concepts.clustering import ClusterSettings, cluster_pool
     from preimage.analysis.concepts.embeddings import (
         EmbeddedVocabulary,
@@ -188,10 +254,10 @@ def analyse_group(vocabulary: str | PathLike, embeddings: str | PathLike, refere
         calls = output_calls(reference_members, predictions, regressor, upward=group.kind == MOVED_UP)
         scores = confirm_on_reference(scores, embedding_matrix(reference_members), calls, embedded, scoring)
     embedding_map = group_map(pool, assignments, reference_table, map_points, clustering.seed, real_table, group.core)
-    write_parquet(assignments, assignments_output)
-    write_parquet(named, clusters_output)
-    write_parquet(scores, spurious_output)
-    write_parquet(embedding_map, map_output)
+    write_parquet(assignments, tables["assignments"])
+    write_parquet(named, tables["clusters"])
+    write_parquet(scores, tables["scores"])
+    write_parquet(embedding_map, tables["map"])
     print(named[["scope", "cluster", "size", "k", "name"]].to_string())
     print(scores.sort_values("rank").drop(columns="evidence").head(10).to_string())
 
