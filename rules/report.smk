@@ -35,8 +35,7 @@ rule report_evaluation:
 
 rule figures_group:
     """One group's figures from its cached concept tables and sets: enrichment bars, cluster montage and
-    embedding map (PNG + PDF), and a PNG grid of each of its sets. One job per group, so they draw in parallel
-    and as soon as the group's concepts are done."""
+    embedding map (PNG + PDF), and a PNG grid of each of its sets. One job per group, so they draw in parallel."""
     input:
         scores=rules.concepts_analysis.output.table,
         clusters=rules.concepts_analysis.output.clusters,
