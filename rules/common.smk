@@ -53,16 +53,14 @@ def draw_pool(wildcards):
 
 
 # Job priorities. Snakemake starts the highest ready job first and does not hand a job's priority to the jobs it
-# needs, so those get at least as much. With two cores the run ends soonest when the long jobs the sets do not wait
-# for start early, and what only the concept step needs (the reference sample first, then the short jobs, priority
-# 0) fills the core the last set job leaves free (docs/benchmarks.md, "Allocator, planning and set grids" and "One
-# job for every concept group").
-PRIORITY_INPUTS = 5  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check; and the
+# needs, so those get at least as much. With two cores the run ends soonest when the long jobs start early and the
+# short ones that only the concept step needs (priority 0) fill the core the last set job leaves free
+# (docs/benchmarks.md, "Allocator, planning and set grids").
+PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check; and the
 # links that place each source's sets, which the concept step waits for
-PRIORITY_POOL = 4  # every set job waits for the pool
-PRIORITY_LONG = 3  # long jobs nothing waits for but the report: the global directions
-PRIORITY_SETS = 2
-PRIORITY_REFERENCE = 1  # the reference sample: only the concept step reads it, which waits for the last set job anyway
+PRIORITY_POOL = 3  # every set job waits for the pool
+PRIORITY_LONG = 2  # long jobs no set waits for: the reference sample, the global directions
+PRIORITY_SETS = 1
 PRIORITY_REPORT_CHAIN = 1  # after the sets: the evaluation and the run's figures, which the report waits for, start
 # before the nine group figure jobs, so the report does not wait for a 7-s job started last
 

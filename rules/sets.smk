@@ -116,7 +116,7 @@ rule reference_samples:
     # one thread: a job of all cores would only start once both were free at once, which a stream of one-thread
     # set jobs never leaves them
     threads: 1
-    priority: PRIORITY_REFERENCE
+    priority: PRIORITY_LONG
     resources:
         gpu=GEN_GPUS,
     log:
