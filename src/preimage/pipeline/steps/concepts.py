@@ -144,7 +144,7 @@ def predict_reference(members: str | PathLike, output: str | PathLike, config: d
     return predictions
 
 
-# what a group's analysis imports, loaded once by the server its worker processes are forked from (`map_in_processes`)
+# what a group's analysis imports: imported by the job before its worker processes are forked (`map_in_processes`)
 GROUP_ANALYSIS_MODULES = ("preimage.pipeline.steps.concepts", "preimage.analysis.concepts.clustering",
                           "preimage.analysis.concepts.maps", "preimage.analysis.concepts.spurious")
 
