@@ -8,7 +8,7 @@ from preimage.pipeline.config import SOURCES, models_named, rejection_specs, sha
 from preimage.pipeline.sources import select_real_images
 from preimage.pipeline.layout import (GROUP_TABLE_DIRS, direction_figure_stems, direction_files, group_figure_stems,
                                      group_tables, set_figure_dir)
-from preimage.pipeline.workflow import (canonical, contrast_groups, model_config, real_model_files, resolved_device,
+from preimage.pipeline.workflow import (canonical, model_config, real_model_files, resolved_device,
                                        set_job_models, source_files)
 
 SETS = config["sets"]
@@ -79,13 +79,6 @@ def groups_table(wildcards):
     """The groups table, as an input function: a job whose params read the groups must also take the table through
     an input function, or Snakemake plans it as if the checkpoint were still to run (and its consumers again)."""
     return checkpoints.concepts_groups.get().output.groups
-
-
-def group_contrasts():
-    """By slug, the groups each group is scored against instead of the reference: a regression counterfactual's,
-    the other direction's; none for any other group."""
-    run_groups = groups()
-    return {slug: [run_groups[other] for other in contrast_groups(run_groups, slug)] for slug in run_groups}
 
 
 def every_figure():

@@ -6,7 +6,7 @@
 from pathlib import Path
 
 from preimage.pipeline.config import SOURCES, SPLIT_KINDS, models_named, regression_objectives
-from preimage.pipeline.workflow import call_keeping_set_ids, groups_settings, output_model, read_groups, set_ids
+from preimage.pipeline.workflow import call_keeping_set_ids, groups_settings, read_groups, set_ids
 
 CONCEPTS = config["concepts"]
 CONCEPT_GPUS = gpus(config)
@@ -219,8 +219,7 @@ rule concepts_analysis:
         table="results/concepts/spurious.parquet",
     params:
         groups=lambda wildcards: groups(),
-        contrasts=lambda wildcards: group_contrasts(),
-        regressors=lambda wildcards: {slug: output_model(SETS["objectives"], group) for slug, group in groups().items()},
+        objectives=canonical(SETS["objectives"]),
         synonyms=canonical(CONCEPTS["synonyms"]),
         clusters=canonical(CONCEPTS["clusters"]),
         spurious=canonical(CONCEPTS["spurious"]),

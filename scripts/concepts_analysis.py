@@ -7,6 +7,6 @@ from preimage.pipeline.steps.concepts import analyse_groups
 with redirect_output(snakemake.log[0]):
     inputs, output, params = snakemake.input, snakemake.output, snakemake.params
     analyse_groups(inputs.vocabulary, inputs.embeddings, inputs.reference, inputs.reference_predictions,
-                   inputs.get("real"), params.groups, params.contrasts, params.regressors, params.synonyms,
-                   params.clusters, params.spurious, params.map_points,
+                   inputs.get("real"), params.groups, params.objectives, params.synonyms, params.clusters,
+                   params.spurious, params.map_points,
                    {name: output[name] for name in ("clusters", "scores", "maps")}, output.table, snakemake.threads)

@@ -68,8 +68,6 @@ from preimage.pipeline.layout import GROUP_TABLE_DIRS, group_tables
 from preimage.pipeline.steps.concepts import analyse_groups
 from preimage.pipeline.steps.sets import generate_invariant_sets
 from preimage.pipeline.workflow import (
-    contrast_groups,
-    output_model,
     read_groups,
     real_model_files,
     run_groups,
@@ -571,9 +569,7 @@ def test_groups_analysed_on_two_worker_processes_equal_those_analysed_in_one(ful
     analyse_groups(str(concepts / "vocabulary.parquet"), str(concepts / "embeddings" / "groups.parquet"),
                    str(concepts / "embeddings" / "reference.parquet"), str(concepts / "reference_predictions.parquet"),
                    str(concepts / "embeddings" / "real" / f"{settings['real_split']}.parquet"), groups,
-                   {slug: [groups[other] for other in contrast_groups(groups, slug)] for slug in groups},
-                   {slug: output_model(config["sets"]["objectives"], group) for slug, group in groups.items()},
-                   settings["synonyms"], settings["clusters"], settings["spurious"], settings["map_points"], dirs,
+                   config["sets"]["objectives"], settings["synonyms"], settings["clusters"], settings["spurious"], settings["map_points"], dirs,
                    tmp_path / "spurious.parquet", workers=1)
     job_dirs = {name: str(workdir / folder) for name, folder in GROUP_TABLE_DIRS.items()}
     for slug in groups:

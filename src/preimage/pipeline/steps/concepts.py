@@ -178,21 +178,21 @@ class GroupTask:
 
 
 def analyse_groups(vocabulary: str, embeddings: str, reference: str, reference_predictions: str, real: str | None,
-                   groups: Mapping[str, Group], contrasts: Mapping[str, Sequence[Group]],
-                   regressors: Mapping[str, str | None], synonyms: Mapping[str, Sequence[str]],
-                   cluster_settings: Mapping, spurious_settings: Mapping, map_points: int, dirs: Mapping[str, str],
-                   table: str | PathLike, workers: int = 1) -> pd.DataFrame:
+                   groups: Mapping[str, Group], objectives: Mapping[str, Mapping],
+                   synonyms: Mapping[str, Sequence[str]], cluster_settings: Mapping, spurious_settings: Mapping,
+                   map_points: int, dirs: Mapping[str, str], table: str | PathLike, workers: int = 1) -> pd.DataFrame:
     """Every group's analysis (`analyse_group`, whose arguments these are), its tables in the folders `dirs`
     (`preimage.pipeline.layout.group_tables`), on up to `workers` processes that import scikit-learn once; then
-    every group's scores in one table (`collect_spurious`) at `table`. `groups` by slug, with each slug's
-    `contrasts` and `regressors` (missing: none)."""
+    every group's scores in one table (`collect_spurious`) at `table`. `groups` by slug; `objectives` as
+    sets.objectives, which name the groups a regression counterfactual's group is compared with and its model."""
     from preimage.pipeline.layout import group_tables
+    from preimage.pipeline.workflow import contrast_groups, output_model
     from preimage.utils.parallel import map_in_processes
 
     inputs = GroupInputs(vocabulary, embeddings, reference, reference_predictions, real, synonyms, cluster_settings,
                          spurious_settings, map_points)
-    tasks = [GroupTask(inputs, group, tuple(contrasts.get(slug, ())), regressors.get(slug),
-                       group_tables(slug, dirs)) for slug, group in groups.items()]
+    tasks = [GroupTask(inputs, group, tuple(groups[other] for other in contrast_groups(groups, slug)),
+                       output_model(objectives, group), group_tables(slug, dirs)) for slug, group in groups.items()]
     largest_first = sorted(tasks, key=lambda task: len(task.group.set_ids), reverse=True)  # the workers end together
     results = map_in_processes(analyse_task, largest_first, workers, GROUP_ANALYSIS_MODULES)
     for task, (_, printed) in zip(largest_first, results):
