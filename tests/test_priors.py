@@ -154,6 +154,19 @@ def test_pixel_prior_runs_its_unet_in_bfloat16_and_keeps_float32_states(pixel_di
     torch.testing.assert_close(prediction, full.predict(z, 500), atol=0.05, rtol=0.05)  # ... but the same function
 
 
+def test_pixel_prior_runs_its_unet_on_a_cpu_in_chunks_with_the_outputs_of_one_call() -> None:
+    prior = prior_with("epsilon")
+    assert prior.cpu_chunk == 2**20 // (8 * PIXEL_SIZE**2)  # the first level's activations of a chunk: 4 MiB
+    prior.cpu_chunk = 3
+    calls = []
+    prior.unet.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    z = torch.randn(7, *prior.latent_shape, generator=torch.Generator().manual_seed(0))
+    chunked = prior.predict(z, 500)
+    assert calls == [3, 2, 2]  # the fewest chunks within cpu_chunk, as even as they come
+    with torch.no_grad():
+        torch.testing.assert_close(chunked, prior.unet(z, 500).sample)
+
+
 def test_pixel_prior_refuses_pickled_weights(tmp_path: Path) -> None:
     tiny_unet().save_pretrained(tmp_path / "unet", safe_serialization=False)
     DDPMScheduler().save_pretrained(tmp_path / "scheduler")
