@@ -19,8 +19,8 @@ from preimage.engine.priors.base import (
 from preimage.utils.devices import autocast, module_device, module_dtype
 
 # On a CPU the UNet runs on chunks of a batch whose first-level activations (images x channels x pixels) stay
-# within 2**20 floats, 4 MiB: 32 images for the world's prior. Its batches of 64 then took 17 % less time on a
-# 2-core AMD EPYC, with bitwise-equal outputs (docs/benchmarks.md, "The UNet in chunks of 32 images").
+# within 2**20 floats, 4 MiB: 32 images for the world's prior, whose batches of 64 then took 18 % less time per
+# image on an AMD EPYC without AVX-512, outputs bitwise equal (docs/benchmarks.md, "The UNet in chunks of 32 images").
 CPU_CHUNK_ACTIVATIONS = 2**20
 
 
