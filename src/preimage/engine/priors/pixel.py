@@ -102,7 +102,7 @@ class PixelDiffusionPrior(DiffusionPrior):
         chunks = math.ceil(len(z_t) / self.cpu_chunk) if z_t.device.type == "cpu" else 1
         with autocast(self.device, self.compute_dtype):
             outputs = [self.unet(chunk, int(t)).sample for chunk in z_t.tensor_split(chunks)]
-        return torch.cat(outputs).to(z_t.dtype)
+        return (outputs[0] if chunks == 1 else torch.cat(outputs)).to(z_t.dtype)
 
     def to(self, device: str | torch.device) -> PixelDiffusionPrior:
         self.unet.to(device)
