@@ -569,8 +569,8 @@ def test_groups_analysed_on_two_worker_processes_equal_those_analysed_in_one(ful
     analyse_groups(str(concepts / "vocabulary.parquet"), str(concepts / "embeddings" / "groups.parquet"),
                    str(concepts / "embeddings" / "reference.parquet"), str(concepts / "reference_predictions.parquet"),
                    str(concepts / "embeddings" / "real" / f"{settings['real_split']}.parquet"), groups,
-                   config["sets"]["objectives"], settings["synonyms"], settings["clusters"], settings["spurious"], settings["map_points"], dirs,
-                   tmp_path / "spurious.parquet", workers=1)
+                   config["sets"]["objectives"], settings["synonyms"], settings["clusters"], settings["spurious"],
+                   settings["map_points"], dirs, tmp_path / "spurious.parquet", workers=1)
     job_dirs = {name: str(workdir / folder) for name, folder in GROUP_TABLE_DIRS.items()}
     for slug in groups:
         for name, path in group_tables(slug, dirs).items():
