@@ -164,7 +164,8 @@ def test_a_pool_serves_only_the_rejection_sampler_that_would_draw_its_draws(prio
     assert pool.serves(RejectionSampler(num_steps=3, batch_size=7))
     for other in (RejectionSampler(num_steps=4), RejectionSampler(num_steps=3, strength=0.5),
                   RejectionSampler(num_steps=3, eta=1.0), RejectionSampler(num_steps=3, stop_after_accepted=1),
-                  RejectionSampler(num_steps=3, solver="dpmsolver++"), bare_guided(num_steps=3)):
+                  RejectionSampler(num_steps=3, solver="dpmsolver++"), RejectionSampler(num_steps=3, solver="unipc"),
+                  bare_guided(num_steps=3)):
         assert not pool.serves(other)
     with pytest.raises(ValueError, match="a set of 3 members needs a pool of at least 3 draws, the pool has 2"):
         draw(PooledRejectionSampler(pool), prior, RedMean(0.5), source, n=3)
@@ -172,17 +173,18 @@ def test_a_pool_serves_only_the_rejection_sampler_that_would_draw_its_draws(prio
         DrawPool(pool.images, pool.seeds[:1], pool.steps, pool.seconds, 3, 0.0, "ddim")
 
 
-def test_rejection_with_dpm_solver_draws_seeded_prior_samples_at_its_steps(prior, source) -> None:
-    sampler = RejectionSampler(num_steps=3, batch_size=2, solver="dpmsolver++")
+@pytest.mark.parametrize("solver", ["dpmsolver++", "unipc"])
+def test_rejection_with_a_multistep_solver_draws_seeded_prior_samples_at_its_steps(prior, source, solver: str) -> None:
+    sampler = RejectionSampler(num_steps=3, batch_size=2, solver=solver)
     drawn = draw(sampler, prior, RedMean(0.5), source, n=4)
     check_result(drawn, 4)
-    assert (drawn.steps == 3).all() and sampler.describe()["solver"] == "dpmsolver++"
+    assert (drawn.steps == 3).all() and sampler.describe()["solver"] == solver
     torch.testing.assert_close(draw(sampler, prior, RedMean(0.5), source, n=4).images, drawn.images)
     ddim = draw(RejectionSampler(num_steps=3, batch_size=2), prior, RedMean(0.5), source, n=4)
     assert drawn.seeds.tolist() == ddim.seeds.tolist() and not torch.equal(drawn.images, ddim.images)
     with pytest.raises(ValueError, match="deterministic; eta must be 0"):
-        RejectionSampler(solver="dpmsolver++", eta=0.5)
-    with pytest.raises(ValueError, match=r"solver must be one of \['ddim', 'dpmsolver\+\+'\], got 'euler'"):
+        RejectionSampler(solver=solver, eta=0.5)
+    with pytest.raises(ValueError, match=r"solver must be one of \['ddim', 'dpmsolver\+\+', 'unipc'\], got 'euler'"):
         RejectionSampler(solver="euler")
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 WHERE = "sampler spec"  # how errors name a spec whose place in a config is unknown
 REPULSION_SPACES = ("pixels", "lpips")
 GRADIENT_DTYPES = ("auto", "float32", "float16", "bfloat16")  # preimage.utils.devices: "auto" and DTYPES
-SOLVERS = ("ddim", "dpmsolver++")  # preimage.engine.priors.base.SOLVERS
+SOLVERS = ("ddim", "dpmsolver++", "unipc")  # preimage.engine.priors.base.SOLVERS
 # kind -> the class in preimage.engine.samplers that `from_config` builds
 CLASSES = {"guided": "GuidedSampler", "rejection": "RejectionSampler", "noise_opt": "NoiseOptSampler"}
 

@@ -1,0 +1,101 @@
+"""Unguided draws of the world prior: how close each solver and step count comes to the sampling ODE's solution.
+
+Every chain walks the same `--draws` noises from pure noise (`DiffusionPrior.solve`, as the rejection pool and
+the reference draw them); the first chain is the yardstick (by default 50 DPM-Solver++ steps, close to the ODE's
+exact solution). For each chain the world's oracle reads every draw's attributes, and the script prints the CPU
+seconds of the chain, the share of valid images, each attribute's total-variation distance from the world's
+unbiased frequencies, and the share of draws whose attributes all equal the yardstick's draw from the same noise.
+Two draws of 512 from other noise differ by up to about 0.05 in an attribute's distance (docs/samplers.md).
+
+Usage: python benchmarks/unguided_solvers.py [--config config.yaml] [--draws 512] [--seed 5] [--threads 1]
+       [--chains dpmsolver++:50 ddim:25 dpmsolver++:12 unipc:8 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from preimage.engine.priors import DiffusionPrior
+from preimage.engine.priors.base import SOLVERS
+from preimage.pipeline.config import load_config
+from preimage.pipeline.models import model_dir, resolve_prior
+from preimage.utils.devices import device_name
+from preimage.world.generator import WorldSpec
+from preimage.world.oracle import load_oracle, read_attributes
+from preimage.world.training.prior import oracle_scores
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 32  # the reference's and the pool's batch (`reference_set`)
+
+
+def parse_chain(text: str) -> tuple[str, int]:
+    """("unipc", 8) from "unipc:8"."""
+    solver, _, steps = text.partition(":")
+    if solver not in SOLVERS or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"a chain is SOLVER:STEPS with SOLVER one of {list(SOLVERS)}, got {text!r}")
+    return solver, int(steps)
+
+
+def draw(prior: DiffusionPrior, noise: torch.Tensor, solver: str, num_steps: int) -> np.ndarray:
+    """The draws from `noise` along one chain, (n, H, W, 3) uint8 as the pipeline saves them."""
+    timesteps = prior.timesteps(num_steps)
+    with torch.inference_mode():
+        images = torch.cat([prior.decode(prior.solve(z, timesteps, solver)) for z in noise.split(BATCH)])
+    return (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def categorical(attributes: pd.DataFrame) -> pd.DataFrame:
+    """The oracle's categorical readings (its regression heads left out)."""
+    return attributes.select_dtypes(exclude="number")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "config.yaml"))
+    parser.add_argument("--draws", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=5, help="the noises' seed (the run's reference uses 1, its pool 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a pool or reference job runs on one core)")
+    parser.add_argument("--chains", type=parse_chain, nargs="+", metavar="SOLVER:STEPS",
+                        default=[("dpmsolver++", 50), ("ddim", 25), ("dpmsolver++", 12), ("unipc", 10), ("unipc", 8)])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    os.chdir(REPO)  # model folders are relative to the repository, as in the workflow
+    spec = WorldSpec.from_config(config["world"])
+    prior = resolve_prior(config, "cpu")
+    oracle_dir = model_dir(config, "oracle")
+    if not Path(oracle_dir).is_dir():
+        parser.error(f"{oracle_dir}: no such folder; train the world's oracle with "
+                     f"`snakemake --cores 2 {oracle_dir}/model.safetensors`")
+    oracle = load_oracle(oracle_dir)
+    noise = prior.sample_noise(args.draws, torch.Generator().manual_seed(args.seed))
+    print(f"CPU: {device_name('cpu')}; {args.threads} thread(s); UNet in {prior.compute_dtype}; {args.draws} draws "
+          f"(seed {args.seed}) per chain; the yardstick: {args.chains[0][0]} {args.chains[0][1]} steps")
+    names = None
+    yardstick = None
+    for solver, num_steps in args.chains:
+        start = time.process_time()
+        images = draw(prior, noise, solver, num_steps)
+        seconds = time.process_time() - start
+        scores = oracle_scores(images, oracle, spec)
+        attributes = categorical(read_attributes(oracle, torch.from_numpy(images).permute(0, 3, 1, 2) / 255,
+                                                 spec.shapes))
+        yardstick = attributes if yardstick is None else yardstick
+        same = (attributes == yardstick).all(axis=1).mean()
+        if names is None:
+            names = list(scores["total_variation"])
+            print(f"chain            CPU s  valid  TV: {' / '.join(names)}  same attributes as the yardstick")
+        distances = " / ".join(f"{scores['total_variation'][name]:.3f}" for name in names)
+        print(f"{solver + ' ' + str(num_steps):15s} {seconds:6.1f}  {100 * scores['valid_fraction']:5.1f}  "
+              f"{distances}  {100 * same:.1f} %", flush=True)
+
+
+if __name__ == "__main__":
+    main()
