@@ -94,12 +94,12 @@ def test_the_latent_unets_attention_flags_name_each_of_its_levels(config) -> Non
 
 def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config) -> None:
     """The guided sampler's defaults are the world's tuned settings; rejection keeps DDIM's 25 steps as its library
-    default (it takes eta, and suits any prior), and the world's run states its 12 DPM-Solver++ steps, which the
-    reference shares so that a pool of reference draws can serve the rejection sets."""
+    default (it takes eta, and suits any prior), and the world's run states its 8 UniPC steps, which the reference
+    shares so that a pool of reference draws can serve the rejection sets."""
     given = validate_config(config)
     samplers = given["sets"]["samplers"]
     assert samplers == {"guided": {"kind": "guided"},
-                        "rejection": {"kind": "rejection", "num_steps": 12, "solver": "dpmsolver++"}}
+                        "rejection": {"kind": "rejection", "num_steps": 8, "solver": "unipc"}}
     guided = from_config(samplers["guided"])
     assert guided.describe() == GuidedSampler().describe()
     assert (guided.num_steps, guided.guidance_scale, guided.guidance_interval, guided.batch_size, guided.restarts,
@@ -343,12 +343,12 @@ def test_a_shared_rejection_pool_must_hold_at_least_one_set(config) -> None:
 
 def test_a_pool_that_no_rejection_sampler_draws_like_is_refused(config) -> None:
     """The pool draws as the reference does: a run whose rejection sets walk other chains (25 DDIM steps against the
-    reference's 12 DPM-Solver++ steps) could test none of its draws, so the config says so instead of drawing it."""
+    reference's 8 UniPC steps) could test none of its draws, so the config says so instead of drawing it."""
     config["sets"]["samplers"]["rejection"] = {"kind": "rejection"}
     message = invalid(config)
     assert ("sets.rejection_pool.kind: 'shared', but no rejection sampler draws as the pool does (from pure noise with "
-            "reference.num_steps = 12 and reference.solver = 'dpmsolver++'") in message
-    config["sets"]["samplers"]["rejection"] = {"kind": "rejection", "num_steps": 12, "solver": "dpmsolver++"}
+            "reference.num_steps = 8 and reference.solver = 'unipc'") in message
+    config["sets"]["samplers"]["rejection"] = {"kind": "rejection", "num_steps": 8, "solver": "unipc"}
     validate_config(config)
     config["sets"]["samplers"] = {"guided": {"kind": "guided"}}  # no rejection sampler: no pool is drawn
     validate_config(copy.deepcopy(config))
