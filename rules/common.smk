@@ -58,8 +58,9 @@ def draw_pool(wildcards):
 # (docs/benchmarks.md, "Allocator, planning and set grids").
 PRIORITY_INPUTS = 4  # short jobs the long ones need: the sources, the world's splits, the vocabulary, the check; and the
 # links that place each source's sets, which the concept step waits for
-PRIORITY_POOL = 3  # every set job waits for the pool
-PRIORITY_LONG = 2  # long jobs no set waits for: the reference sample, the global directions
+PRIORITY_START = 3  # side by side first: the pool, which every set job waits for, and the global directions, the
+# longest jobs (the reference sample after them makes the two cores' shares of the long jobs about even)
+PRIORITY_LONG = 2  # the reference sample, a long job no set waits for
 PRIORITY_SETS = 1
 PRIORITY_REPORT_CHAIN = 1  # after the sets: the evaluation and the run's figures, which the report waits for, start
 # before the nine group figure jobs, so the report does not wait for a 7-s job started last

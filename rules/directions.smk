@@ -23,7 +23,7 @@ rule global_direction:
     wildcard_constraints:
         target="[^/]+",
     threads: 1
-    priority: PRIORITY_LONG
+    priority: PRIORITY_START
     resources:
         gpu=DIRECTION_GPUS,
     log:

@@ -141,7 +141,7 @@ rule rejection_pool:
                          | {"reference": {key: config["reference"][key] for key in ("num_steps", "solver")},
                             "sets": {"rejection_pool": SETS["rejection_pool"]}} | PROMPT_TARGETS),
     threads: 1
-    priority: PRIORITY_POOL
+    priority: PRIORITY_START
     resources:
         gpu=GEN_GPUS,
     log:
