@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--draws", type=int, default=512)
     parser.add_argument("--seed", type=int, default=5, help="the noises' seed (the run's reference uses 1, its pool 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a pool or reference job runs on one core)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (a pool or reference job runs on one core)")
     parser.add_argument("--chains", type=parse_chain, nargs="+", metavar="SOLVER:STEPS",
                         default=[("dpmsolver++", 50), ("ddim", 25), ("dpmsolver++", 12), ("unipc", 10), ("unipc", 8)])
     args = parser.parse_args()

@@ -18,7 +18,8 @@ def test_every_chain_is_read_by_the_oracle_and_compared_with_the_yardstick() -> 
     run = run_script("--draws", "6", "--chains", "dpmsolver++:4", "unipc:4", "unipc:4", "ddim:4")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0].startswith("CPU: ") and "6 draws (seed 5)" in lines[0] and "yardstick: dpmsolver++ 4 steps" in lines[0]
+    assert lines[0].startswith("CPU: ") and "6 draws (seed 5)" in lines[0]
+    assert "the yardstick: dpmsolver++ 4 steps" in lines[0]
     assert "shape / fg_colour / bg_colour / texture / tag" in lines[1]
     rows = [line.split() for line in lines[2:]]
     assert [row[:2] for row in rows] == [["dpmsolver++", "4"], ["unipc", "4"], ["unipc", "4"], ["ddim", "4"]]

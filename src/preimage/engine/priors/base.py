@@ -42,7 +42,8 @@ def ddim_from_config(config: dict, timestep_spacing: str) -> DDIMScheduler:
     return scheduler
 
 
-def multistep_solver_from(scheduler: DDIMScheduler, solver: str) -> DPMSolverMultistepScheduler | UniPCMultistepScheduler:
+def multistep_solver_from(scheduler: DDIMScheduler,
+                          solver: str) -> DPMSolverMultistepScheduler | UniPCMultistepScheduler:
     """A multistep ODE solver on the training schedule and timestep spacing of a prior's DDIM scheduler:
     "dpmsolver++" is DPM-Solver++(2M) (Lu et al. 2022), "unipc" is UniPC-3 with the B2 corrector (Zhao et al.
     2023, the order its authors give for unconditional sampling).
