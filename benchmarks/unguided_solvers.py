@@ -27,6 +27,7 @@ from preimage.engine.priors.base import SOLVERS
 from preimage.pipeline.config import load_config
 from preimage.pipeline.models import model_dir, resolve_prior
 from preimage.utils.devices import device_name
+from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.generator import WorldSpec
 from preimage.world.oracle import load_oracle, read_attributes
 from preimage.world.training.prior import oracle_scores
@@ -47,8 +48,7 @@ def draw(prior: DiffusionPrior, noise: torch.Tensor, solver: str, num_steps: int
     """The draws from `noise` along one chain, (n, H, W, 3) uint8 as the pipeline saves them."""
     timesteps = prior.timesteps(num_steps)
     with torch.inference_mode():
-        images = torch.cat([prior.decode(prior.solve(z, timesteps, solver)) for z in noise.split(BATCH)])
-    return (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        return to_uint8(torch.cat([prior.decode(prior.solve(z, timesteps, solver)) for z in noise.split(BATCH)]))
 
 
 def categorical(attributes: pd.DataFrame) -> pd.DataFrame:
@@ -86,8 +86,7 @@ def main() -> None:
         images = draw(prior, noise, solver, num_steps)
         seconds = time.process_time() - start
         scores = oracle_scores(images, oracle, spec)
-        attributes = categorical(read_attributes(oracle, torch.from_numpy(images).permute(0, 3, 1, 2) / 255,
-                                                 spec.shapes))
+        attributes = categorical(read_attributes(oracle, to_tensor(images), spec.shapes))
         yardstick = attributes if yardstick is None else yardstick
         same = (attributes == yardstick).all(axis=1).mean()
         if names is None:

@@ -21,7 +21,12 @@ Generators = torch.Generator | list[torch.Generator]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
-SOLVERS = ("ddim", "dpmsolver++", "unipc")  # how `DiffusionPrior.solve` walks an unguided chain
+# multistep solver -> its diffusers scheduler and settings (`multistep_solver_from`)
+MULTISTEP_SOLVERS = {
+    "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "unipc": (UniPCMultistepScheduler, {"solver_order": 3, "solver_type": "bh2", "predict_x0": True}),
+}
+SOLVERS = ("ddim", *MULTISTEP_SOLVERS)  # how `DiffusionPrior.solve` walks an unguided chain
 NOISE_OFFSET_KEY = "noise_offset"  # our addition to a scheduler config: the training noise's per-channel shift
 
 
@@ -52,15 +57,14 @@ def multistep_solver_from(scheduler: DDIMScheduler,
     clean estimate itself (final sigma zero). A DDIM clip_sample becomes thresholding with its clip range as the
     ceiling: for a range of 1 (pixel priors in [-1, 1]) that clips the clean estimate at every step as DDIM does.
     """
+    if solver not in MULTISTEP_SOLVERS:
+        raise ValueError(f"a multistep solver is one of {list(MULTISTEP_SOLVERS)}, got {solver!r}")
+    solver_class, settings = MULTISTEP_SOLVERS[solver]
     config = scheduler.config
     clip = bool(config.clip_sample)
-    common = {"final_sigmas_type": "zero", "lower_order_final": True, "thresholding": clip,
-              "dynamic_thresholding_ratio": 1.0, "sample_max_value": config.clip_sample_range if clip else 1.0}
-    if solver == "dpmsolver++":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **common)
-    if solver == "unipc":
-        return UniPCMultistepScheduler.from_config(config, solver_order=3, solver_type="bh2", predict_x0=True, **common)
-    raise ValueError(f"a multistep solver is one of {list(SOLVERS[1:])}, got {solver!r}")
+    return solver_class.from_config(
+        config, **settings, final_sigmas_type="zero", lower_order_final=True, thresholding=clip,
+        dynamic_thresholding_ratio=1.0, sample_max_value=config.clip_sample_range if clip else 1.0)
 
 
 def check_solver(solver: str, eta: float) -> str:
