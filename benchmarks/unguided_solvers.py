@@ -7,8 +7,14 @@ seconds of the chain, the share of valid images, each attribute's total-variatio
 unbiased frequencies, and the share of draws whose attributes all equal the yardstick's draw from the same noise.
 Two draws of 512 from other noise differ by up to about 0.05 in an attribute's distance (docs/samplers.md).
 
+With --acceptance it also prints what the chain does to the rejection sets: each objective of `sets.objectives`
+bound to each of the run's sources (as the set jobs bind them) tests every draw, and each chain's acceptance is
+printed with its paired difference from the yardstick's and that difference's standard error over the draws. A
+rejection set of 32 members estimates its acceptance to several points; this compares the chains' expected
+acceptance on the same noise.
+
 Usage: python benchmarks/unguided_solvers.py [--config config.yaml] [--draws 512] [--seed 5] [--threads 1]
-       [--chains dpmsolver++:50 ddim:25 dpmsolver++:12 unipc:8 ...]
+       [--chains dpmsolver++:50 ddim:25 dpmsolver++:12 unipc:8 ...] [--acceptance]
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from preimage.engine.objectives import Objective
+from preimage.engine.objectives.spec import from_config as objective_from_config
 from preimage.engine.priors import DiffusionPrior
 from preimage.engine.priors.base import SOLVERS
-from preimage.pipeline.config import load_config
-from preimage.pipeline.models import model_dir, resolve_prior
+from preimage.pipeline.config import load_config, models_named
+from preimage.pipeline.models import model_dir, resolve_classifier, resolve_named_models, resolve_prior
+from preimage.pipeline.sources import load_source_images
+from preimage.pipeline.workflow import select_sources
 from preimage.utils.devices import device_name
 from preimage.utils.images import to_tensor, to_uint8
 from preimage.world.generator import WorldSpec
@@ -56,6 +66,46 @@ def categorical(attributes: pd.DataFrame) -> pd.DataFrame:
     return attributes.select_dtypes(exclude="number")
 
 
+def bound_objectives(config: dict, image_size: int) -> dict[str, list[Objective]]:
+    """{objective name: that objective of `sets.objectives` bound to each of the run's sources}, built and bound as
+    the set jobs do, on the CPU."""
+    classifier = resolve_classifier(config, "cpu")
+    objectives = config["sets"]["objectives"]
+    named = resolve_named_models(config, "cpu", models_named(objectives))
+    sources = load_source_images(config, select_sources(config), image_size)
+    bound = {}
+    for name, spec in objectives.items():
+        objective = objective_from_config(spec, classifier, named, where=f"sets.objectives.{name}")
+        with torch.no_grad():
+            bound[name] = [objective.bind(source[None]) for source in sources]
+    return bound
+
+
+def acceptance(bound: dict[str, list[Objective]], images: np.ndarray) -> dict[str, np.ndarray]:
+    """{objective name: (n,) the share of the run's sources whose objective accepts each draw}."""
+    pixels = to_tensor(images)
+    with torch.no_grad():
+        return {name: torch.stack([torch.cat([objective.accept(batch) for batch in pixels.split(BATCH)])
+                                   for objective in objectives]).float().mean(0).numpy()
+                for name, objectives in bound.items()}
+
+
+def print_acceptance(chains: list[str], shares: list[dict[str, np.ndarray]], sources: int) -> None:
+    """Each objective's acceptance per chain (%), after the first chain with its paired difference from the first
+    one and that difference's standard error over the draws."""
+    draws = len(next(iter(shares[0].values())))
+    print(f"\nrejection acceptance (%): each objective on each of the run's {sources} sources, tested on every draw; "
+          "after the first chain, the paired difference from it +- its standard error")
+    print(f"{'objective':16s}" + "".join(f"{chain:>24s}" for chain in chains))
+    for name in shares[0]:
+        cells = [f"{100 * shares[0][name].mean():24.1f}"]
+        for share in shares[1:]:
+            difference = 100 * (share[name] - shares[0][name])
+            error = difference.std(ddof=1) / np.sqrt(draws) if draws > 1 else float("nan")
+            cells.append(f"{100 * share[name].mean():.1f} ({difference.mean():+.1f} +- {error:.1f})".rjust(24))
+        print(f"{name:16s}" + "".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
@@ -65,6 +115,8 @@ def main() -> None:
                         help="torch threads (a pool or reference job runs on one core)")
     parser.add_argument("--chains", type=parse_chain, nargs="+", metavar="SOLVER:STEPS",
                         default=[("dpmsolver++", 50), ("ddim", 25), ("dpmsolver++", 12), ("unipc", 10), ("unipc", 8)])
+    parser.add_argument("--acceptance", action="store_true",
+                        help="also each objective's rejection acceptance on the run's sources, per chain")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -76,11 +128,13 @@ def main() -> None:
         parser.error(f"{oracle_dir}: no such folder; train the world's oracle with "
                      f"`snakemake --cores 2 {oracle_dir}/model.safetensors`")
     oracle = load_oracle(oracle_dir)
+    bound = bound_objectives(config, prior.image_size) if args.acceptance else {}
     noise = prior.sample_noise(args.draws, torch.Generator().manual_seed(args.seed))
     print(f"CPU: {device_name('cpu')}; {args.threads} thread(s); UNet in {prior.compute_dtype}; {args.draws} draws "
           f"(seed {args.seed}) per chain; the yardstick: {args.chains[0][0]} {args.chains[0][1]} steps")
     names = None
     yardstick = None
+    shares = []
     for solver, num_steps in args.chains:
         start = time.process_time()
         images = draw(prior, noise, solver, num_steps)
@@ -95,6 +149,11 @@ def main() -> None:
         distances = " / ".join(f"{scores['total_variation'][name]:.3f}" for name in names)
         print(f"{solver + ' ' + str(num_steps):15s} {seconds:6.1f}  {100 * scores['valid_fraction']:5.1f}  "
               f"{distances}  {100 * same:.1f} %", flush=True)
+        if bound:
+            shares.append(acceptance(bound, images))
+    if bound:
+        sources = len(next(iter(bound.values())))
+        print_acceptance([f"{solver} {num_steps}" for solver, num_steps in args.chains], shares, sources)
 
 
 if __name__ == "__main__":

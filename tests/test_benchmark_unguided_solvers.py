@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "unguided_solvers.py"
 
@@ -35,3 +37,19 @@ def test_a_chain_that_names_no_solver_is_refused_with_the_allowed_ones() -> None
     run = run_script("--draws", "2", "--chains", "euler:8")
     assert run.returncode == 2
     assert "'euler:8'" in run.stderr and "dpmsolver++" in run.stderr and "unipc" in run.stderr
+
+
+def test_acceptance_lists_every_objective_per_chain_with_its_paired_difference() -> None:
+    run = run_script("--draws", "4", "--chains", "unipc:3", "unipc:3", "--acceptance")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("rejection acceptance"))
+    assert "each of the run's 12 sources" in lines[start]
+    assert lines[start + 1].split() == ["objective", "unipc", "3", "unipc", "3"]
+    rows = [line.split() for line in lines[start + 2:]]
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert [row[0] for row in rows] == list(config["sets"]["objectives"])
+    for row in rows:
+        share = float(row[1])
+        assert 0 <= share <= 100 and abs(share - round(share * 48 / 100) * 100 / 48) <= 0.051  # of 4 draws x 12 sources
+        assert row[2:] == [f"{share:.1f}", "(+0.0", "+-", "0.0)"]  # the same chain: the same draws, no difference
