@@ -166,9 +166,11 @@ def invalid(config: dict, source: str = "my.yaml") -> str:
 
 @pytest.mark.parametrize("section, name, spec, message", [
     ("samplers", "guided", {"kind": "guided", "guidance_scal": 0.1},
-     "sets.samplers.guided: field 'guidance_scal' is not allowed for kind 'guided'; allowed: ['batch_size', "),
+     "sets.samplers.guided: field 'guidance_scal' is not allowed for kind 'guided'; allowed: ['approach_steps', "),
     ("samplers", "guided", {"kind": "guided", "guidance_scal": 0.1}, "(did you mean 'guidance_scale'"),
     ("samplers", "rejection", {"kind": "rejection", "num_steps": 0}, "sets.samplers.rejection: num_steps must be an int >= 1, got 0"),
+    ("samplers", "guided", {"kind": "guided", "approach_steps": 0},
+     "sets.samplers.guided: approach_steps must be null or an int >= 1, got 0"),
     ("samplers", "fast", {"kind": "noise_opt", "strength": 1.5}, "sets.samplers.fast: strength must be in (0.0, 1.0], got 1.5"),
     ("samplers", "guided", {"kind": "guided", "guidance_interval": [0.9, 0.1]}, "sets.samplers.guided: guidance_interval must be"),
     ("samplers", "guided", {"kind": "guided", "repulsion_space": "clip"}, "repulsion_space must be one of ['pixels', 'lpips']"),

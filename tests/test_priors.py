@@ -211,6 +211,27 @@ def test_tweedie_and_ddim_step_are_exact_for_the_exact_prediction(prediction_typ
         torch.testing.assert_close(prior.step(z_t, t, output), expected, atol=2e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_step_to_is_the_ddim_step_and_jumps_exactly_for_the_exact_prediction(prediction_type: str) -> None:
+    """To the previous timestep step_to is `step`; with the true noise it lands on z0 noised to any cleaner step."""
+    prior = prior_with(prediction_type)
+    generator = torch.Generator().manual_seed(1)
+    z0 = torch.rand(2, 3, PIXEL_SIZE, PIXEL_SIZE, generator=generator) * 2 - 1
+    noise = torch.randn(z0.shape, generator=generator)
+    t = int(prior.timesteps(4)[0])
+    z_t = prior.noise_to(z0, t, noise)
+    output = torch.randn(z0.shape, generator=generator)
+    torch.testing.assert_close(prior.step_to(z_t, t, prior.previous_timestep(t), output), prior.step(z_t, t, output))
+    a = prior.alpha_bar(t)
+    exact = {"epsilon": noise, "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * z0, "sample": z0}
+    for s in (600, 1):
+        landed = prior.step_to(z_t, t, s, exact[prediction_type])
+        torch.testing.assert_close(landed, prior.noise_to(z0, s, noise), atol=2e-4, rtol=1e-4)
+    for s in (t, t + 1, -1):
+        with pytest.raises(ValueError, match="from a noisier step to a cleaner one"):
+            prior.step_to(z_t, t, s, output)
+
+
 class PointMassPrior(PixelDiffusionPrior):
     """A prior whose data is the one image z0: its denoiser's output is the exact one, so every solver that
     integrates the chain correctly lands on z0, from any noise and any step count."""

@@ -220,6 +220,29 @@ def test_guidance_interval_guides_only_the_steps_inside_it(prior, source) -> Non
     assert GuidedSampler(guidance_interval=[0.0, 0.85]).describe()["guidance_interval"] == [0.0, 0.85]
 
 
+def test_approach_steps_walk_the_plain_steps_before_the_first_guided_one_in_fewer_calls(prior, source) -> None:
+    """A 10-step chain guided below noise level 0.55 starts with 5 plain steps (999 ... 599); 2 approach steps
+    replace them, and the 5 guided ones and the final step run as before."""
+    objective = RedMean(0.9)
+    settings = {"num_steps": 10, "guidance_scale": 0.3, "batch_size": 4, "guidance_interval": (0.0, 0.55)}
+    scheduled = draw(bare_guided(**settings), prior, objective, source, n=4)
+    approached = draw(bare_guided(**settings, approach_steps=2), prior, objective, source, n=4)
+    assert scheduled.steps.tolist() == [10] * 4 and approached.steps.tolist() == [7] * 4
+    assert approached.trace.shape == scheduled.trace.shape == (4, 4)  # the guided steps 499 ... 199
+    assert not torch.allclose(approached.images, scheduled.images)
+    unguided = draw(bare_guided(**settings | {"guidance_scale": 0.0}, approach_steps=2), prior, objective, source, n=4)
+    assert approached.loss.mean() < unguided.loss.mean()
+    as_many = draw(bare_guided(**settings, approach_steps=5), prior, objective, source, n=4)
+    torch.testing.assert_close(as_many.images, scheduled.images)  # no fewer steps to take: the schedule's own
+    for unchanged in ({"strength": 0.5}, {"distance_weight": 0.1}):  # no plain step before the first guided one
+        before = draw(bare_guided(**settings, **unchanged), prior, objective, source, n=4)
+        after = draw(bare_guided(**settings, **unchanged, approach_steps=1), prior, objective, source, n=4)
+        torch.testing.assert_close(after.images, before.images)
+        assert after.steps.tolist() == before.steps.tolist()
+    with pytest.raises(ValueError, match="approach_steps must be an int >= 1, got 0"):
+        GuidedSampler(approach_steps=0)
+
+
 class AutocastSpy(RedMean):
     """RedMean that records whether CPU autocast was on, and in which dtype, when each method ran."""
 

@@ -240,12 +240,25 @@ class DiffusionPrior(ABC):
         (the two differ by one small step), so a round trip is close, not exact, and closer with more steps.
         """
         output = self.predict(z_s, t)
-        clean, noise = self._clean_and_noise(z_s, self.alpha_bar(self.previous_timestep(t)), output)
-        if self.scheduler.config.clip_sample:  # as the forward step clips its clean estimate
+        return self._ddim_move(z_s, self.alpha_bar(self.previous_timestep(t)), self.alpha_bar(t), output)
+
+    def step_to(self, z_t: Tensor, t: int | Tensor, s: int | Tensor, output: Tensor | None = None) -> Tensor:
+        """One deterministic DDIM step from t to any cleaner step s: `step` at eta=0 when s is
+        `previous_timestep(t)`, a longer jump otherwise (a sampler's unguided approach to its first guided step)."""
+        if not int(t) > int(s) >= 0:
+            raise ValueError(f"step_to goes from a noisier step to a cleaner one; got t={int(t)}, s={int(s)}")
+        if output is None:
+            output = self.predict(z_t, t)
+        return self._ddim_move(z_t, self.alpha_bar(t), self.alpha_bar(s), output)
+
+    def _ddim_move(self, z: Tensor, a_here: Tensor, a_there: Tensor, output: Tensor) -> Tensor:
+        """The DDIM move of z from signal fraction `a_here` to `a_there` along the denoiser's clean estimate and
+        noise, the clean estimate clipped as the scheduler's step clips it."""
+        clean, noise = self._clean_and_noise(z, a_here, output)
+        if self.scheduler.config.clip_sample:
             limit = self.scheduler.config.clip_sample_range
             clean = clean.clamp(-limit, limit)
-        a_t = self.alpha_bar(t)
-        return a_t.sqrt() * clean + (1 - a_t).sqrt() * noise
+        return a_there.sqrt() * clean + (1 - a_there).sqrt() * noise
 
     def solve(self, z: Tensor, timesteps: Tensor, solver: str = "ddim", eta: float = 0.0,
               generator: Generators | None = None) -> Tensor:

@@ -26,6 +26,9 @@ score moves the DDIM update:
   what an unguided one does, or keep only the distance and repulsion terms, which act at every step. At the
   noisiest steps a classifier reads a blurry Tweedie estimate and can ask for its shortcut rather than the
   object.
+- `approach_steps` takes the plain steps from pure noise down to the first guided step in fewer, longer DDIM
+  steps: no guidance acts there, so fewer denoiser calls reach the same noise level, and the guided steps, the
+  guidance's iterations, stay as they are (on the world's prior one step instead of four keeps every acceptance).
 - The final step, onto the clean end of the chain, is always a plain DDIM step: its shift would land on the
   output itself with no prior step after it to absorb it, a raw pixel perturbation rather than a guided sample.
 - `restarts` > 0 gives a member whose final image fails the acceptance test more tries at the end of the
@@ -93,6 +96,7 @@ class GuidedSampler(Sampler):
         restart_level: float = 0.3,
         gradient_dtype: str = "auto",
         cone: Cone | None = None,
+        approach_steps: int | None = None,
     ) -> None:
         """The defaults are the settings tuned on the shortcut world (docs/samplers.md): guidance
         only below noise level 0.85, where the Tweedie estimate is sharp enough for the classifier's gradient,
@@ -101,7 +105,9 @@ class GuidedSampler(Sampler):
         to 16 x 16. The loss trace has one row per guided step (the final step is never guided).
         `gradient_dtype` ("auto", "float32", "bfloat16", "float16") is the autocast dtype of the guidance
         gradient only; "auto" is bfloat16 where the device computes it natively. `cone` keeps the objective's
-        gradient within a cone around a robust model's gradient (DVCE); None guides with the gradient as it is."""
+        gradient within a cone around a robust model's gradient (DVCE); None guides with the gradient as it is.
+        `approach_steps` walks the plain steps from the chain's start down to its first guided step in that many
+        DDIM steps when the schedule has more (None: the schedule's own)."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.guidance_scale = check_float("guidance_scale", guidance_scale, 0.0)
         self.strength = check_float("strength", strength, 0.0, 1.0, low_open=True)
@@ -121,6 +127,7 @@ class GuidedSampler(Sampler):
         if cone is not None and not isinstance(cone, Cone):
             raise ValueError(f"cone must be a preimage.engine.samplers.cone.Cone or None, got {cone!r}")
         self.cone = cone
+        self.approach_steps = None if approach_steps is None else check_int("approach_steps", approach_steps, 1)
 
     def _check_editable(self) -> None:
         if self.restarts:
@@ -143,14 +150,29 @@ class GuidedSampler(Sampler):
         noise = prior.sample_noise(len(generators), generators)
         z = start_latents(prior, z_source, timesteps[0], self.strength, noise)
         guide = Guide(objective, self.cone.reference(objective) if self.cone else None)
+        z, timesteps, approach_calls = self._approach(prior, z, timesteps)
         z, trace, chain_calls = self._run_chain(prior, guide, source, z, timesteps, generators)
-        calls = torch.full((len(generators),), chain_calls, dtype=torch.long)
+        calls = torch.full((len(generators),), approach_calls + chain_calls, dtype=torch.long)
         if self.restarts:
             z, tries_calls = self._restart_failures(prior, guide, source, z, timesteps, generators)
             calls += tries_calls
         with torch.no_grad():
             images = prior.decode(z)
         return images, torch.stack(trace) if trace else None, calls
+
+    def _approach(self, prior: DiffusionPrior, z: Tensor, timesteps: Tensor) -> tuple[Tensor, Tensor, int]:
+        """Walk z from the chain's start to its first guided step in `approach_steps` DDIM steps, evenly spaced in
+        t, when the schedule has more plain steps before it; also the rest of the chain and the denoiser calls.
+        With a distance or repulsion term no step is plain, so the chain stays as it is."""
+        guided = [index for index, t in enumerate(timesteps[:-1]) if self._guides(prior, t)]
+        if self.approach_steps is None or self._regularised or not guided or guided[0] <= self.approach_steps:
+            return z, timesteps, 0
+        first = guided[0]
+        stops = torch.linspace(float(timesteps[0]), float(timesteps[first]), self.approach_steps + 1).round().long()
+        with torch.no_grad():
+            for t, s in zip(stops[:-1], stops[1:]):
+                z = prior.step_to(z, t, s)
+        return z, timesteps[first:], self.approach_steps
 
     def _run_chain(
         self,

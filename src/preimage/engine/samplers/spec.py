@@ -84,7 +84,7 @@ PARAMETERS: dict[str, dict[str, Callable[[object], str | None]]] = {
         "recurrence": _int(1), "repulsion_weight": _WEIGHT, "repulsion_space": _choice(REPULSION_SPACES),
         "batch_size": _int(1), "eta": _WEIGHT, "through_denoiser": _bool, "guidance_interval": _interval,
         "restarts": _int(0), "restart_level": _STRENGTH, "gradient_dtype": _choice(GRADIENT_DTYPES),
-        "cone_angle": _optional(_CONE_ANGLE),
+        "cone_angle": _optional(_CONE_ANGLE), "approach_steps": _optional(_int(1)),
     },
     "rejection": {
         "num_steps": _int(1), "strength": _STRENGTH, "batch_size": _int(1), "eta": _WEIGHT,
