@@ -90,19 +90,19 @@ def acceptance(bound: dict[str, list[Objective]], images: np.ndarray) -> dict[st
                 for name, objectives in bound.items()}
 
 
-def print_acceptance(chains: list[str], shares: list[dict[str, np.ndarray]], sources: int) -> None:
-    """Each objective's acceptance per chain (%), after the first chain with its paired difference from the first
-    one and that difference's standard error over the draws."""
+def print_acceptance(chains: list[str], shares: list[dict[str, np.ndarray]], title: str) -> None:
+    """Each objective's acceptance per chain (%) under `title`, after the first chain with its paired difference
+    from the first one and that difference's standard error over the draws (or members)."""
     draws = len(next(iter(shares[0].values())))
-    print(f"\nrejection acceptance (%): each objective on each of the run's {sources} sources, tested on every draw; "
-          "after the first chain, the paired difference from it +- its standard error")
-    print(f"{'objective':16s}" + "".join(f"{chain:>24s}" for chain in chains))
+    width = max(24, *(len(chain) + 2 for chain in chains))
+    print(f"\n{title}; after the first chain, the paired difference from it +- its standard error")
+    print(f"{'objective':16s}" + "".join(chain.rjust(width) for chain in chains))
     for name in shares[0]:
-        cells = [f"{100 * shares[0][name].mean():24.1f}"]
+        cells = [f"{100 * shares[0][name].mean():.1f}".rjust(width)]
         for share in shares[1:]:
             difference = 100 * (share[name] - shares[0][name])
             error = difference.std(ddof=1) / np.sqrt(draws) if draws > 1 else float("nan")
-            cells.append(f"{100 * share[name].mean():.1f} ({difference.mean():+.1f} +- {error:.1f})".rjust(24))
+            cells.append(f"{100 * share[name].mean():.1f} ({difference.mean():+.1f} +- {error:.1f})".rjust(width))
         print(f"{name:16s}" + "".join(cells))
 
 
@@ -153,7 +153,9 @@ def main() -> None:
             shares.append(acceptance(bound, images))
     if bound:
         sources = len(next(iter(bound.values())))
-        print_acceptance([f"{solver} {num_steps}" for solver, num_steps in args.chains], shares, sources)
+        print_acceptance([f"{solver} {num_steps}" for solver, num_steps in args.chains], shares,
+                         f"rejection acceptance (%): each objective on each of the run's {sources} sources, tested on "
+                         "every draw")
 
 
 if __name__ == "__main__":

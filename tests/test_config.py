@@ -93,15 +93,16 @@ def test_the_latent_unets_attention_flags_name_each_of_its_levels(config) -> Non
 
 
 def test_library_sampler_defaults_are_the_tuned_ones_the_default_run_uses(config) -> None:
-    """The guided sampler's defaults are the world's tuned settings; rejection keeps DDIM's 25 steps as its library
-    default (it takes eta, and suits any prior), and the world's run states its 8 UniPC steps, which the reference
-    shares so that a pool of reference draws can serve the rejection sets."""
+    """The guided sampler's defaults are the world's tuned settings, and the world's run states its one approach
+    step (the library keeps the schedule's own approach for priors it was not measured on); rejection keeps DDIM's
+    25 steps as its library default (it takes eta, and suits any prior), and the world's run states its 8 UniPC
+    steps, which the reference shares so that a pool of reference draws can serve the rejection sets."""
     given = validate_config(config)
     samplers = given["sets"]["samplers"]
-    assert samplers == {"guided": {"kind": "guided"},
+    assert samplers == {"guided": {"kind": "guided", "approach_steps": 1},
                         "rejection": {"kind": "rejection", "num_steps": 8, "solver": "unipc"}}
     guided = from_config(samplers["guided"])
-    assert guided.describe() == GuidedSampler().describe()
+    assert guided.describe() == GuidedSampler(approach_steps=1).describe() and GuidedSampler().approach_steps is None
     assert (guided.num_steps, guided.guidance_scale, guided.guidance_interval, guided.batch_size, guided.restarts,
             guided.gradient_dtype) == (25, 0.08, (0.0, 0.85), 64, 2, "auto")
     assert (RejectionSampler().num_steps, RejectionSampler().solver, RejectionSampler().batch_size) == (25, "ddim", 64)

@@ -182,6 +182,7 @@ def test_the_preset_validates_and_samples_from_the_folder_the_rule_trains(config
     merged = validate_config(merged, source="world_latent.yaml")
     assert merged["models"]["prior"]["source"] == str(model_dir(config, "latent"))
     assert merged["world"]["shortcuts"] == config["world"]["shortcuts"]  # the same world, another prior
+    assert merged["sets"]["samplers"]["guided"]["approach_steps"] is None  # the schedule's own, as measured there
     assert (REPO / merged["models"]["prior"]["source"] / "model_index.json").is_file()
 
 
