@@ -28,7 +28,8 @@ score moves the DDIM update:
   object.
 - `approach_steps` takes the plain steps from pure noise down to the first guided step in fewer, longer DDIM
   steps: no guidance acts there, so fewer denoiser calls reach the same noise level, and the guided steps, the
-  guidance's iterations, stay as they are (on the world's prior one step instead of four keeps every acceptance).
+  guidance's iterations, stay as they are (on the world's prior one step instead of four keeps each acceptance
+  within half a point or raises it).
 - The final step, onto the clean end of the chain, is always a plain DDIM step: its shift would land on the
   output itself with no prior step after it to absorb it, a raw pixel perturbation rather than a guided sample.
 - `restarts` > 0 gives a member whose final image fails the acceptance test more tries at the end of the
@@ -107,7 +108,7 @@ class GuidedSampler(Sampler):
         gradient only; "auto" is bfloat16 where the device computes it natively. `cone` keeps the objective's
         gradient within a cone around a robust model's gradient (DVCE); None guides with the gradient as it is.
         `approach_steps` walks the plain steps from the chain's start down to its first guided step in that many
-        DDIM steps when the schedule has more (None: the schedule's own)."""
+        deterministic DDIM steps when the schedule has more (None: the schedule's own)."""
         self.num_steps = check_int("num_steps", num_steps, 1)
         self.guidance_scale = check_float("guidance_scale", guidance_scale, 0.0)
         self.strength = check_float("strength", strength, 0.0, 1.0, low_open=True)
