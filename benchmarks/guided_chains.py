@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
-from unguided_solvers import bound_objectives, print_acceptance
 
 from preimage.engine.samplers.spec import from_config as sampler_from_config
 from preimage.pipeline.config import load_config, objective_samplers
@@ -29,6 +29,9 @@ from preimage.pipeline.models import resolve_prior
 from preimage.pipeline.sources import load_source_images
 from preimage.pipeline.workflow import select_sources
 from preimage.utils.devices import device_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, however this one is loaded
+from unguided_solvers import bound_objectives, print_acceptance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7  # the members' seeds: source k's set draws from a generator seeded SEED + k
