@@ -26,12 +26,10 @@ import torch
 from preimage.engine.samplers.spec import from_config as sampler_from_config
 from preimage.pipeline.config import load_config, objective_samplers
 from preimage.pipeline.models import resolve_prior
-from preimage.pipeline.sources import load_source_images
-from preimage.pipeline.workflow import select_sources
 from preimage.utils.devices import device_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, however this one is loaded
-from unguided_solvers import bound_objectives, print_acceptance  # noqa: E402
+from unguided_solvers import bound_objectives, column_width, print_acceptance, run_sources  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7  # the members' seeds: source k's set draws from a generator seeded SEED + k
@@ -72,13 +70,12 @@ def main() -> None:
     if unknown:
         parser.error(f"--objectives {unknown} are not in sets.objectives {list(config['sets']['objectives'])}")
     prior = resolve_prior(config, "cpu")
-    bound = {name: objectives for name, objectives in bound_objectives(config, prior.image_size).items()
-             if name in names}
-    sources = load_source_images(config, select_sources(config), prior.image_size)
+    sources = run_sources(config, prior.image_size)
+    bound = {name: objectives for name, objectives in bound_objectives(config, sources).items() if name in names}
     print(f"CPU: {device_name('cpu')}; {args.threads} thread(s); UNet in {prior.compute_dtype}; {len(sources)} "
           f"sources x {args.members} members per objective and chain (seeds {SEED} + source)")
     chains = [json.dumps(overlay) for overlay in args.chains]
-    accepted, costs = [], []
+    accepted, costs = [], {name: [] for name in bound}  # costs: (passes per member, CPU s) per chain
     for overlay, chain in zip(args.chains, chains):
         accepted.append({})
         for name, objectives in bound.items():
@@ -89,17 +86,15 @@ def main() -> None:
                 results.append(sampler.sample(prior, objective, source[None], args.members, generator))
             accepted[-1][name] = torch.cat([result.accepted for result in results]).float().numpy()
             passes = torch.cat([result.steps for result in results]).float().mean().item()
-            costs.append((chain, name, passes, time.process_time() - start))
+            costs[name].append((passes, time.process_time() - start))
             print(f"{chain:32s} {name:16s} {100 * accepted[-1][name].mean():5.1f} %  {passes:5.2f} passes per member  "
-                  f"{costs[-1][3]:6.1f} CPU s", flush=True)
+                  f"{costs[name][-1][1]:6.1f} CPU s", flush=True)
     print_acceptance(chains, accepted, f"guided acceptance (%) over {len(sources)} sources x {args.members} members")
-    width = max(24, *(len(chain) + 2 for chain in chains))
+    width = column_width(chains)
     print("\npasses per member / CPU s")
     print(f"{'objective':16s}" + "".join(chain.rjust(width) for chain in chains))
-    for name in bound:
-        cells = [f"{passes:.2f} / {seconds:.0f}".rjust(width) for _, objective, passes, seconds in costs
-                 if objective == name]
-        print(f"{name:16s}" + "".join(cells))
+    for name, chain_costs in costs.items():
+        print(f"{name:16s}" + "".join(f"{passes:.2f} / {seconds:.0f}".rjust(width) for passes, seconds in chain_costs))
 
 
 if __name__ == "__main__":

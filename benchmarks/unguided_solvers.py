@@ -66,13 +66,17 @@ def categorical(attributes: pd.DataFrame) -> pd.DataFrame:
     return attributes.select_dtypes(exclude="number")
 
 
-def bound_objectives(config: dict, image_size: int) -> dict[str, list[Objective]]:
-    """{objective name: that objective of `sets.objectives` bound to each of the run's sources}, built and bound as
-    the set jobs do, on the CPU."""
+def run_sources(config: dict, image_size: int) -> torch.Tensor:
+    """The run's source images (N, 3, S, S) in [0, 1], as the set jobs load them."""
+    return load_source_images(config, select_sources(config), image_size)
+
+
+def bound_objectives(config: dict, sources: torch.Tensor) -> dict[str, list[Objective]]:
+    """{objective name: that objective of `sets.objectives` bound to each of `sources` (`run_sources`)}, built and
+    bound as the set jobs do, on the CPU."""
     classifier = resolve_classifier(config, "cpu")
     objectives = config["sets"]["objectives"]
     named = resolve_named_models(config, "cpu", models_named(objectives))
-    sources = load_source_images(config, select_sources(config), image_size)
     bound = {}
     for name, spec in objectives.items():
         objective = objective_from_config(spec, classifier, named, where=f"sets.objectives.{name}")
@@ -90,11 +94,16 @@ def acceptance(bound: dict[str, list[Objective]], images: np.ndarray) -> dict[st
                 for name, objectives in bound.items()}
 
 
+def column_width(chains: list[str]) -> int:
+    """The width of a table column per chain: 24 characters, or a chain's name and two spaces."""
+    return max(24, *(len(chain) + 2 for chain in chains))
+
+
 def print_acceptance(chains: list[str], shares: list[dict[str, np.ndarray]], title: str) -> None:
     """Each objective's acceptance per chain (%) under `title`, after the first chain with its paired difference
     from the first one and that difference's standard error over the draws (or members)."""
     draws = len(next(iter(shares[0].values())))
-    width = max(24, *(len(chain) + 2 for chain in chains))
+    width = column_width(chains)
     print(f"\n{title}; after the first chain, the paired difference from it +- its standard error")
     print(f"{'objective':16s}" + "".join(chain.rjust(width) for chain in chains))
     for name in shares[0]:
@@ -128,7 +137,7 @@ def main() -> None:
         parser.error(f"{oracle_dir}: no such folder; train the world's oracle with "
                      f"`snakemake --cores 2 {oracle_dir}/model.safetensors`")
     oracle = load_oracle(oracle_dir)
-    bound = bound_objectives(config, prior.image_size) if args.acceptance else {}
+    bound = bound_objectives(config, run_sources(config, prior.image_size)) if args.acceptance else {}
     noise = prior.sample_noise(args.draws, torch.Generator().manual_seed(args.seed))
     print(f"CPU: {device_name('cpu')}; {args.threads} thread(s); UNet in {prior.compute_dtype}; {args.draws} draws "
           f"(seed {args.seed}) per chain; the yardstick: {args.chains[0][0]} {args.chains[0][1]} steps")
